@@ -1,0 +1,21 @@
+/**
+ * Two kinds of failure, matching the exit codes our users' tools use:
+ * UsageError (exit 2) — the command line or input is wrong; nothing was sent.
+ * RuntimeError (exit 1) — the request was fine but the world said no (no ARP reply, no permission, link down).
+ * The message is one line that names the bad value and, where it can, what would be valid.
+ */
+export class UsageError extends Error {
+  readonly exitCode = 2;
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export class RuntimeError extends Error {
+  readonly exitCode = 1;
+  constructor(message: string) {
+    super(message);
+    this.name = 'RuntimeError';
+  }
+}
