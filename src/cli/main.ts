@@ -1,0 +1,43 @@
+import { Command, CommanderError } from 'commander';
+import { UsageError, RuntimeError } from '../errors.js';
+
+/**
+ * Every subcommand lives in its own module under src/cli/ and exports `register(program)`.
+ * Add one import + one line to COMMANDS to wire a new subcommand in.
+ */
+type Register = (program: Command) => void;
+const COMMANDS: Array<() => Promise<{ register: Register }>> = [
+];
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command();
+  program
+    .name('rawpoll')
+    .description('Userland netpoll: hand-built Ethernet/IPv4/UDP frames put straight on a NIC through libpcap,\n' +
+      'with its own ARP — no kernel IP stack, routing table or neighbour cache in the way.')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  for (const load of COMMANDS) (await load()).register(program);
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    process.exitCode = exitCodeFor(err);
+  }
+}
+
+/** Map any failure to tcpdump-style exit codes: 2 = bad usage, 1 = runtime failure. Never a stack trace. */
+export function exitCodeFor(err: unknown): number {
+  if (err instanceof CommanderError) {
+    // commander already printed its message (or the help text, whose exit code is 0).
+    return err.exitCode === 0 ? 0 : 2;
+  }
+  if (err instanceof UsageError || err instanceof RuntimeError) {
+    process.stderr.write(`rawpoll: ${err.message}\n`);
+    return err.exitCode;
+  }
+  const e = err as NodeJS.ErrnoException;
+  process.stderr.write(`rawpoll: ${e && e.message ? e.message : String(err)}\n`);
+  if (process.env.RAWPOLL_DEBUG && e && e.stack) process.stderr.write(e.stack + '\n');
+  return 1;
+}
