@@ -1,0 +1,15 @@
+{
+  # rawpoll's native TX fast path: one AF_PACKET socket, batched sendmmsg, a paced send loop in C.
+  # Linux only (AF_PACKET); the pcap engine stays the portable path.
+  "targets": [
+    {
+      "target_name": "rawpoll_native",
+      "sources": ["src/rawpoll_native.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++17", "-O2", "-fexceptions", "-Wall", "-Wextra"]
+    }
+  ]
+}

@@ -1,0 +1,564 @@
+// rawpoll's native TX fast path (Linux).
+//
+// Why it exists: the pcap engine crosses from JS into C once per frame (cap.send -> pcap_sendpacket -> send()),
+// one syscall per packet. Here JS hands over a few template frames once; a loop on a libuv worker thread copies
+// them into a batch, patches the per-frame fields (IP ID, pktgen seq and timestamps) with RFC 1624 incremental
+// checksum updates, and hands up to `batch` frames to the kernel per sendmmsg() call. No JS runs per packet.
+//
+// Exports:
+//   open(ifname, {qdiscBypass?, sndbuf?}) -> {fd, ifindex, qdiscBypass}
+//   close(fd)
+//   sendBatch(fd, buf, offsets: Uint32Array, lengths: Uint32Array) -> {sent, waits, errno, error}
+//   blast(params, onProgress(p), onDone(err, result)) -> {stop()}
+// Nothing is dropped silently: EAGAIN/ENOBUFS wait for the queue (poll / a short sleep) and are counted as `waits`;
+// any other error stops the run and the frames the kernel refused are returned as `notSent`.
+
+#include <napi.h>
+
+#include <errno.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr uint64_t NS = 1000000000ull;
+// Sleeping is only precise to the scheduler's wake-up latency (tens of µs on a VM): sleep until this close to the
+// deadline, then busy-wait the rest on the clock. That is what keeps sub-µs gaps from collapsing.
+constexpr uint64_t SPIN_NS = 200000;
+constexpr unsigned MAX_SLOTS = 1024;
+// A queue that stays full this long is not congestion any more (link down, driver stuck): fail instead of hanging.
+constexpr uint64_t STALL_NS = 5 * NS;
+
+inline uint64_t clock_ns(clockid_t c) {
+  timespec ts;
+  clock_gettime(c, &ts);
+  return uint64_t(ts.tv_sec) * NS + uint64_t(ts.tv_nsec);
+}
+inline uint64_t mono_ns() { return clock_ns(CLOCK_MONOTONIC); }
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+inline uint16_t rd16(const uint8_t* p) { return uint16_t((p[0] << 8) | p[1]); }
+inline void wr16(uint8_t* p, uint16_t v) { p[0] = uint8_t(v >> 8); p[1] = uint8_t(v); }
+inline void wr32(uint8_t* p, uint32_t v) { wr16(p, uint16_t(v >> 16)); wr16(p + 2, uint16_t(v)); }
+inline uint32_t fold(uint32_t s) {
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return s;
+}
+// Adds ~word of each 16-bit word in [p, p+len): the "~m" half of RFC 1624 eqn 3, HC' = ~(~HC + ~m + m').
+inline uint32_t add_complements(uint32_t s, const uint8_t* p, unsigned len) {
+  for (unsigned i = 0; i + 1 < len; i += 2) s += uint16_t(~rd16(p + i));
+  return s;
+}
+inline uint32_t add_words32(uint32_t s, uint32_t v) { return s + (v >> 16) + (v & 0xffff); }
+
+// Waits until `deadline` on clock `c`: coarse sleeps (re-checking `stop`), then a busy-wait for the last stretch.
+void wait_until(clockid_t c, uint64_t deadline, const std::atomic<bool>& stop) {
+  for (;;) {
+    uint64_t now = clock_ns(c);
+    if (now >= deadline) return;
+    uint64_t left = deadline - now;
+    if (left <= SPIN_NS) break;
+    uint64_t sl = left - SPIN_NS;
+    if (sl > 50000000ull) sl = 50000000ull;  // wake at least every 50 ms to notice stop()
+    timespec ts{time_t(sl / NS), long(sl % NS)};
+    nanosleep(&ts, nullptr);
+    if (stop.load(std::memory_order_relaxed)) return;
+  }
+  while (clock_ns(c) < deadline) cpu_relax();
+}
+
+// Sends msgs[0, n): retries EAGAIN/ENOBUFS by waiting for the queue; stops on any other error.
+// Returns 0 or the errno of the hard failure; *sent = frames the kernel accepted.
+int send_all(int fd, mmsghdr* msgs, unsigned n, unsigned* sent, uint64_t* waits) {
+  unsigned done = 0;
+  uint64_t stallSince = 0;
+  while (done < n) {
+    int r = sendmmsg(fd, msgs + done, n - done, MSG_DONTWAIT);
+    if (r > 0) {
+      done += unsigned(r);
+      stallSince = 0;
+      continue;
+    }
+    int e = r < 0 ? errno : EIO;
+    if (e == EINTR) continue;
+    if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
+      ++*waits;
+      uint64_t now = mono_ns();
+      if (!stallSince) stallSince = now;
+      else if (now - stallSince > STALL_NS) { *sent = done; return ETIMEDOUT; }
+      if (e == ENOBUFS) {
+        // The driver's ring is full (qdisc bypass) or the socket is out of memory: poll() would not wait for that.
+        timespec ts{0, 20000};
+        nanosleep(&ts, nullptr);
+      } else {
+        pollfd p{fd, POLLOUT, 0};
+        poll(&p, 1, 10);
+      }
+      continue;
+    }
+    *sent = done;
+    return e;
+  }
+  *sent = done;
+  return 0;
+}
+
+// ---- socket ----
+
+Napi::Value Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "open(ifname, opts?): ifname must be a string");
+  std::string ifname = info[0].As<Napi::String>();
+  bool bypass = false;
+  int sndbuf = 0;
+  if (info.Length() > 1 && info[1].IsObject()) {
+    Napi::Object o = info[1].As<Napi::Object>();
+    if (o.Has("qdiscBypass")) bypass = o.Get("qdiscBypass").ToBoolean();
+    if (o.Has("sndbuf") && o.Get("sndbuf").IsNumber()) sndbuf = o.Get("sndbuf").As<Napi::Number>().Int32Value();
+  }
+  unsigned ifindex = if_nametoindex(ifname.c_str());
+  if (!ifindex) throw Napi::Error::New(env, "no such interface " + ifname + ": " + strerror(errno));
+  // Protocol 0: the socket can send but is never handed received frames, so it costs nothing on the RX path.
+  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    int e = errno;
+    throw Napi::Error::New(env, std::string("AF_PACKET socket: ") + strerror(e) +
+                                    (e == EPERM ? " (needs root or CAP_NET_RAW)" : ""));
+  }
+  sockaddr_ll sll;
+  memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_ifindex = int(ifindex);
+  sll.sll_protocol = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sll), sizeof sll) < 0) {
+    int e = errno;
+    close(fd);
+    throw Napi::Error::New(env, "bind AF_PACKET to " + ifname + ": " + strerror(e));
+  }
+  if (sndbuf > 0) {
+    // SO_SNDBUFFORCE passes rmem/wmem_max when we are root; fall back to the capped SO_SNDBUF.
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) < 0)
+      setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  }
+  bool bypassOk = false;
+  if (bypass) {
+    // PACKET_QDISC_BYPASS (Linux 3.14): straight to the driver, no qdisc, no taps on this host (tcpdump on the
+    // sending interface will not see these frames; the receiver does).
+    int one = 1;
+    bypassOk = setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one) == 0;
+  }
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("fd", fd);
+  r.Set("ifindex", ifindex);
+  r.Set("qdiscBypass", bypassOk);
+  return r;
+}
+
+Napi::Value Close(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && info[0].IsNumber()) close(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+
+Napi::Value ErrObj(Napi::Env env, unsigned sent, uint64_t waits, int err) {
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("sent", sent);
+  r.Set("waits", double(waits));
+  r.Set("errno", err);
+  r.Set("error", err ? Napi::Value(Napi::String::New(env, strerror(err))) : env.Null());
+  return r;
+}
+
+// Synchronous: sends the frames buf[offsets[i], +lengths[i]) in sendmmsg batches. For tests and one-off bursts.
+Napi::Value SendBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsBuffer() || !info[2].IsTypedArray() || !info[3].IsTypedArray())
+    throw Napi::TypeError::New(env, "sendBatch(fd, buf, offsets: Uint32Array, lengths: Uint32Array)");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  auto buf = info[1].As<Napi::Buffer<uint8_t>>();
+  auto offs = info[2].As<Napi::Uint32Array>();
+  auto lens = info[3].As<Napi::Uint32Array>();
+  if (offs.ElementLength() != lens.ElementLength()) throw Napi::RangeError::New(env, "offsets and lengths differ in length");
+  size_t n = offs.ElementLength();
+  for (size_t i = 0; i < n; i++)
+    if (size_t(offs[i]) + lens[i] > buf.Length()) throw Napi::RangeError::New(env, "frame " + std::to_string(i) + " lies outside the buffer");
+  std::vector<iovec> iov(n);
+  std::vector<mmsghdr> msgs(n);
+  memset(msgs.data(), 0, n * sizeof(mmsghdr));
+  for (size_t i = 0; i < n; i++) {
+    iov[i].iov_base = buf.Data() + offs[i];
+    iov[i].iov_len = lens[i];
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  unsigned total = 0;
+  uint64_t waits = 0;
+  int err = 0;
+  while (total < n && !err) {
+    unsigned chunk = unsigned(std::min<size_t>(n - total, MAX_SLOTS)), sent = 0;
+    err = send_all(fd, msgs.data() + total, chunk, &sent, &waits);
+    total += sent;
+  }
+  return ErrObj(env, total, waits, err);
+}
+
+// ---- the paced send loop ----
+
+struct Tpl {
+  uint32_t off, len, flow;
+  bool ipId;       // patch the IP ID (and header checksum)
+  bool seq;        // frame is long enough to carry the pktgen header at seqOff
+  bool udpCsum;    // template's UDP checksum is non-zero: keep it right incrementally
+  uint32_t ipPartial, udpPartial;  // ~HC + sum(~m) of the template's words that get replaced
+};
+
+struct Progress {
+  uint64_t sent, bytes, waits, elapsedNs;
+};
+
+struct Job {
+  int fd = -1;
+  std::vector<uint8_t> frames;
+  std::vector<Tpl> tpl;
+  std::vector<uint32_t> order;
+  uint32_t maxLen = 0;
+  int ipOff = 14, seqOff = -1;
+  bool patchIpId = false, patchTs = true;
+  uint32_t ipId = 1;
+  std::vector<uint32_t> seq;  // next seq per flow
+  uint64_t count = 0;         // 0 = until duration/stop
+  double durationNs = 0, gapNs = 0, nsPerByte = 0, burstGapNs = 0;
+  uint32_t burst = 1, batch = 64, progressMs = 200;
+  uint64_t startAtRealNs = 0;
+  std::atomic<bool> stop{false};
+  // results
+  uint64_t sent = 0, bytes = 0, waits = 0, notSent = 0;
+  int err = 0;
+  uint64_t firstNs = 0, lastNs = 0, firstRealNs = 0, startedLateNs = 0;
+  double lateSumNs = 0;
+  uint64_t lateMaxNs = 0, groups = 0;
+};
+
+class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
+ public:
+  BlastWorker(Napi::Function done, Napi::Function progress, std::shared_ptr<Job> job)
+      : Napi::AsyncProgressWorker<Progress>(done, "rawpoll.blast"), job_(std::move(job)) {
+    progress_.Reset(progress, 1);
+  }
+
+  void Execute(const ExecutionProgress& ep) override {
+    // The default 50 µs timer slack would make every sleep overshoot; restore it for the next libuv job.
+    int oldSlack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+    prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0);
+    Run(ep);
+    if (oldSlack > 0) prctl(PR_SET_TIMERSLACK, oldSlack, 0, 0, 0);
+  }
+
+  void OnProgress(const Progress* p, size_t n) override {
+    if (!n || progress_.IsEmpty()) return;
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("sent", double(p->sent));
+    o.Set("bytes", double(p->bytes));
+    o.Set("waits", double(p->waits));
+    o.Set("elapsedNs", double(p->elapsedNs));
+    progress_.Call({o});
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    const Job& j = *job_;
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("sent", double(j.sent));
+    r.Set("bytes", double(j.bytes));
+    r.Set("waits", double(j.waits));
+    r.Set("notSent", double(j.notSent));
+    r.Set("errno", j.err);
+    r.Set("error", j.err ? Napi::Value(Napi::String::New(env, strerror(j.err))) : env.Null());
+    r.Set("firstNs", double(j.firstNs));
+    r.Set("lastNs", double(j.lastNs));
+    r.Set("firstRealSec", double(j.firstRealNs / NS));
+    r.Set("firstRealNsec", double(j.firstRealNs % NS));
+    r.Set("startedLateNs", double(j.startedLateNs));
+    r.Set("lateMaxNs", double(j.lateMaxNs));
+    r.Set("lateMeanNs", j.groups ? j.lateSumNs / double(j.groups) : 0.0);
+    r.Set("sendCalls", double(j.groups));
+    r.Set("nextIpId", j.ipId & 0xffff);
+    Napi::Array seq = Napi::Array::New(env, j.seq.size());
+    for (size_t i = 0; i < j.seq.size(); i++) seq.Set(uint32_t(i), j.seq[i]);
+    r.Set("nextSeq", seq);
+    Callback().Call({env.Null(), r});
+  }
+
+  void OnError(const Napi::Error& e) override {
+    Napi::HandleScope scope(Env());
+    Callback().Call({e.Value()});
+  }
+
+ private:
+  std::shared_ptr<Job> job_;
+  Napi::FunctionReference progress_;
+
+  void Run(const ExecutionProgress& ep) {
+    Job& j = *job_;
+    const unsigned slots = std::min<unsigned>(MAX_SLOTS, std::max<unsigned>(j.batch, j.burst));
+    std::vector<uint8_t> ring(size_t(slots) * j.maxLen);
+    std::vector<iovec> iov(slots);
+    std::vector<mmsghdr> msgs(slots);
+    memset(msgs.data(), 0, slots * sizeof(mmsghdr));
+    for (unsigned s = 0; s < slots; s++) {
+      iov[s].iov_base = ring.data() + size_t(s) * j.maxLen;
+      msgs[s].msg_hdr.msg_iov = &iov[s];
+      msgs[s].msg_hdr.msg_iovlen = 1;
+    }
+    const bool paced = j.gapNs > 0 || j.nsPerByte > 0;
+    const size_t L = j.order.size();
+    size_t pos = 0;  // index into order of the next frame
+
+    if (j.startAtRealNs) {
+      uint64_t now = clock_ns(CLOCK_REALTIME);
+      if (now < j.startAtRealNs) wait_until(CLOCK_REALTIME, j.startAtRealNs, j.stop);
+      uint64_t after = clock_ns(CLOCK_REALTIME);
+      j.startedLateNs = after > j.startAtRealNs ? after - j.startAtRealNs : 0;
+    }
+    const uint64_t t0 = mono_ns();
+    double next = double(t0);  // deadline of the next group, CLOCK_MONOTONIC ns
+    uint64_t lastReport = t0;
+    const uint64_t reportNs = uint64_t(j.progressMs) * 1000000ull;
+
+    while (!j.stop.load(std::memory_order_relaxed)) {
+      if (j.count && j.sent >= j.count) break;
+      uint64_t left = j.count ? j.count - j.sent : UINT64_MAX;
+      if (j.durationNs > 0) {
+        double ref = paced ? next : double(mono_ns());
+        if (ref - double(t0) >= j.durationNs) break;
+      }
+      // 1. When is the next group due, and how many frames does it hold?
+      double groupDeadline = next;
+      if (paced || j.burstGapNs > 0) {
+        if (double(mono_ns()) < next) wait_until(CLOCK_MONOTONIC, uint64_t(next), j.stop);
+        if (j.stop.load(std::memory_order_relaxed)) break;
+      }
+      uint64_t now = mono_ns();
+      unsigned n = 0;
+      if (j.burst > 1) {
+        // One burst: `burst` frames back to back; with a rate the schedule advances by their periods, so the
+        // average rate holds and the gap between bursts is what is left.
+        n = unsigned(std::min<uint64_t>(j.burst, left));
+        for (unsigned k = 0; k < n; k++) next += j.gapNs + double(j.tpl[j.order[(pos + k) % L]].len) * j.nsPerByte;
+      } else if (paced) {
+        // Every frame whose deadline has passed (normally one; more only when we fell behind), at most one batch.
+        double d = next;
+        while (n < j.batch && n < left && d <= double(now)) {
+          d += j.gapNs + double(j.tpl[j.order[(pos + n) % L]].len) * j.nsPerByte;
+          n++;
+          if (j.durationNs > 0 && d - double(t0) >= j.durationNs) break;
+        }
+        if (!n) continue;
+        next = d;
+      } else {
+        n = unsigned(std::min<uint64_t>(j.batch, left));
+      }
+
+      // 2. Send the group in chunks of at most `slots` frames, each chunk prepared just before its sendmmsg.
+      unsigned done = 0;
+      while (done < n && !j.err) {
+        unsigned m = std::min(n - done, slots);
+        uint64_t real = clock_ns(CLOCK_REALTIME);
+        uint32_t tvSec = uint32_t(real / NS), tvUsec = uint32_t((real % NS) / 1000);
+        for (unsigned s = 0; s < m; s++) Prepare(j, j.tpl[j.order[(pos + s) % L]], s, ring.data() + size_t(s) * j.maxLen, &iov[s], tvSec, tvUsec);
+        uint64_t tSend = mono_ns();
+        if (!j.firstNs) {
+          j.firstNs = tSend;
+          j.firstRealNs = real;
+        }
+        if (done == 0 && (paced || j.burstGapNs > 0)) {
+          double late = double(tSend) - groupDeadline;
+          if (late > 0) {
+            j.lateSumNs += late;
+            if (uint64_t(late) > j.lateMaxNs) j.lateMaxNs = uint64_t(late);
+          }
+        }
+        unsigned sent = 0;
+        j.err = send_all(j.fd, msgs.data(), m, &sent, &j.waits);
+        j.groups++;
+        for (unsigned s = 0; s < sent; s++) j.bytes += iov[s].iov_len;
+        if (sent < m) {
+          // Frames prepared but refused: undo their IP IDs / seqs so the counters match what went out.
+          Rewind(j, pos + sent, m - sent);
+          j.notSent += m - sent;
+        }
+        j.sent += sent;
+        pos = (pos + sent) % L;
+        done += m;
+      }
+      j.lastNs = mono_ns();
+      if (j.err) break;
+      if (j.burstGapNs > 0) next = std::max(next, double(j.lastNs) + j.burstGapNs);
+      if (reportNs && j.lastNs - lastReport >= reportNs) {
+        lastReport = j.lastNs;
+        Progress p{j.sent, j.bytes, j.waits, j.lastNs - t0};
+        ep.Send(&p, 1);
+      }
+    }
+    if (j.err && j.count && j.count > j.sent + j.notSent) j.notSent = j.count - j.sent;
+  }
+
+  // Copies one template into a slot and patches IP ID, seq and timestamps with incremental checksum updates.
+  static void Prepare(Job& j, const Tpl& t, unsigned, uint8_t* slot, iovec* iov, uint32_t tvSec, uint32_t tvUsec) {
+    memcpy(slot, j.frames.data() + t.off, t.len);
+    iov->iov_len = t.len;
+    if (t.ipId) {
+      uint8_t* ip = slot + j.ipOff;
+      uint16_t id = uint16_t(j.ipId++);
+      wr16(ip + 4, id);
+      wr16(ip + 10, uint16_t(~fold(t.ipPartial + id)));
+    }
+    if (t.seq) {
+      uint8_t* h = slot + j.seqOff;
+      uint32_t seq = j.seq[t.flow]++;
+      uint32_t s = t.udpPartial;
+      wr32(h + 4, seq);
+      s = add_words32(s, seq);
+      if (j.patchTs) {
+        wr32(h + 8, tvSec);
+        wr32(h + 12, tvUsec);
+        s = add_words32(add_words32(s, tvSec), tvUsec);
+      }
+      if (t.udpCsum) {
+        uint16_t c = uint16_t(~fold(s));
+        wr16(slot + j.ipOff + 20 + 6, c ? c : 0xffff);  // UDP: a computed 0 goes out as 0xffff (RFC 768)
+      }
+    }
+  }
+
+  static void Rewind(Job& j, size_t from, unsigned k) {
+    const size_t L = j.order.size();
+    for (unsigned s = 0; s < k; s++) {
+      const Tpl& t = j.tpl[j.order[(from + s) % L]];
+      if (t.ipId) j.ipId--;
+      if (t.seq) j.seq[t.flow]--;
+    }
+  }
+};
+
+template <typename T>
+T num(Napi::Object o, const char* k, T dflt) {
+  Napi::Value v = o.Get(k);
+  return v.IsNumber() ? T(v.As<Napi::Number>().DoubleValue()) : dflt;
+}
+
+// blast(params, onProgress, onDone) -> { stop() }
+// params: { fd, frames: Buffer, offsets: Uint32Array, lengths: Uint32Array, flows: Uint32Array (flow of each
+//   template), order: Uint32Array (template index cycle), nFlows, ipOff, seqOff (-1: no pktgen header),
+//   ipId (first IP ID, or -1: leave the template's), seqStart (1), timestamps (bool), count, durationNs, gapNs,
+//   nsPerByte, burst, burstGapNs, batch, progressMs, startAtSec, startAtNsec }
+Napi::Value Blast(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsFunction() || !info[2].IsFunction())
+    throw Napi::TypeError::New(env, "blast(params, onProgress, onDone)");
+  Napi::Object p = info[0].As<Napi::Object>();
+  auto job = std::make_shared<Job>();
+  Job& j = *job;
+  j.fd = num<int>(p, "fd", -1);
+  if (j.fd < 0) throw Napi::TypeError::New(env, "blast: params.fd must be an open socket");
+  if (!p.Get("frames").IsBuffer()) throw Napi::TypeError::New(env, "blast: params.frames must be a Buffer");
+  auto frames = p.Get("frames").As<Napi::Buffer<uint8_t>>();
+  j.frames.assign(frames.Data(), frames.Data() + frames.Length());  // own copy: JS may reuse its buffer
+  auto u32 = [&](const char* k) {
+    Napi::Value v = p.Get(k);
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+      throw Napi::TypeError::New(env, std::string("blast: params.") + k + " must be a Uint32Array");
+    return v.As<Napi::Uint32Array>();
+  };
+  auto offs = u32("offsets"), lens = u32("lengths"), flows = u32("flows"), order = u32("order");
+  size_t nt = offs.ElementLength();
+  if (!nt || lens.ElementLength() != nt || flows.ElementLength() != nt)
+    throw Napi::RangeError::New(env, "blast: offsets, lengths and flows must be non-empty and of one length");
+  if (!order.ElementLength()) throw Napi::RangeError::New(env, "blast: order must not be empty");
+  uint32_t nFlows = num<uint32_t>(p, "nFlows", 1);
+  if (!nFlows) nFlows = 1;
+  j.ipOff = num<int>(p, "ipOff", 14);
+  j.seqOff = num<int>(p, "seqOff", -1);
+  double ipId = num<double>(p, "ipId", -1);
+  j.patchIpId = ipId >= 0;
+  j.ipId = j.patchIpId ? uint32_t(ipId) : 0;
+  j.patchTs = p.Get("timestamps").IsUndefined() ? true : p.Get("timestamps").ToBoolean().Value();
+  j.seq.assign(nFlows, num<uint32_t>(p, "seqStart", 1));
+  j.count = num<uint64_t>(p, "count", 0);
+  j.durationNs = num<double>(p, "durationNs", 0);
+  j.gapNs = num<double>(p, "gapNs", 0);
+  j.nsPerByte = num<double>(p, "nsPerByte", 0);
+  j.burst = std::max<uint32_t>(1, num<uint32_t>(p, "burst", 1));
+  j.burstGapNs = num<double>(p, "burstGapNs", 0);
+  j.batch = std::min<uint32_t>(MAX_SLOTS, std::max<uint32_t>(1, num<uint32_t>(p, "batch", 64)));
+  j.progressMs = num<uint32_t>(p, "progressMs", 200);
+  uint64_t sas = num<uint64_t>(p, "startAtSec", 0), san = num<uint64_t>(p, "startAtNsec", 0);
+  j.startAtRealNs = sas ? sas * NS + san : 0;
+
+  for (size_t i = 0; i < nt; i++) {
+    Tpl t{};
+    t.off = offs[i];
+    t.len = lens[i];
+    t.flow = flows[i];
+    if (size_t(t.off) + t.len > j.frames.size() || t.len < 14) throw Napi::RangeError::New(env, "blast: template " + std::to_string(i) + " lies outside frames");
+    if (t.flow >= nFlows) throw Napi::RangeError::New(env, "blast: template " + std::to_string(i) + " has flow >= nFlows");
+    const uint8_t* f = j.frames.data() + t.off;
+    j.maxLen = std::max(j.maxLen, t.len);
+    t.ipId = j.patchIpId && t.len >= uint32_t(j.ipOff + 20);
+    if (t.ipId) t.ipPartial = add_complements(uint16_t(~rd16(f + j.ipOff + 10)), f + j.ipOff + 4, 2);
+    t.seq = j.seqOff >= 0 && t.len >= uint32_t(j.seqOff + 16);
+    if (t.seq) {
+      uint16_t hc = rd16(f + j.ipOff + 20 + 6);
+      t.udpCsum = hc != 0;
+      t.udpPartial = add_complements(uint16_t(~hc), f + j.seqOff + 4, j.patchTs ? 12 : 4);
+    }
+    j.tpl.push_back(t);
+  }
+  j.order.resize(order.ElementLength());
+  for (size_t i = 0; i < j.order.size(); i++) {
+    if (order[i] >= nt) throw Napi::RangeError::New(env, "blast: order[" + std::to_string(i) + "] is not a template index");
+    j.order[i] = order[i];
+  }
+
+  auto* w = new BlastWorker(info[2].As<Napi::Function>(), info[1].As<Napi::Function>(), job);
+  w->Queue();
+  Napi::Object handle = Napi::Object::New(env);
+  handle.Set("stop", Napi::Function::New(env, [job](const Napi::CallbackInfo& ci) -> Napi::Value {
+    job->stop.store(true);
+    return ci.Env().Undefined();
+  }, "stop"));
+  return handle;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("open", Napi::Function::New(env, Open, "open"));
+  exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("sendBatch", Napi::Function::New(env, SendBatch, "sendBatch"));
+  exports.Set("blast", Napi::Function::New(env, Blast, "blast"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(rawpoll_native, Init)
