@@ -7,6 +7,8 @@ import { UsageError, RuntimeError } from '../errors.js';
  */
 type Register = (program: Command) => void;
 const COMMANDS: Array<() => Promise<{ register: Register }>> = [
+  () => import('./arp.js'),
+  () => import('./send.js'),
 ];
 
 export async function main(argv: string[]): Promise<void> {

@@ -1,0 +1,95 @@
+import { Command } from 'commander';
+import { UsageError } from '../errors.js';
+import { parseIpv4, parseSource } from '../wire/addr.js';
+import { parseMac } from '../wire/mac.js';
+import type { SenderOptions } from '../tx/sender.js';
+
+/** Options every sending command shares: where from, how to reach the next hop, and the IPv4/UDP profile. */
+export interface FrameFlags {
+  iface?: string;
+  from?: string;
+  gateway?: string;
+  dstMac?: string;
+  srcMac?: string;
+  ttl?: string;
+  tos?: string;
+  df?: boolean;
+  ipId?: string;
+  vlan?: string;
+  size?: string;
+  badIpChecksum?: boolean;
+  badUdpChecksum?: boolean;
+  udpChecksum?: boolean; // commander's --no-udp-checksum sets this false
+  retries?: string;
+  timeout?: string;
+  write?: string;
+  json?: boolean;
+}
+
+export function addLinkOptions(cmd: Command): Command {
+  return cmd
+    .option('-i, --iface <IF>', 'interface to send on (needs root or CAP_NET_RAW)')
+    .option('--from <IP[/PREFIX][:PORT]>', "source address; default: the interface's first IPv4 address. Works on an interface with no address configured (rawpoll then answers ARP for it). /PREFIX says which targets are on-link")
+    .option('--gateway <IP>', 'next hop for targets off-link: its MAC is ARP-resolved instead of the target\'s')
+    .option('--dst-mac <MAC>', 'destination MAC: skips ARP')
+    .option('--retries <N>', 'ARP who-has requests before giving up', '3')
+    .option('--timeout <MS>', 'wait for an ARP reply after each request, in ms', '1000');
+}
+
+export function addFrameOptions(cmd: Command): Command {
+  return cmd
+    .option('--src-mac <MAC>', "source MAC; default: the interface's")
+    .option('--ttl <N>', 'IPv4 TTL (netpoll: 64)')
+    .option('--tos <N>', 'IPv4 TOS byte (0-255)')
+    .option('--df', "set IPv4 Don't Fragment (netpoll leaves it clear)")
+    .option('--ip-id <N>', 'fixed IPv4 ID (default: a counter from 1, +1 per datagram, as netpoll)')
+    .option('--vlan <ID[:PRIO]>', '802.1Q tag: VLAN ID 0-4095 and optional priority 0-7')
+    .option('--size <N>', 'pad the payload with zeros to make N-byte frames (60 to MTU+14, without FCS)')
+    .option('--bad-ip-checksum', 'NIC validation: write a wrong IPv4 header checksum')
+    .option('--bad-udp-checksum', 'NIC validation: write a wrong UDP checksum (a Linux peer drops it: UDP InCsumErrors)')
+    .option('--no-udp-checksum', 'send UDP checksum 0 ("none", legal over IPv4)')
+    .option('-w, --write <FILE.pcap>', 'write the frames to a classic pcap file instead of sending (no root needed with --dst-mac/--src-mac/--from)')
+    .option('--json', 'print one JSON object with what was done');
+}
+
+export function intArg(v: string | undefined, what: string, lo: number, hi: number): number | undefined {
+  if (v === undefined) return undefined;
+  const t = String(v).trim();
+  const n = /^-?\d+$/.test(t) ? Number(t) : NaN;
+  if (!(Number.isInteger(n) && n >= lo && n <= hi)) {
+    throw new UsageError(`bad ${what} '${v}': expected an integer ${lo}-${hi}`);
+  }
+  return n;
+}
+
+export function parseVlanArg(v: string | undefined): { vid: number; pcp: number } | undefined {
+  if (v === undefined) return undefined;
+  const m = /^(\d+)(?::(\d+))?$/.exec(v.trim());
+  if (!m) throw new UsageError(`bad --vlan '${v}': expected ID[:PRIO] like 100 or 100:5`);
+  return { vid: intArg(m[1], '--vlan ID', 0, 4095)!, pcp: intArg(m[2] ?? '0', '--vlan priority', 0, 7)! };
+}
+
+/** Flags → SenderOptions (everything but the destination), validating each value with a message that names it. */
+export function senderOptionsFromFlags(f: FrameFlags): Omit<SenderOptions, 'to'> {
+  if (f.badUdpChecksum && f.udpChecksum === false) {
+    throw new UsageError('--bad-udp-checksum and --no-udp-checksum contradict each other: choose one');
+  }
+  return {
+    iface: f.iface,
+    from: f.from !== undefined ? parseSource(f.from, '--from') : undefined,
+    gateway: f.gateway !== undefined ? parseIpv4(f.gateway, '--gateway') : undefined,
+    dstMac: f.dstMac !== undefined ? parseMac(f.dstMac, '--dst-mac') : undefined,
+    srcMac: f.srcMac !== undefined ? parseMac(f.srcMac, '--src-mac') : undefined,
+    ttl: intArg(f.ttl, '--ttl', 0, 255),
+    tos: intArg(f.tos, '--tos', 0, 255),
+    df: !!f.df,
+    ipId: f.ipId !== undefined ? intArg(f.ipId, '--ip-id', 0, 65535) : 'counter',
+    vlan: parseVlanArg(f.vlan),
+    frameSize: intArg(f.size, '--size', 1, 65535),
+    ipChecksum: f.badIpChecksum ? 'bad' : 'good',
+    udpChecksum: f.badUdpChecksum ? 'bad' : f.udpChecksum === false ? 'none' : 'good',
+    arpRetries: intArg(f.retries, '--retries', 1, 100),
+    arpTimeoutMs: intArg(f.timeout, '--timeout', 1, 60000),
+    writePcap: f.write,
+  };
+}

@@ -1,0 +1,20 @@
+// rawpoll as a library: `import { UdpSender } from 'rawpoll'`. The CLI (src/cli) is a thin layer over these.
+export { UsageError, RuntimeError } from './errors.js';
+export * from './wire/mac.js';
+export * from './wire/addr.js';
+export * from './wire/checksum.js';
+export * from './wire/error.js';
+export * from './wire/ethernet.js';
+export * from './wire/vlan.js';
+export * from './wire/arp.js';
+export { parseIpv4 as parseIpv4Header, emitIpv4, ipv4ChecksumOk, IPV4_HEADER_LEN, IPPROTO_UDP, IPV4_DF } from './wire/ipv4.js';
+export type { Ipv4Repr } from './wire/ipv4.js';
+export * from './wire/udp.js';
+export * from './wire/udpframe.js';
+export * from './wire/pcapfile.js';
+export * from './link/iface.js';
+export * from './link/pcap.js';
+export * from './link/pcapwriter.js';
+export * from './resolve/arp.js';
+export * from './resolve/nexthop.js';
+export * from './tx/sender.js';

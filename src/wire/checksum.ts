@@ -1,0 +1,37 @@
+/**
+ * The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+ * Sums are kept as folded 16-bit ones'-complement values so partial sums (pseudo-header, header, payload) compose.
+ */
+
+/** Ones'-complement sum of buf[start, end) as big-endian 16-bit words, folded to 16 bits. An odd tail byte is padded with 0. */
+export function onesSum(buf: Uint8Array, start: number, end: number, initial = 0): number {
+  let sum = initial;
+  let i = start;
+  const last = end - 1;
+  for (; i < last; i += 2) sum += (buf[i] << 8) | buf[i + 1];
+  if (i < end) sum += buf[i] << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return sum;
+}
+
+/** The checksum field value: complement of the folded sum. */
+export function internetChecksum(buf: Uint8Array, start: number, end: number, initial = 0): number {
+  return ~onesSum(buf, start, end, initial) & 0xffff;
+}
+
+/** Add 16-bit words (or a 32-bit value as two words) into a folded sum. */
+export function addWords(sum: number, ...words: number[]): number {
+  for (const w of words) sum += (w >>> 16) + (w & 0xffff);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return sum;
+}
+
+/**
+ * RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'). Updates a checksum when one 16-bit word changes from m to m'
+ * without re-summing the packet — how a template frame gets a new IP ID or sequence number per send.
+ */
+export function incrementalUpdate(oldCsum: number, oldWord: number, newWord: number): number {
+  let sum = (~oldCsum & 0xffff) + (~oldWord & 0xffff) + (newWord & 0xffff);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
