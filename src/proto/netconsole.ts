@@ -1,0 +1,420 @@
+/**
+ * netconsole payload formats (PROTOCOLS.md §2), no I/O.
+ *
+ * Mirrors Linux drivers/net/netconsole.c: the config string parser (netconsole_parser_cmdline + the `+`/`r`
+ * prefixes of alloc_param_target), the basic console chunking (write_msg), the extended format with
+ * release prefix and userdata/sysdata ("extradata", send_ext_msg_udp / send_msg_no_fragmentation /
+ * send_msg_fragmented / send_fragmented_body), and the receiving half: datagram parser + ncfrag reassembler.
+ */
+import { UsageError } from '../errors.js';
+import { parseIpv4 } from '../wire/addr.js';
+import { parseMac } from '../wire/mac.js';
+
+export const NETCONSOLE_SRC_PORT = 6665;
+export const NETCONSOLE_DST_PORT = 6666;
+/** MAX_PRINT_CHUNK: no netconsole datagram carries more than 1000 bytes of UDP payload. */
+export const MAX_PRINT_CHUNK = 1000;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Config string: [+][r][src-port]@[src-ip]/[dev],[tgt-port]@<tgt-ip>/[tgt-mac]   (targets separated by ';')
+
+export interface NetconsoleTarget {
+  extended: boolean;
+  release: boolean;
+  srcPort: number;
+  srcIp: number | null;      // null: the interface's own address
+  dev: string | null;        // null: not given (the kernel would use eth0; rawpoll makes the user say -i)
+  devMac: Buffer | null;     // newer kernels accept the local interface's MAC in place of its name
+  dstPort: number;
+  dstIp: number;
+  dstMac: Buffer | null;     // null: not given (kernel: broadcast; rawpoll: ARP unless --broadcast)
+}
+
+const CONFIG_SYNTAX = '[+][r][src-port]@[src-ip]/[dev],[tgt-port]@<tgt-ip>/[tgt-mac]';
+
+function configError(whole: string, part: string, why: string): UsageError {
+  return new UsageError(`bad netconsole config '${whole}' at '${part}': ${why} (syntax ${CONFIG_SYNTAX})`);
+}
+
+function configPort(whole: string, s: string, what: string): number {
+  // kstrtou16: decimal digits only, 0-65535
+  if (!/^\d{1,5}$/.test(s) || Number(s) > 65535) throw configError(whole, s, `${what} must be a number 0-65535`);
+  return Number(s);
+}
+
+function configIp(whole: string, s: string, what: string): number {
+  if (s.includes(':')) throw configError(whole, s, `${what} is IPv6; rawpoll speaks IPv4 only`);
+  try {
+    return parseIpv4(s, what);
+  } catch {
+    throw configError(whole, s, `${what} must be a dotted-quad IPv4 address`);
+  }
+}
+
+function configMac(whole: string, s: string, what: string): Buffer {
+  try {
+    return parseMac(s, what);
+  } catch {
+    throw configError(whole, s, `${what} must be six hex bytes like 02:00:00:00:00:09`);
+  }
+}
+
+/** One target, same grammar and defaults as the kernel (6665, 6666), IPv4 only. */
+export function parseNetconsoleTarget(spec: string): NetconsoleTarget {
+  const whole = spec;
+  let cur = spec.trim();
+  const t: NetconsoleTarget = {
+    extended: false, release: false, srcPort: NETCONSOLE_SRC_PORT, srcIp: null, dev: null, devMac: null,
+    dstPort: NETCONSOLE_DST_PORT, dstIp: 0, dstMac: null,
+  };
+  if (cur.startsWith('+')) {
+    t.extended = true;
+    cur = cur.slice(1);
+  }
+  if (cur.startsWith('r')) {
+    if (!t.extended) throw configError(whole, cur, "'r' (prepend release) needs the extended format: start with '+r'");
+    t.release = true;
+    cur = cur.slice(1);
+  }
+  // [src-port]@
+  let at = cur.indexOf('@');
+  if (at < 0) throw configError(whole, cur, "missing '@' after the source port");
+  if (at > 0) t.srcPort = configPort(whole, cur.slice(0, at), 'source port');
+  cur = cur.slice(at + 1);
+  // [src-ip]/
+  let slash = cur.indexOf('/');
+  if (slash < 0) throw configError(whole, cur, "missing '/' after the source IP");
+  if (slash > 0) t.srcIp = configIp(whole, cur.slice(0, slash), 'source IP');
+  cur = cur.slice(slash + 1);
+  // [dev],
+  const comma = cur.indexOf(',');
+  if (comma < 0) throw configError(whole, cur, "missing ',' between the local and the target part");
+  const dev = cur.slice(0, comma);
+  if (dev.includes(':')) t.devMac = configMac(whole, dev, 'local interface MAC');
+  else if (dev.length > 15) throw configError(whole, dev, 'interface names are at most 15 characters');
+  else if (dev) t.dev = dev;
+  cur = cur.slice(comma + 1);
+  // [tgt-port]@
+  at = cur.indexOf('@');
+  if (at < 0) throw configError(whole, cur, "missing '@' before the target IP");
+  if (at > 0) t.dstPort = configPort(whole, cur.slice(0, at), 'target port');
+  cur = cur.slice(at + 1);
+  // <tgt-ip>/[tgt-mac]
+  slash = cur.indexOf('/');
+  if (slash < 0) throw configError(whole, cur, "missing '/' after the target IP (write '/' even without a MAC)");
+  if (slash === 0) throw configError(whole, cur, 'the target IP is required');
+  t.dstIp = configIp(whole, cur.slice(0, slash), 'target IP');
+  const mac = cur.slice(slash + 1);
+  if (mac) t.dstMac = configMac(whole, mac, 'target MAC');
+  return t;
+}
+
+/** The kernel's module option: several targets separated by ';'. */
+export function parseNetconsoleConfig(s: string): NetconsoleTarget[] {
+  const parts = String(s).split(';');
+  if (parts.length > 0 && parts[parts.length - 1].trim() === '' && parts.length > 1) parts.pop();
+  if (parts.some((p) => p.trim() === '')) {
+    throw new UsageError(`bad netconsole config '${s}': empty target (syntax ${CONFIG_SYNTAX}, targets separated by ';')`);
+  }
+  return parts.map(parseNetconsoleTarget);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Basic format: the console text itself, at most 1000 bytes per datagram (write_msg).
+
+export function basicDatagrams(text: Uint8Array): Buffer[] {
+  const b = Buffer.from(text.buffer, text.byteOffset, text.byteLength);
+  const out: Buffer[] = [];
+  for (let off = 0; off < b.length; off += MAX_PRINT_CHUNK) out.push(b.subarray(off, off + MAX_PRINT_CHUNK));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Extended format: one /dev/kmsg-style record (printk's info_print_ext_header + msg_print_ext_body).
+
+export interface ExtRecord {
+  level: number;             // 0-7
+  facility?: number;         // default 1 (user) for records rawpoll makes up; the kernel's own are facility 0
+  seq: number;
+  usec: number;
+  cont?: boolean;            // flag 'c' instead of '-'
+  text: Uint8Array | string;
+  dict?: Array<[string, string]>;   // e.g. SUBSYSTEM/DEVICE, printed as ` KEY=value\n`
+}
+
+const HEX = '0123456789abcdef';
+
+/** printk's escaping: bytes < 0x20, >= 0x7f and '\' become \xNN (lowercase hex), then `endc`. */
+export function escapeExtText(text: Uint8Array | string, endc?: string): Buffer {
+  const src = typeof text === 'string' ? Buffer.from(text, 'utf8') : text;
+  let n = 0;
+  for (let i = 0; i < src.length; i++) {
+    const c = src[i];
+    n += c < 0x20 || c >= 0x7f || c === 0x5c ? 4 : 1;
+  }
+  const out = Buffer.allocUnsafe(n + (endc ? 1 : 0));
+  let o = 0;
+  for (let i = 0; i < src.length; i++) {
+    const c = src[i];
+    if (c < 0x20 || c >= 0x7f || c === 0x5c) {
+      out[o++] = 0x5c; out[o++] = 0x78; out[o++] = HEX.charCodeAt(c >> 4); out[o++] = HEX.charCodeAt(c & 15);
+    } else {
+      out[o++] = c;
+    }
+  }
+  if (endc) out[o++] = endc.charCodeAt(0);
+  return out;
+}
+
+/** Inverse of escapeExtText (only \xNN sequences are special). */
+export function unescapeExtText(s: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(s.length);
+  let o = 0;
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] === 0x5c && s[i + 1] === 0x78 && i + 3 < s.length && isHex(s[i + 2]) && isHex(s[i + 3])) {
+      out[o++] = parseInt(String.fromCharCode(s[i + 2], s[i + 3]), 16);
+      i += 3;
+    } else {
+      out[o++] = s[i];
+    }
+  }
+  return out.subarray(0, o);
+}
+
+function isHex(c: number | undefined): boolean {
+  return c !== undefined && ((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46));
+}
+
+/** `<prio>,<seq>,<usec>,<flag>;<escaped text>\n` followed by ` KEY=value\n` dictionary lines. */
+export function formatExtRecord(r: ExtRecord): Buffer {
+  if (!(Number.isInteger(r.level) && r.level >= 0 && r.level <= 7)) {
+    throw new UsageError(`bad log level '${r.level}': expected 0 (emerg) to 7 (debug)`);
+  }
+  const facility = r.facility ?? 1;
+  const head = Buffer.from(`${(facility << 3) | r.level},${r.seq},${Math.floor(r.usec)},${r.cont ? 'c' : '-'};`, 'latin1');
+  const parts: Buffer[] = [head, escapeExtText(r.text, '\n')];
+  for (const [k, v] of r.dict ?? []) {
+    if (!v) continue;   // msg_add_dict_text skips empty values
+    parts.push(Buffer.from(' '), escapeExtText(k, '='), escapeExtText(v, '\n'));
+  }
+  return Buffer.concat(parts);
+}
+
+export interface Sysdata { cpu?: number; taskname?: string; release?: string; msgid?: number }
+
+/**
+ * "extradata": userdata entries ` key=value\n` (configfs order, not escaped), then the enabled sysdata fields in
+ * the kernel's fixed order cpu, taskname, release, msgid (prepare_extradata).
+ */
+export function formatExtradata(userdata: Array<[string, string]> = [], sys: Sysdata = {}): Buffer {
+  let s = '';
+  for (const [k, v] of userdata) if (v) s += ` ${k}=${v}\n`;
+  if (sys.cpu !== undefined) s += ` cpu=${sys.cpu}\n`;
+  if (sys.taskname !== undefined) s += ` taskname=${sys.taskname}\n`;
+  if (sys.release !== undefined) s += ` release=${sys.release}\n`;
+  if (sys.msgid !== undefined) s += ` msgid=${sys.msgid >>> 0}\n`;
+  return Buffer.from(s, 'utf8');
+}
+
+/**
+ * The datagrams the kernel sends for one extended record `msg` (header;body, as formatExtRecord or /dev/kmsg give it).
+ * Fits in one: `[release,]msg extradata`. Otherwise split at the first ';': data = body + extradata, and every
+ * datagram is `[release,]header,ncfrag=<offset>/<len(data)>;<next bytes of data>`, filled up to 1000 bytes.
+ * (The kernel fills msgbody then extradata in two memcpy steps per packet; the bytes are the same as one
+ * contiguous split of body+extradata.)
+ */
+export function extendedDatagrams(msg: Uint8Array, o: { release?: string; extradata?: Uint8Array } = {}): Buffer[] {
+  const m = Buffer.from(msg.buffer, msg.byteOffset, msg.byteLength);
+  const rel = o.release !== undefined ? Buffer.from(o.release + ',', 'utf8') : Buffer.alloc(0);
+  const extra = o.extradata ? Buffer.from(o.extradata.buffer, o.extradata.byteOffset, o.extradata.byteLength) : Buffer.alloc(0);
+  if (rel.length + m.length + extra.length <= MAX_PRINT_CHUNK) return [Buffer.concat([rel, m, extra])];
+  const semi = m.indexOf(0x3b);
+  if (semi < 0) throw new UsageError('extended netconsole record has no \';\' between header and text');
+  const header = Buffer.concat([rel, m.subarray(0, semi)]);
+  const data = Buffer.concat([m.subarray(semi + 1), extra]);
+  const out: Buffer[] = [];
+  for (let off = 0; off < data.length;) {
+    const h = Buffer.from(`,ncfrag=${off}/${data.length};`, 'latin1');
+    const room = MAX_PRINT_CHUNK - header.length - h.length;
+    if (room <= 0) throw new UsageError(`extended netconsole header too long (${header.length} bytes) to fragment`);
+    const n = Math.min(data.length - off, room);
+    out.push(Buffer.concat([header, h, data.subarray(off, off + n)]));
+    off += n;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Receiving: datagram parser and ncfrag reassembler (what netconsd does).
+
+export interface ExtDatagram {
+  release: string | null;    // present when the sender used 'r'
+  prio: number; facility: number; level: number;
+  seq: number; usec: number; cont: boolean;
+  extra: string[];           // other header fields, e.g. "caller=T123"
+  /** The header as it would be without ncfrag: `[release,]prio,seq,usec,flag[,…]` (no ';'). */
+  header: string;
+  frag: { offset: number; total: number } | null;
+  body: Buffer;              // bytes after the first ';' (a view)
+}
+
+const MAX_HEADER = 512;
+const DIGITS = /^\d{1,20}$/;
+
+/**
+ * Parse one datagram as extended netconsole, or return null if it is not (then it is basic text).
+ * A first header field that is not a number is the release ('r'); a kernel release never is one.
+ */
+export function parseExtDatagram(d: Uint8Array): ExtDatagram | null {
+  const b = Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+  const semi = b.subarray(0, MAX_HEADER).indexOf(0x3b);
+  if (semi < 0) return null;
+  const head = b.toString('latin1', 0, semi);
+  if (/[\s\x00-\x1f\x7f-\xff]/.test(head)) return null;
+  const f = head.split(',');
+  let release: string | null = null;
+  if (f.length > 0 && !DIGITS.test(f[0])) release = f.shift()!;
+  if (f.length < 4 || !DIGITS.test(f[0]) || !DIGITS.test(f[1]) || !DIGITS.test(f[2])) return null;
+  if (!/^[-c]/.test(f[3])) return null;
+  const prio = Number(f[0]);
+  const extra: string[] = [];
+  let frag: ExtDatagram['frag'] = null;
+  const kept = release !== null ? [release, ...f.slice(0, 4)] : f.slice(0, 4);
+  for (const x of f.slice(4)) {
+    const m = /^ncfrag=(\d{1,10})\/(\d{1,10})$/.exec(x);
+    if (m) {
+      if (frag) return null;
+      frag = { offset: Number(m[1]), total: Number(m[2]) };
+      if (frag.total === 0 || frag.offset >= frag.total) return null;
+    } else {
+      extra.push(x);
+      kept.push(x);
+    }
+  }
+  return {
+    release, prio, facility: prio >> 3, level: prio & 7, seq: Number(f[1]), usec: Number(f[2]),
+    cont: f[3].startsWith('c'), extra, header: kept.join(','), frag, body: b.subarray(semi + 1),
+  };
+}
+
+/** A complete extended record: exactly the bytes the kernel would have sent unfragmented. */
+export interface ExtRecordBytes {
+  key: string; seq: number; header: string; bytes: Buffer; fragments: number;
+}
+
+interface Pending {
+  key: string; header: string; seq: number; total: number; buf: Buffer;
+  ranges: Array<[number, number]>; have: number; fragments: number; born: number;
+}
+
+export type ReassemblyResult =
+  | { kind: 'complete'; record: ExtRecordBytes }
+  | { kind: 'partial' }                                   // stored, waiting for more pieces
+  | { kind: 'duplicate' }                                 // a piece we already have (retransmit/dup)
+  | { kind: 'rejected'; reason: string };                 // inconsistent or over the limits
+
+export interface EvictedPartial { key: string; seq: number; header: string; have: number; total: number; fragments: number; reason: string }
+
+/**
+ * Reassembles ncfrag pieces by (source key, seq). Pieces may come in any order and twice; memory is bounded:
+ * a record may be at most maxRecordBytes, at most maxOpen records are open in all and maxBytesPerKey bytes per
+ * source; beyond that the oldest open record is evicted (reported through onEvict).
+ */
+export class NcfragReassembler {
+  private readonly open = new Map<string, Pending>();
+  private bytesByKey = new Map<string, number>();
+  private tick = 0;
+  constructor(private readonly o: {
+    maxOpen?: number; maxBytesPerKey?: number; maxRecordBytes?: number;
+    onEvict?: (e: EvictedPartial) => void;
+  } = {}) {}
+
+  get openCount(): number { return this.open.size; }
+  get openBytes(): number { let n = 0; for (const p of this.open.values()) n += p.total; return n; }
+
+  add(key: string, dg: ExtDatagram): ReassemblyResult {
+    const frag = dg.frag;
+    if (!frag) return { kind: 'complete', record: { key, seq: dg.seq, header: dg.header, bytes: joinRecord(dg.header, dg.body), fragments: 1 } };
+    const maxRecord = this.o.maxRecordBytes ?? 64 * 1024;
+    if (frag.total > maxRecord) return { kind: 'rejected', reason: `ncfrag total ${frag.total} over the ${maxRecord}-byte limit` };
+    if (frag.offset + dg.body.length > frag.total) return { kind: 'rejected', reason: `ncfrag piece ${frag.offset}+${dg.body.length} runs past total ${frag.total}` };
+    const id = `${key}\u0000${dg.seq}`;
+    let p = this.open.get(id);
+    if (p && (p.total !== frag.total || p.header !== dg.header)) {
+      // Same seq, different record: the sender restarted (seq reused). Drop the old one.
+      this.evict(id, p, 'superseded by a different record with the same seq');
+      p = undefined;
+    }
+    if (!p) {
+      this.makeRoom(key, frag.total);
+      p = { key, header: dg.header, seq: dg.seq, total: frag.total, buf: Buffer.alloc(frag.total), ranges: [], have: 0, fragments: 0, born: this.tick++ };
+      this.open.set(id, p);
+      this.bytesByKey.set(key, (this.bytesByKey.get(key) ?? 0) + frag.total);
+    }
+    const start = frag.offset, end = frag.offset + dg.body.length;
+    const added = addRange(p.ranges, start, end);
+    if (added === 0) return { kind: 'duplicate' };
+    dg.body.copy(p.buf, start);
+    p.have += added;
+    p.fragments++;
+    if (p.have < p.total) return { kind: 'partial' };
+    this.drop(id, p);
+    return { kind: 'complete', record: { key, seq: p.seq, header: p.header, bytes: joinRecord(p.header, p.buf), fragments: p.fragments } };
+  }
+
+  /** Drop everything still open (reported through onEvict with the given reason). */
+  flush(reason = 'incomplete at shutdown'): void {
+    for (const [id, p] of [...this.open]) this.evict(id, p, reason);
+  }
+
+  private makeRoom(key: string, need: number): void {
+    const maxOpen = this.o.maxOpen ?? 64;
+    const maxPerKey = this.o.maxBytesPerKey ?? 1024 * 1024;
+    while (this.open.size >= maxOpen) this.evictOldest(null, 'too many open fragmented records');
+    while ((this.bytesByKey.get(key) ?? 0) + need > maxPerKey && this.evictOldest(key, 'per-source reassembly memory limit')) { /* loop */ }
+  }
+
+  private evictOldest(key: string | null, reason: string): boolean {
+    let best: [string, Pending] | null = null;
+    for (const e of this.open) if ((key === null || e[1].key === key) && (!best || e[1].born < best[1].born)) best = e;
+    if (!best) return false;
+    this.evict(best[0], best[1], reason);
+    return true;
+  }
+
+  private evict(id: string, p: Pending, reason: string): void {
+    this.drop(id, p);
+    this.o.onEvict?.({ key: p.key, seq: p.seq, header: p.header, have: p.have, total: p.total, fragments: p.fragments, reason });
+  }
+
+  private drop(id: string, p: Pending): void {
+    this.open.delete(id);
+    const left = (this.bytesByKey.get(p.key) ?? 0) - p.total;
+    if (left > 0) this.bytesByKey.set(p.key, left); else this.bytesByKey.delete(p.key);
+  }
+}
+
+function joinRecord(header: string, data: Buffer): Buffer {
+  const h = Buffer.from(header + ';', 'latin1');
+  return Buffer.concat([h, data]);
+}
+
+/** Merge [start,end) into sorted disjoint ranges; returns how many new bytes it covered. */
+function addRange(r: Array<[number, number]>, start: number, end: number): number {
+  if (end <= start) return 0;
+  let covered = 0;
+  for (const [a, b] of r) covered += Math.max(0, Math.min(b, end) - Math.max(a, start));
+  const added = end - start - covered;
+  if (added === 0) return 0;
+  let s = start, e = end;
+  const out: Array<[number, number]> = [];
+  for (const [a, b] of r) {
+    if (b < s || a > e) out.push([a, b]);
+    else { s = Math.min(s, a); e = Math.max(e, b); }
+  }
+  out.push([s, e]);
+  out.sort((x, y) => x[0] - y[0]);
+  r.length = 0;
+  r.push(...out);
+  return added;
+}
