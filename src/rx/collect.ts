@@ -1,0 +1,155 @@
+import * as dgram from 'node:dgram';
+import { promises as fsp } from 'node:fs';
+import { RuntimeError } from '../errors.js';
+import { OopsCollector, OopsEvent, OOPS_DEFAULTS } from './oopscollect.js';
+
+/**
+ * `rawpoll collect`: ordinary UDP sockets (receiving needs no raw access) feeding the netconsole and netoops
+ * receivers, one event stream out. Events: new-host (once per source address, whichever protocol saw it first),
+ * dump-complete, dump-partial, dropped (counts by reason, at most every dropReportMs and at close), plus whatever
+ * the netconsole receiver reports.
+ */
+
+export interface CollectEvent {
+  event: string;
+  host: string;
+  [k: string]: unknown;
+}
+
+export interface CollectOptions {
+  dir: string;
+  bind?: string;
+  /** UDP port for netconsole (null/undefined: off). 0 picks a free port (tests). */
+  netconsolePort?: number | null;
+  oopsPort?: number | null;
+  idleMs?: number;
+  maxOpenDumps?: number;
+  maxBytesPerDump?: number;
+  maxTotalBytes?: number;
+  dropReportMs?: number;
+  onEvent: (e: CollectEvent) => void;
+}
+
+interface NetconsoleReceiver {
+  handle(datagram: Buffer, from: { address: string; port: number }): void;
+  close(): Promise<void>;
+}
+
+// TODO(netconsole): src/rx/nclog.ts (NetconsoleCollector) is written by another engineer. Loaded by a computed
+// specifier so this file compiles before it lands; switch to a static import once it is in the tree.
+async function loadNetconsole(dir: string, onEvent: (e: CollectEvent) => void): Promise<NetconsoleReceiver> {
+  const spec = './nclog.js';
+  let mod: { NetconsoleCollector?: new (o: { dir: string; onEvent: (e: CollectEvent) => void }) => NetconsoleReceiver };
+  try {
+    mod = await import(spec);
+  } catch (err) {
+    throw new RuntimeError(`the netconsole receiver (src/rx/nclog.ts) is not in this build: run without --netconsole (${(err as Error).message})`);
+  }
+  if (!mod.NetconsoleCollector) throw new RuntimeError('src/rx/nclog.ts has no NetconsoleCollector export');
+  return new mod.NetconsoleCollector({ dir, onEvent });
+}
+
+function bindSocket(sock: dgram.Socket, port: number, address: string | undefined, what: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onErr = (err: NodeJS.ErrnoException) => {
+      reject(new RuntimeError(`cannot listen on UDP ${address ?? '0.0.0.0'}:${port} for ${what}: ${err.code ?? err.message}` +
+        (err.code === 'EADDRINUSE' ? ' (another collector running?)' : err.code === 'EADDRNOTAVAIL' ? ' (--bind must be an address of this host)' : '')));
+    };
+    sock.once('error', onErr);
+    sock.bind({ port, address, exclusive: true }, () => {
+      sock.off('error', onErr);
+      resolve(sock.address().port);
+    });
+  });
+}
+
+export class CollectServer {
+  readonly ports: { netconsole: number | null; oops: number | null } = { netconsole: null, oops: null };
+  readonly oops: OopsCollector | null = null;
+  private nc: NetconsoleReceiver | null = null;
+  private socks: dgram.Socket[] = [];
+  private hosts = new Set<string>();
+  private lastDrops = '';
+  private dropTimer: NodeJS.Timeout | null = null;
+  private readonly onEvent: (e: CollectEvent) => void;
+
+  private constructor(private readonly o: CollectOptions) {
+    this.onEvent = o.onEvent;
+    if (o.oopsPort !== undefined && o.oopsPort !== null) {
+      this.oops = new OopsCollector({
+        dir: o.dir,
+        onEvent: (e) => this.emit(e),
+        idleMs: o.idleMs ?? OOPS_DEFAULTS.idleMs,
+        maxOpenDumps: o.maxOpenDumps,
+        maxBytesPerDump: o.maxBytesPerDump,
+        maxTotalBytes: o.maxTotalBytes,
+      });
+    }
+  }
+
+  static async start(o: CollectOptions): Promise<CollectServer> {
+    await fsp.mkdir(o.dir, { recursive: true });
+    const s = new CollectServer(o);
+    try {
+      if (o.netconsolePort !== undefined && o.netconsolePort !== null) {
+        s.nc = await loadNetconsole(o.dir, (e) => s.emit(e));
+        const sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20 });
+        s.socks.push(sock);
+        s.ports.netconsole = await bindSocket(sock, o.netconsolePort, o.bind, 'netconsole');
+        sock.on('message', (msg, rinfo) => s.safe(() => s.nc!.handle(msg, rinfo)));
+      }
+      if (s.oops) {
+        // A dump is a burst of ~1.4 KB datagrams x retransmits: a large receive buffer keeps the kernel from dropping.
+        const sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 8 << 20 });
+        s.socks.push(sock);
+        s.ports.oops = await bindSocket(sock, o.oopsPort!, o.bind, 'netoops');
+        sock.on('message', (msg, rinfo) => s.safe(() => s.oops!.handle(msg, rinfo)));
+      }
+    } catch (err) {
+      await s.close();
+      throw err;
+    }
+    for (const sock of s.socks) sock.on('error', (err) => s.emit({ event: 'socket-error', host: '-', error: err.message }));
+    s.dropTimer = setInterval(() => s.reportDrops(), o.dropReportMs ?? 10_000);
+    s.dropTimer.unref();
+    return s;
+  }
+
+  private safe(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      // A receiver bug must not take the collector down: report and keep listening.
+      this.emit({ event: 'receiver-error', host: '-', error: (err as Error).message });
+    }
+  }
+
+  private emit(e: CollectEvent | OopsEvent): void {
+    if (e.event === 'new-host') {
+      if (this.hosts.has(e.host)) return;
+      this.hosts.add(e.host);
+    }
+    this.onEvent(e as CollectEvent);
+  }
+
+  /** Emits a `dropped` event when the drop counters changed since the last report. */
+  reportDrops(): void {
+    if (!this.oops) return;
+    const d = this.oops.drops;
+    const key = JSON.stringify(d);
+    if (key === this.lastDrops) return;
+    this.lastDrops = key;
+    const nonzero = Object.fromEntries(Object.entries(d).filter(([, v]) => v > 0));
+    if (Object.keys(nonzero).length === 0) return;
+    this.emit({ event: 'dropped', host: '-', proto: 'netoops', ...nonzero, buffered_bytes: this.oops.bufferedBytes, open_dumps: this.oops.stats.openDumps });
+  }
+
+  async close(): Promise<void> {
+    if (this.dropTimer) clearInterval(this.dropTimer);
+    await Promise.all(this.socks.map((s) => new Promise<void>((r) => { try { s.close(() => r()); } catch { r(); } })));
+    this.socks = [];
+    if (this.oops) await this.oops.close();
+    if (this.nc) await this.nc.close();
+    this.reportDrops();
+  }
+}
