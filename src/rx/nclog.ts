@@ -1,0 +1,183 @@
+/**
+ * The netconsole half of `rawpoll collect`: turns datagrams into one log file per source host,
+ * `<dir>/netconsole/<host>.log`.
+ *
+ * - Basic datagrams (anything that is not an extended record) are appended as they come, like `nc -u -l`.
+ * - Extended records are written whole, as the kernel would have sent them unfragmented
+ *   (`[release,]prio,seq,usec,flag;text\n[ KEY=value\n…]`); ncfrag pieces are reassembled by (source, seq) first,
+ *   in any order, duplicates ignored.
+ * - The seq of each source (address:port) is tracked: a jump is reported as a `seq-gap` event, a seq going
+ *   back to 0 as `seq-restart` (the sender rebooted or restarted), any other step back as `seq-late`.
+ * - Memory is bounded: at most maxOpenFragments records under reassembly in all, maxBytesPerHost bytes of them per
+ *   source, maxRecordBytes per record, maxSources tracked seq counters and maxOpenFiles open log files (LRU).
+ *   Whatever is dropped is reported as an event; nothing here throws on garbage.
+ */
+import { mkdirSync, openSync, writeSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseExtDatagram, NcfragReassembler, type EvictedPartial } from '../proto/netconsole.js';
+
+export interface CollectorEvent { event: string; host: string; [k: string]: unknown }
+
+export interface NetconsoleCollectorOptions {
+  dir: string;
+  onEvent: (e: CollectorEvent) => void;
+  /** Records under ncfrag reassembly, all sources together (default 64). */
+  maxOpenFragments?: number;
+  /** Reassembly buffer bytes per source (default 1 MiB). */
+  maxBytesPerHost?: number;
+  /** Largest ncfrag total accepted (default 256 KiB; a kernel record is a few KiB). */
+  maxRecordBytes?: number;
+  /** Log files kept open at once (default 32; others are reopened on demand). */
+  maxOpenFiles?: number;
+  /** Sources whose seq is tracked (default 4096, least recently heard forgotten first). */
+  maxSources?: number;
+}
+
+export interface NetconsoleCollectorStats {
+  datagrams: number; basic: number; records: number; fragments: number; dropped: number; bytesWritten: number;
+}
+
+interface SourceState { lastSeq: number }
+
+export class NetconsoleCollector {
+  readonly dir: string;
+  readonly stats: NetconsoleCollectorStats = { datagrams: 0, basic: 0, records: 0, fragments: 0, dropped: 0, bytesWritten: 0 };
+  private readonly onEvent: (e: CollectorEvent) => void;
+  private readonly reasm: NcfragReassembler;
+  private readonly files = new Map<string, number>();        // host -> fd, in LRU order
+  private readonly knownHosts = new Set<string>();
+  private readonly sources = new Map<string, SourceState>();  // "addr:port" -> seq state, in LRU order
+  private readonly maxOpenFiles: number;
+  private readonly maxSources: number;
+  private closed = false;
+
+  constructor(opts: NetconsoleCollectorOptions) {
+    this.dir = join(opts.dir, 'netconsole');
+    mkdirSync(this.dir, { recursive: true });
+    this.onEvent = opts.onEvent;
+    this.maxOpenFiles = Math.max(1, opts.maxOpenFiles ?? 32);
+    this.maxSources = Math.max(1, opts.maxSources ?? 4096);
+    this.reasm = new NcfragReassembler({
+      maxOpen: opts.maxOpenFragments ?? 64,
+      maxBytesPerKey: opts.maxBytesPerHost ?? 1024 * 1024,
+      maxRecordBytes: opts.maxRecordBytes ?? 256 * 1024,
+      onEvict: (e) => this.evicted(e),
+    });
+  }
+
+  /** Path of the log file a host's lines go to. */
+  logPath(host: string): string {
+    return join(this.dir, `${safeName(host)}.log`);
+  }
+
+  /** Records still waiting for ncfrag pieces and the bytes reserved for them. */
+  get pending(): { records: number; bytes: number } {
+    return { records: this.reasm.openCount, bytes: this.reasm.openBytes };
+  }
+
+  handle(datagram: Buffer, from: { address: string; port: number }): void {
+    if (this.closed) return;
+    const host = from.address;
+    try {
+      this.stats.datagrams++;
+      if (!this.knownHosts.has(host)) {
+        this.knownHosts.add(host);
+        this.emit({ event: 'new-host', host, file: this.logPath(host) });
+      }
+      const dg = parseExtDatagram(datagram);
+      if (!dg) {
+        this.stats.basic++;
+        this.write(host, datagram);
+        return;
+      }
+      const source = `${host}:${from.port}`;
+      if (dg.frag) this.stats.fragments++;
+      const res = this.reasm.add(source, dg);
+      switch (res.kind) {
+        case 'complete':
+          this.record(host, from.port, source, res.record.seq, res.record.bytes, res.record.fragments);
+          break;
+        case 'rejected':
+          this.stats.dropped++;
+          this.emit({ event: 'dropped', host, port: from.port, seq: dg.seq, reason: res.reason });
+          break;
+        case 'duplicate':
+          this.emit({ event: 'duplicate-fragment', host, port: from.port, seq: dg.seq, offset: dg.frag?.offset });
+          break;
+        case 'partial':
+          break;
+      }
+    } catch (err) {
+      // A full disk or a vanished directory must not kill the receiver; say so and go on.
+      this.stats.dropped++;
+      this.emit({ event: 'error', host, reason: (err as Error).message });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.reasm.flush('incomplete at shutdown');
+    this.closed = true;
+    for (const fd of this.files.values()) {
+      try { closeSync(fd); } catch { /* already gone */ }
+    }
+    this.files.clear();
+  }
+
+  private record(host: string, port: number, source: string, seq: number, bytes: Buffer, fragments: number): void {
+    let st = this.sources.get(source);
+    if (st) {
+      this.sources.delete(source);   // re-insert: most recently heard last
+      if (seq > st.lastSeq + 1) {
+        this.emit({ event: 'seq-gap', host, port, expected: st.lastSeq + 1, got: seq, missing: seq - st.lastSeq - 1 });
+      } else if (seq <= st.lastSeq) {
+        this.emit({ event: seq === 0 ? 'seq-restart' : 'seq-late', host, port, expected: st.lastSeq + 1, got: seq });
+      }
+      if (seq > st.lastSeq || seq === 0) st.lastSeq = seq;
+    } else {
+      st = { lastSeq: seq };
+      while (this.sources.size >= this.maxSources) this.sources.delete(this.sources.keys().next().value as string);
+    }
+    this.sources.set(source, st);
+    this.stats.records++;
+    if (fragments > 1) this.emit({ event: 'reassembled', host, port, seq, fragments, bytes: bytes.length });
+    this.write(host, bytes);
+  }
+
+  private evicted(e: EvictedPartial): void {
+    this.stats.dropped++;
+    const i = e.key.lastIndexOf(':');
+    this.emit({
+      event: 'fragments-dropped', host: e.key.slice(0, i), port: Number(e.key.slice(i + 1)), seq: e.seq,
+      have: e.have, total: e.total, fragments: e.fragments, reason: e.reason,
+    });
+  }
+
+  private write(host: string, bytes: Buffer): void {
+    let fd = this.files.get(host);
+    if (fd === undefined) {
+      while (this.files.size >= this.maxOpenFiles) {
+        const [oldHost, oldFd] = this.files.entries().next().value as [string, number];
+        this.files.delete(oldHost);
+        try { closeSync(oldFd); } catch { /* ignore */ }
+      }
+      fd = openSync(this.logPath(host), 'a');
+    } else {
+      this.files.delete(host);
+    }
+    this.files.set(host, fd);
+    let off = 0;
+    while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+    this.stats.bytesWritten += bytes.length;
+  }
+
+  private emit(e: CollectorEvent): void {
+    try { this.onEvent(e); } catch { /* a faulty listener must not stop reception */ }
+  }
+}
+
+/** A host address as a file name: IPv4/IPv6 characters kept, anything else replaced. */
+function safeName(host: string): string {
+  const s = host.replace(/[^0-9A-Za-z.:_-]/g, '_').slice(0, 100);
+  return s === '' || s === '.' || s === '..' ? '_' : s;
+}
