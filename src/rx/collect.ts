@@ -2,6 +2,7 @@ import * as dgram from 'node:dgram';
 import { promises as fsp } from 'node:fs';
 import { RuntimeError } from '../errors.js';
 import { OopsCollector, OopsEvent, OOPS_DEFAULTS } from './oopscollect.js';
+import { NetconsoleCollector } from './nclog.js';
 
 /**
  * `rawpoll collect`: ordinary UDP sockets (receiving needs no raw access) feeding the netconsole and netoops
@@ -30,25 +31,6 @@ export interface CollectOptions {
   onEvent: (e: CollectEvent) => void;
 }
 
-interface NetconsoleReceiver {
-  handle(datagram: Buffer, from: { address: string; port: number }): void;
-  close(): Promise<void>;
-}
-
-// TODO(netconsole): src/rx/nclog.ts (NetconsoleCollector) is written by another engineer. Loaded by a computed
-// specifier so this file compiles before it lands; switch to a static import once it is in the tree.
-async function loadNetconsole(dir: string, onEvent: (e: CollectEvent) => void): Promise<NetconsoleReceiver> {
-  const spec = './nclog.js';
-  let mod: { NetconsoleCollector?: new (o: { dir: string; onEvent: (e: CollectEvent) => void }) => NetconsoleReceiver };
-  try {
-    mod = await import(spec);
-  } catch (err) {
-    throw new RuntimeError(`the netconsole receiver (src/rx/nclog.ts) is not in this build: run without --netconsole (${(err as Error).message})`);
-  }
-  if (!mod.NetconsoleCollector) throw new RuntimeError('src/rx/nclog.ts has no NetconsoleCollector export');
-  return new mod.NetconsoleCollector({ dir, onEvent });
-}
-
 function bindSocket(sock: dgram.Socket, port: number, address: string | undefined, what: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const onErr = (err: NodeJS.ErrnoException) => {
@@ -66,7 +48,7 @@ function bindSocket(sock: dgram.Socket, port: number, address: string | undefine
 export class CollectServer {
   readonly ports: { netconsole: number | null; oops: number | null } = { netconsole: null, oops: null };
   readonly oops: OopsCollector | null = null;
-  private nc: NetconsoleReceiver | null = null;
+  nc: NetconsoleCollector | null = null;
   private socks: dgram.Socket[] = [];
   private hosts = new Set<string>();
   private lastDrops = '';
@@ -92,7 +74,7 @@ export class CollectServer {
     const s = new CollectServer(o);
     try {
       if (o.netconsolePort !== undefined && o.netconsolePort !== null) {
-        s.nc = await loadNetconsole(o.dir, (e) => s.emit(e));
+        s.nc = new NetconsoleCollector({ dir: o.dir, onEvent: (e) => s.emit(e) });
         const sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20 });
         s.socks.push(sock);
         s.ports.netconsole = await bindSocket(sock, o.netconsolePort, o.bind, 'netconsole');

@@ -1,0 +1,100 @@
+import { Command } from 'commander';
+import { UsageError } from '../errors.js';
+import { parseIpv4 } from '../wire/addr.js';
+import { CollectServer, CollectEvent } from '../rx/collect.js';
+import { OOPS_DEFAULTS } from '../rx/oopscollect.js';
+import { intArg } from './common.js';
+
+interface CollectFlags {
+  dir: string;
+  netconsole?: string | boolean;
+  oops?: string | boolean;
+  bind?: string;
+  idle: string;
+  maxDumps?: string;
+  maxDumpBytes?: string;
+  maxBytes?: string;
+  json?: boolean;
+}
+
+function portFlag(v: string | boolean | undefined, def: number, what: string): number | null {
+  if (v === undefined || v === false) return null;
+  if (v === true) return def;
+  return intArg(v, what, 0, 65535)!;
+}
+
+/** One line per event: `time event host key=value …`, or the object itself with --json. */
+export function formatEvent(e: CollectEvent, json: boolean, now = new Date()): string {
+  if (json) return JSON.stringify({ time: now.toISOString(), ...e });
+  const rest = Object.entries(e)
+    .filter(([k, v]) => k !== 'event' && k !== 'host' && v !== undefined)
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? (/[\s"]/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v)}`)
+    .join(' ');
+  return `${now.toISOString()} ${e.event} ${e.host}${rest ? ' ' + rest : ''}`;
+}
+
+export function register(program: Command): void {
+  program
+    .command('collect')
+    .description('Receive netconsole logs and netoops crash reports on ordinary UDP sockets and write them to a directory\n' +
+      '(no root needed for ports >= 1024). One line per event on stdout: new-host, dump-complete, dump-partial, dropped.')
+    .requiredOption('-d, --dir <DIR>', 'where logs and dumps go (created if missing)')
+    .option('--netconsole [PORT]', 'receive netconsole on this UDP port (kernel default target port: 6666)')
+    .option('--oops [PORT]', 'receive netoops on this UDP port (netoops uses 2004)')
+    .option('--bind <IP>', 'listen on this local address only (default: all)')
+    .option('--idle <S>', 'write an incomplete dump out (as partial) after S seconds without a new chunk', String(OOPS_DEFAULTS.idleMs / 1000))
+    .option('--max-dumps <N>', `dumps reassembled at once; beyond, the least recently active is written out as partial (default ${OOPS_DEFAULTS.maxOpenDumps})`)
+    .option('--max-dump-bytes <N>', `largest dump accepted: datagrams announcing more than N/1024 chunks are dropped as too_big (default ${OOPS_DEFAULTS.maxBytesPerDump})`)
+    .option('--max-bytes <N>', `reassembly memory for all dumps together; beyond, the least recently active is written out as partial (default ${OOPS_DEFAULTS.maxTotalBytes})`)
+    .option('--json', 'one JSON object per line instead of text')
+    .addHelpText('after', `
+Files (all written to a temp name and renamed, so a file under its final name is always whole):
+  oops-<host>-<bootid>-<dumpid>[-N].log    the log, oldest byte first (chunk padding removed)
+  oops-<host>-<bootid>-<dumpid>[-N].json   every header field, complete, missing_packet_no, gaps (byte offsets in .log)
+  netconsole: one log per source host (see the netconsole receiver)
+netoops datagrams are grouped by (source address, boot_id, dump_id); the sender's retransmit rounds are recognised
+and dropped. Garbage never stops the collector: drops are counted by reason (truncated, version, offsets, packet_no,
+too_big, conflict, duplicate, late) and reported in 'dropped' lines. Memory is bounded by --max-dumps,
+--max-dump-bytes and --max-bytes.
+
+Examples:
+  rawpoll collect --dir /var/crash/rawpoll --netconsole 6666 --oops 2004
+  rawpoll collect --dir /tmp/c --oops --bind 10.0.0.9 --idle 5 --json`)
+    .action(async (f: CollectFlags) => {
+      const netconsolePort = portFlag(f.netconsole, 6666, '--netconsole');
+      const oopsPort = portFlag(f.oops, 2004, '--oops');
+      if (netconsolePort === null && oopsPort === null) {
+        throw new UsageError('nothing to receive: give --netconsole [PORT] and/or --oops [PORT]');
+      }
+      if (f.bind !== undefined) parseIpv4(f.bind, '--bind');
+      const idle = Number(f.idle);
+      if (!(Number.isFinite(idle) && idle > 0 && idle <= 86400)) throw new UsageError(`bad --idle '${f.idle}': expected seconds, 0 < S <= 86400`);
+      const json = !!f.json;
+      const out = (e: CollectEvent) => process.stdout.write(formatEvent(e, json) + '\n');
+      const server = await CollectServer.start({
+        dir: f.dir,
+        bind: f.bind,
+        netconsolePort,
+        oopsPort,
+        idleMs: Math.round(idle * 1000),
+        maxOpenDumps: intArg(f.maxDumps, '--max-dumps', 1, 100000),
+        maxBytesPerDump: intArg(f.maxDumpBytes, '--max-dump-bytes', 1024, 2 ** 31),
+        maxTotalBytes: intArg(f.maxBytes, '--max-bytes', 1024, 2 ** 40),
+        onEvent: out,
+      });
+      out({ event: 'listening', host: f.bind ?? '0.0.0.0', netconsole: server.ports.netconsole ?? undefined, oops: server.ports.oops ?? undefined, dir: f.dir });
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      await server.close();
+      const o = server.oops;
+      const nonzero = (r: Record<string, number>) => Object.fromEntries(Object.entries(r).filter(([, v]) => v > 0));
+      out({
+        event: 'summary', host: '-',
+        ...(o ? { oops_datagrams: o.stats.datagrams, dumps_complete: o.stats.dumpsComplete, dumps_partial: o.stats.dumpsPartial, oops_drops: nonzero(o.drops) } : {}),
+        ...(server.nc ? { netconsole: nonzero(server.nc.stats as unknown as Record<string, number>) } : {}),
+      });
+    });
+}
