@@ -10,6 +10,7 @@ const COMMANDS: Array<() => Promise<{ register: Register }>> = [
   () => import('./arp.js'),
   () => import('./send.js'),
   () => import('./collect.js'),
+  () => import('./netdump-server.js'),
 ];
 
 export async function main(argv: string[]): Promise<void> {

@@ -1,0 +1,364 @@
+import dgram from 'node:dgram';
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { RuntimeError, UsageError } from '../errors.js';
+import {
+  NETDUMP_ACKPORT, NETDUMP_DATASIZE, NETDUMP_EKCD_KEY, NETDUMP_FINISHED, NETDUMP_HDR_LEN, NETDUMP_HERALD, NETDUMP_KDH,
+  NETDUMP_PORT, NETDUMP_TYPE_NAMES, NETDUMP_VMCORE, KDH_LEN, encodeAck, formatKdhInfo, heraldPath, parseKdh,
+  readNetdumpHeader, type NetdumpHeader,
+} from '../proto/netdump.js';
+
+/**
+ * A netdumpd-compatible server (FreeBSD's netdumpd.c + cap_herald.c), on ordinary UDP sockets.
+ *
+ * - Heralds arrive on --port (20023). Each new client gets its own socket on a fresh port, connect()ed to
+ *   client:20024; every ACK for that session goes out from it, which is how the client learns where to send.
+ * - Every valid message is ACKed with its seqno; anything whose length − 24 != mh_len, or bigger than the real
+ *   server's 24 + 4096 buffer, is dropped silently: the client's retransmit is the error path.
+ * - VMCORE data is written at mh_offset (buffered while contiguous, as netdumpd does), KDH decoded into the info file.
+ * - Files: <dir>/[<herald path>/]vmcore.<host>.<n> and info.<host>.<n>, plus *.<host>.last symlinks on completion.
+ *   host = the client's address. Herald paths are reduced to plain components under --dir: no '..', no absolute
+ *   paths, no following symlinks out of it.
+ */
+
+export interface NetdumpServerOptions {
+  dir: string;
+  /** Address to listen on; also the source address of the per-client sockets. Default: all. */
+  bind?: string;
+  port?: number;
+  /** Seconds without a message before a session is closed as "Dump incomplete: client timed out". netdumpd: 600. */
+  timeoutSec?: number;
+  /** One line per event (stdout in the CLI). */
+  log?: (line: string) => void;
+}
+
+export interface DumpResult {
+  client: string;
+  host: string;
+  index: number;
+  vmcore: string;
+  info: string;
+  status: 'complete' | 'timeout' | 'error';
+  bytes: number;
+  messages: number;
+  duplicates: number;
+  kdh: ReturnType<typeof parseKdh>;
+}
+
+const VMCORE_BUFSZ = 128 * 1024;
+const MAX_DUMPS = 1024;
+/** cap_herald.c reads a herald into hdr + MAXPATHLEN: a longer one is truncated and fails the length check. */
+const HERALD_MAX = NETDUMP_HDR_LEN + 1024;
+const PKT_MAX = NETDUMP_HDR_LEN + NETDUMP_DATASIZE;
+
+/** Keep a name to [A-Za-z0-9._-] and never "." or "..": safe as a file name component. */
+export function sanitizeComponent(s: string): string {
+  const t = s.replace(/[^A-Za-z0-9._-]/g, '_');
+  return t === '' || t === '.' || t === '..' ? '_' : t;
+}
+
+/** A herald path as a list of safe relative components: '..', '.', empty and absolute prefixes are dropped. */
+export function sanitizeHeraldPath(p: string | null): string[] {
+  if (!p) return [];
+  return p.split(/[\\/]+/).filter((c) => c !== '' && c !== '.' && c !== '..').map(sanitizeComponent).slice(0, 16);
+}
+
+class Session {
+  sock: dgram.Socket;
+  port = 0;
+  lastMsg = Date.now();
+  anyData = false;
+  infoFd = -1;
+  coreFd = -1;
+  keyFd = -1;
+  index = -1;
+  dirAbs = '';
+  vmcoreName = '';
+  infoName = '';
+  buf = Buffer.alloc(VMCORE_BUFSZ);
+  bufOff = 0;
+  bufStart = 0;
+  bytes = 0;
+  maxEnd = 0;
+  messages = 0;
+  duplicates = 0;
+  seen = new Set<number>();
+  kdh: ReturnType<typeof parseKdh> = null;
+  closed = false;
+  constructor(readonly ip: string, readonly host: string) {
+    this.sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 * 1024 * 1024 });
+  }
+}
+
+export class NetdumpServer extends EventEmitter {
+  private sock!: dgram.Socket;
+  private readonly sessions = new Map<string, Session>();
+  private timer: NodeJS.Timeout | null = null;
+  private readonly log: (line: string) => void;
+  private rootReal = '';
+  port = 0;
+  readonly timeoutMs: number;
+  /** Counters for tests and --json: datagrams dropped and why. */
+  readonly drops = { runt: 0, length: 0, oversize: 0, notHerald: 0, unknownType: 0 };
+
+  private constructor(private readonly o: NetdumpServerOptions) {
+    super();
+    this.log = o.log ?? (() => {});
+    this.timeoutMs = (o.timeoutSec ?? 600) * 1000;
+  }
+
+  static async start(o: NetdumpServerOptions): Promise<NetdumpServer> {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(o.dir);
+    } catch {
+      throw new UsageError(`bad --dir '${o.dir}': no such directory (create it first)`);
+    }
+    if (!st.isDirectory()) throw new UsageError(`bad --dir '${o.dir}': not a directory`);
+    const s = new NetdumpServer(o);
+    s.rootReal = fs.realpathSync(o.dir);
+    s.sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 1024 * 1024 });
+    s.sock.on('message', (msg, rinfo) => s.onHerald(msg, rinfo));
+    s.sock.on('error', (e) => s.log(`server socket error: ${e.message}`));
+    await new Promise<void>((resolve, reject) => {
+      s.sock.once('error', (e: NodeJS.ErrnoException) => reject(new RuntimeError(
+        `cannot listen on UDP ${o.bind ?? '0.0.0.0'}:${o.port ?? NETDUMP_PORT}: ${e.code ?? e.message}` +
+        (e.code === 'EADDRINUSE' ? ' (another netdump server is running? choose --port)' : ''))));
+      s.sock.bind({ address: o.bind ?? '0.0.0.0', port: o.port ?? NETDUMP_PORT }, () => resolve());
+    });
+    s.port = s.sock.address().port;
+    const tick = Math.max(200, Math.min(10_000, s.timeoutMs / 4));
+    s.timer = setInterval(() => s.timeoutClients(), tick);
+    s.timer.unref();
+    s.log(`Waiting for clients on ${o.bind ?? '0.0.0.0'}:${s.port}, dumps into ${s.rootReal}`);
+    return s;
+  }
+
+  /** Like netdumpd on SIGTERM: every open session ends as a timeout. */
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    for (const c of [...this.sessions.values()]) this.finish(c, 'timeout');
+    await new Promise<void>((r) => this.sock.close(() => r()));
+  }
+
+  private onHerald(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (msg.length < NETDUMP_HDR_LEN) { this.drops.runt++; return; }
+    const h = readNetdumpHeader(msg)!;
+    if (msg.length > HERALD_MAX) { this.drops.oversize++; return; }
+    if (h.type !== NETDUMP_HERALD) {
+      this.drops.notHerald++;
+      this.log(`Ignoring ${NETDUMP_TYPE_NAMES[h.type] ?? `type ${h.type}`} from ${rinfo.address} on the herald port`);
+      return;
+    }
+    if (msg.length - NETDUMP_HDR_LEN !== h.len) { this.drops.length++; return; }
+    const existing = this.sessions.get(rinfo.address);
+    if (existing) {
+      if (!existing.anyData) {
+        // A retransmitted herald (our first ACK was lost): same session, ACK again from its socket.
+        this.sendAck(existing, h.seqno);
+        return;
+      }
+      this.finish(existing, 'timeout');
+    }
+    const pathArg = heraldPath(msg.subarray(NETDUMP_HDR_LEN));
+    void this.newSession(rinfo.address, pathArg, h.seqno);
+  }
+
+  private async newSession(ip: string, herald: string | null, seqno: number): Promise<void> {
+    const c = new Session(ip, sanitizeComponent(ip));
+    this.sessions.set(ip, c);
+    try {
+      this.openFiles(c, sanitizeHeraldPath(herald));
+    } catch (e) {
+      this.log(`Can't create output files for new client ${ip}: ${(e as Error).message}`);
+      this.sessions.delete(ip);
+      c.sock.close();
+      return;
+    }
+    c.sock.on('message', (m) => this.onClientMessage(c, m));
+    c.sock.on('error', (e) => this.log(`client ${ip} socket error: ${e.message}`));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        c.sock.once('error', reject);
+        c.sock.bind({ address: this.o.bind ?? '0.0.0.0', port: 0 }, () => {
+          c.sock.connect(NETDUMP_ACKPORT, ip, () => { c.sock.removeListener('error', reject); resolve(); });
+        });
+      });
+    } catch (e) {
+      this.log(`client ${ip}: cannot open session socket: ${(e as Error).message}`);
+      this.finish(c, 'error');
+      return;
+    }
+    c.port = c.sock.address().port;
+    this.writeInfo(c, `Dump from ${c.host} [${ip}]\n`);
+    this.log(`New dump from client ${ip} (to ${path.join(c.dirAbs, c.vmcoreName)}), session port ${c.port}`);
+    this.sendAck(c, seqno);
+  }
+
+  private openFiles(c: Session, comps: string[]): void {
+    let dir = this.rootReal;
+    if (comps.length) {
+      const want = path.join(this.rootReal, ...comps);
+      try {
+        fs.mkdirSync(want, { recursive: true, mode: 0o700 });
+        const real = fs.realpathSync(want);
+        // A symlink inside --dir may point elsewhere: only use the path if it really lies inside.
+        if (real === this.rootReal || real.startsWith(this.rootReal + path.sep)) dir = real;
+        else this.log(`client ${c.ip}: path '${comps.join('/')}' leaves --dir, using the default`);
+      } catch (e) {
+        this.log(`client ${c.ip}: can't use path '${comps.join('/')}' (${(e as Error).message}), using the default`);
+      }
+    }
+    const { O_WRONLY, O_CREAT, O_EXCL, O_TRUNC, O_NOFOLLOW } = fs.constants;
+    for (let n = 0; n < MAX_DUMPS; n++) {
+      const info = `info.${c.host}.${n}`;
+      try {
+        c.infoFd = fs.openSync(path.join(dir, info), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
+        throw e;
+      }
+      c.index = n;
+      c.infoName = info;
+      break;
+    }
+    if (c.index < 0) throw new Error(`no free index below ${MAX_DUMPS}`);
+    c.vmcoreName = `vmcore.${c.host}.${c.index}`;
+    c.coreFd = fs.openSync(path.join(dir, c.vmcoreName), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600);
+    c.dirAbs = dir;
+  }
+
+  private writeInfo(c: Session, s: string): void {
+    if (c.infoFd >= 0) fs.writeSync(c.infoFd, s);
+  }
+
+  private sendAck(c: Session, seqno: number): void {
+    if (c.closed || c.port === 0) return; // socket not connected yet: the client will retransmit
+    c.sock.send(encodeAck(seqno), (e) => {
+      // Like netdumpd: a lost ACK is harmless, the client retransmits.
+      if (e && !c.closed) this.log(`client ${c.ip}: send ACK ${seqno}: ${e.message}`);
+    });
+  }
+
+  private onClientMessage(c: Session, msg: Buffer): void {
+    if (c.closed) return;
+    if (msg.length < NETDUMP_HDR_LEN) { this.drops.runt++; return; }
+    if (msg.length > PKT_MAX) { this.drops.oversize++; return; }
+    const h = readNetdumpHeader(msg)!;
+    if (msg.length - NETDUMP_HDR_LEN !== h.len) { this.drops.length++; return; }
+    c.lastMsg = Date.now();
+    const payload = msg.subarray(NETDUMP_HDR_LEN);
+    switch (h.type) {
+      case NETDUMP_VMCORE: return this.onVmcore(c, h, payload);
+      case NETDUMP_KDH: return this.onKdh(c, h, payload);
+      case NETDUMP_EKCD_KEY: return this.onKey(c, h, payload);
+      case NETDUMP_FINISHED: return this.onFinished(c, h);
+      default:
+        this.drops.unknownType++;
+        this.log(`Received unexpected message type ${h.type} from ${c.ip}`);
+    }
+  }
+
+  private onVmcore(c: Session, h: NetdumpHeader, data: Buffer): void {
+    c.anyData = true;
+    c.messages++;
+    if (c.seen.has(h.seqno)) c.duplicates++;
+    else { c.seen.add(h.seqno); c.bytes += data.length; }
+    if (c.bufOff + data.length > VMCORE_BUFSZ || (c.bufOff > 0 && c.bufStart + c.bufOff !== h.offset)) {
+      if (!this.flush(c)) return;
+    }
+    if (c.bufOff === 0) c.bufStart = h.offset;
+    data.copy(c.buf, c.bufOff);
+    c.bufOff += data.length;
+    c.maxEnd = Math.max(c.maxEnd, h.offset + data.length);
+    this.sendAck(c, h.seqno);
+  }
+
+  private flush(c: Session): boolean {
+    if (c.bufOff === 0) return true;
+    try {
+      let done = 0;
+      while (done < c.bufOff) done += fs.writeSync(c.coreFd, c.buf, done, c.bufOff - done, c.bufStart + done);
+      c.bufOff = 0;
+      return true;
+    } catch (e) {
+      this.writeInfo(c, `Dump unsuccessful: write error @ offset ${c.bufStart.toString(16).padStart(8, '0')}: ${(e as Error).message}\n`);
+      this.finish(c, 'error');
+      return false;
+    }
+  }
+
+  private onKdh(c: Session, h: NetdumpHeader, data: Buffer): void {
+    c.anyData = true;
+    this.sendAck(c, h.seqno);
+    if (data.length < KDH_LEN) {
+      this.writeInfo(c, 'Bad KDH: packet too small\n');
+      return;
+    }
+    c.kdh = parseKdh(data);
+    this.writeInfo(c, formatKdhInfo(c.kdh!));
+  }
+
+  private onKey(c: Session, h: NetdumpHeader, data: Buffer): void {
+    try {
+      if (c.keyFd < 0) {
+        const { O_WRONLY, O_CREAT, O_NOFOLLOW } = fs.constants;
+        c.keyFd = fs.openSync(path.join(c.dirAbs, `key.${c.host}.${c.index}`), O_WRONLY | O_CREAT | O_NOFOLLOW, 0o400);
+      }
+      fs.writeSync(c.keyFd, data, 0, data.length, h.offset);
+    } catch (e) {
+      this.log(`client ${c.ip}: key write: ${(e as Error).message}`);
+      return;
+    }
+    this.sendAck(c, h.seqno);
+  }
+
+  private onFinished(c: Session, h: NetdumpHeader): void {
+    if (!this.flush(c)) return;
+    try { fs.fsyncSync(c.coreFd); } catch { /* not fatal, as in netdumpd */ }
+    for (const [kind, target] of [['vmcore', c.vmcoreName], ['info', c.infoName]]) {
+      const link = path.join(c.dirAbs, `${kind}.${c.host}.last`);
+      try { fs.unlinkSync(link); } catch { /* ENOENT */ }
+      try { fs.symlinkSync(target, link); } catch (e) { this.log(`symlink ${link}: ${(e as Error).message}`); }
+    }
+    this.writeInfo(c, 'Dump complete\n');
+    this.sendAck(c, h.seqno);
+    this.log(`Completed dump from client ${c.ip}: ${c.bytes} bytes in ${c.messages} messages (${c.duplicates} duplicates)`);
+    this.finish(c, 'complete');
+  }
+
+  private timeoutClients(): void {
+    const now = Date.now();
+    for (const c of [...this.sessions.values()]) {
+      if (c.lastMsg + this.timeoutMs < now) this.finish(c, 'timeout');
+    }
+  }
+
+  private finish(c: Session, status: DumpResult['status']): void {
+    if (c.closed) return;
+    if (status === 'timeout') {
+      this.flush(c);
+      if (c.closed) return;
+      this.log(`Client ${c.ip} timed out`);
+      this.writeInfo(c, 'Dump incomplete: client timed out\n');
+    }
+    c.closed = true;
+    if (this.sessions.get(c.ip) === c) this.sessions.delete(c.ip);
+    // Give the final ACK a moment to leave before closing the socket it goes out on.
+    setTimeout(() => { try { c.sock.close(); } catch { /* already closed */ } }, 200).unref();
+    for (const fd of [c.infoFd, c.coreFd, c.keyFd]) if (fd >= 0) try { fs.closeSync(fd); } catch { /* ignore */ }
+    c.infoFd = c.coreFd = c.keyFd = -1;
+    const r: DumpResult = {
+      client: c.ip, host: c.host, index: c.index, vmcore: path.join(c.dirAbs, c.vmcoreName),
+      info: path.join(c.dirAbs, c.infoName), status, bytes: c.bytes, messages: c.messages, duplicates: c.duplicates,
+      kdh: c.kdh,
+    };
+    this.emit('dump', r);
+  }
+
+  /** Open sessions (for tests and status). */
+  get active(): number {
+    return this.sessions.size;
+  }
+}
