@@ -1,0 +1,567 @@
+/**
+ * The receiving half of `rawpoll blast` (and of Linux pktgen): reads the pktgen test header (PROTOCOLS.md §5) from
+ * each UDP datagram and keeps per-flow accounts — loss (gaps in seq), duplicates, reordering, inter-arrival times,
+ * rate and one-way latency (tv_sec/tv_usec against our wall clock; meaningful only when the clocks are synced, as
+ * they are between namespaces of one host).
+ *
+ * Two layers: SinkAccounting is pure (no I/O, fed with synthetic sequences by the unit tests); Sink feeds it from
+ * a kernel UDP socket (default) or from a libpcap capture on an interface (--capture, for rates the socket drops).
+ */
+import dgram from 'node:dgram';
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { RuntimeError, UsageError } from '../errors.js';
+import { readPktgenHeader } from '../proto/pktgen.js';
+import { formatIpv4, parseIpv4 } from '../wire/addr.js';
+import { PcapLink } from '../link/pcap.js';
+import { parseUdpFrame } from '../wire/udpframe.js';
+
+const TWO32 = 2 ** 32;
+
+/**
+ * A log-bucketed histogram of non-negative numbers (HDR-style): values below 128 are exact, above that each power
+ * of two is cut into 64 buckets, so a quantile is within 1/128 (0.8%) of the true value. Fixed size, no allocation
+ * per sample: RSS stays flat however long the sink runs.
+ */
+export class LogHistogram {
+  private static readonly EXACT = 128;
+  private static readonly SUB = 64;
+  private readonly counts = new Float64Array(LogHistogram.EXACT + 47 * LogHistogram.SUB);
+  count = 0;
+  min = Infinity;
+  max = -Infinity;
+  sum = 0;
+
+  record(value: number): void {
+    const v = value < 0 ? 0 : Math.floor(value);
+    this.counts[LogHistogram.index(v)]++;
+    this.count++;
+    this.sum += value;
+    if (value < this.min) this.min = value;
+    if (value > this.max) this.max = value;
+  }
+
+  private static index(v: number): number {
+    if (v < LogHistogram.EXACT) return v;
+    let e = Math.floor(Math.log2(v));
+    let m = Math.floor(v / 2 ** (e - 6));
+    // Math.log2 may round across a power of two; put the mantissa back in [64, 128).
+    if (m >= 128) { e++; m = Math.floor(v / 2 ** (e - 6)); } else if (m < 64) { e--; m = Math.floor(v / 2 ** (e - 6)); }
+    return Math.min(LogHistogram.EXACT + (e - 7) * LogHistogram.SUB + (m - 64), LogHistogram.EXACT + 47 * LogHistogram.SUB - 1);
+  }
+
+  /** The bucket's midpoint (exact below 128), clamped to the observed min/max. */
+  private static valueAt(i: number): number {
+    if (i < LogHistogram.EXACT) return i;
+    const j = i - LogHistogram.EXACT;
+    const e = 7 + Math.floor(j / LogHistogram.SUB);
+    const m = 64 + (j % LogHistogram.SUB);
+    const width = 2 ** (e - 6);
+    return m * width + width / 2;
+  }
+
+  /** q in [0, 1]; NaN when empty. */
+  quantile(q: number): number {
+    if (this.count === 0) return NaN;
+    const rank = Math.max(1, Math.ceil(q * this.count));
+    let seen = 0;
+    for (let i = 0; i < this.counts.length; i++) {
+      seen += this.counts[i];
+      if (seen >= rank) return Math.min(Math.max(LogHistogram.valueAt(i), Math.max(0, this.min)), this.max);
+    }
+    return this.max;
+  }
+}
+
+/** How many seqs behind the highest one we remember exactly (to tell a late datagram from a duplicate). */
+export const SEQ_WINDOW = 1 << 16;
+
+export interface FlowKey {
+  srcIp: number;
+  srcPort: number;
+  dstIp: number;
+  dstPort: number;
+}
+
+export interface FlowReport {
+  src: string;
+  dst: string;
+  srcIp: string;
+  srcPort: number;
+  dstIp: string;
+  dstPort: number;
+  /** Datagrams with the pktgen header, duplicates included. */
+  received: number;
+  /** Distinct seqs received. */
+  unique: number;
+  /** Seqs never seen: gaps between the start (seq 1, or the first seq seen with midStream) and the highest seq (or `expect`). */
+  lost: number;
+  duplicates: number;
+  /** Datagrams that arrived after one with a higher seq (and were not duplicates). */
+  reordered: number;
+  /** Of the reordered, those older than SEQ_WINDOW behind the highest seq: counted as new, not checked for duplication. */
+  late: number;
+  /** Lowest and highest seq seen (32-bit, as on the wire). */
+  firstSeq: number;
+  lastSeq: number;
+  /** UDP payload bytes. */
+  bytes: number;
+  /** Between the first and last arrival, seconds. */
+  seconds: number;
+  pps: number;
+  /** Bits/s of UDP payload. */
+  payloadMbps: number;
+  interArrivalUs: { p50: number; p99: number; max: number } | null;
+  /** Receive wall clock minus the sender's tv_sec/tv_usec, µs; null when the sender left the timestamp 0. */
+  latencyUs: { min: number; p50: number; p99: number; max: number; avg: number } | null;
+}
+
+/** One flow's seq bookkeeping. Seqs are unwrapped onto a line (u) so 2^32 wrap-around is just another step. */
+export class FlowAccount {
+  readonly key: FlowKey;
+  received = 0;
+  unique = 0;
+  duplicates = 0;
+  reordered = 0;
+  late = 0;
+  bytes = 0;
+  firstArrivalNs = 0;
+  lastArrivalNs = 0;
+  readonly interArrivalNs = new LogHistogram();
+  readonly latencyUs = new LogHistogram();
+  latencyMin = Infinity;
+  private maxU = 0;
+  private minU = 0;
+  /** Bit per seq in (maxU - SEQ_WINDOW, maxU]: seen or not. */
+  private readonly seen = new Uint8Array(SEQ_WINDOW >> 3);
+
+  constructor(key: FlowKey) {
+    this.key = key;
+  }
+
+  private test(u: number): boolean {
+    const i = u % SEQ_WINDOW;
+    return (this.seen[i >> 3] & (1 << (i & 7))) !== 0;
+  }
+
+  private mark(u: number): void {
+    const i = u % SEQ_WINDOW;
+    this.seen[i >> 3] |= 1 << (i & 7);
+  }
+
+  private clear(u: number): void {
+    const i = u % SEQ_WINDOW;
+    this.seen[i >> 3] &= ~(1 << (i & 7));
+  }
+
+  /**
+   * One datagram: its 32-bit seq, arrival on a monotonic clock (ns), the receive wall clock (µs since the epoch),
+   * the sender's timestamp (tv 0/0 = none) and its payload length.
+   */
+  add(seq: number, arrivalNs: number, wallUs: number, tvSec: number, tvUsec: number, bytes: number): void {
+    seq = seq >>> 0;
+    this.bytes += bytes;
+    if (this.received === 0) {
+      this.firstArrivalNs = arrivalNs;
+      this.maxU = this.minU = seq;
+      this.mark(seq);
+      this.unique = 1;
+    } else {
+      this.interArrivalNs.record(arrivalNs - this.lastArrivalNs);
+      // Signed 32-bit distance from the highest seq so far: a step across 2^32 is +1, not -4294967295.
+      const delta = ((seq - (this.maxU % TWO32)) | 0);
+      const u = this.maxU + delta;
+      if (delta > 0) {
+        if (delta >= SEQ_WINDOW) this.seen.fill(0);
+        else for (let x = this.maxU + 1; x < u; x++) this.clear(x);
+        this.mark(u);
+        this.maxU = u;
+        this.unique++;
+      } else if (delta === 0) {
+        this.duplicates++;
+      } else if (this.maxU - u < SEQ_WINDOW) {
+        if (u < this.minU) this.minU = u;
+        if (this.test(u)) {
+          this.duplicates++;
+        } else {
+          this.mark(u);
+          this.reordered++;
+          this.unique++;
+        }
+      } else {
+        if (u < this.minU) this.minU = u;
+        this.late++;
+        this.reordered++;
+        this.unique++;
+      }
+    }
+    this.received++;
+    this.lastArrivalNs = arrivalNs;
+    if (tvSec !== 0 || tvUsec !== 0) {
+      const lat = wallUs - (tvSec * 1e6 + tvUsec);
+      this.latencyUs.record(lat);
+      if (lat < this.latencyMin) this.latencyMin = lat;
+    }
+  }
+
+  /** Lowest and highest seq on the unwrapped line. */
+  get lowest(): number {
+    return this.minU;
+  }
+
+  get highest(): number {
+    return this.maxU;
+  }
+
+  /**
+   * Seqs never seen. By default counting starts at seq 1 (pktgen and blast number from 1), so datagrams lost before
+   * the first arrival count too; midStream starts at the first seq seen (a sink started after the sender).
+   * `expect` (datagrams the sender sent in this flow) makes a lost tail visible too.
+   */
+  lost(o: { midStream?: boolean; expect?: number } = {}): number {
+    if (this.received === 0) return o.expect ?? 0;
+    const start = o.midStream ? this.minU : Math.min(1, this.minU);
+    const end = o.expect !== undefined && !o.midStream ? Math.max(this.maxU, o.expect) : this.maxU;
+    return Math.max(0, end - start + 1 - this.unique);
+  }
+
+  report(o: { midStream?: boolean; expect?: number } = {}): FlowReport {
+    const seconds = (this.lastArrivalNs - this.firstArrivalNs) / 1e9;
+    const r3 = (x: number) => Math.round(x * 1000) / 1000;
+    const ia = this.interArrivalNs;
+    const lat = this.latencyUs;
+    const srcIp = formatIpv4(this.key.srcIp);
+    const dstIp = formatIpv4(this.key.dstIp);
+    return {
+      src: `${srcIp}:${this.key.srcPort}`,
+      dst: `${dstIp}:${this.key.dstPort}`,
+      srcIp,
+      srcPort: this.key.srcPort,
+      dstIp,
+      dstPort: this.key.dstPort,
+      received: this.received,
+      unique: this.unique,
+      lost: this.lost(o),
+      duplicates: this.duplicates,
+      reordered: this.reordered,
+      late: this.late,
+      firstSeq: this.minU % TWO32,
+      lastSeq: this.maxU % TWO32,
+      bytes: this.bytes,
+      seconds: r3(seconds),
+      pps: seconds > 0 ? Math.round((this.received - 1) / seconds) : 0,
+      payloadMbps: seconds > 0 ? r3(((this.bytes * 8) / seconds) / 1e6) : 0,
+      interArrivalUs: ia.count > 0 ? { p50: r3(ia.quantile(0.5) / 1000), p99: r3(ia.quantile(0.99) / 1000), max: r3(ia.max / 1000) } : null,
+      latencyUs: lat.count > 0
+        ? { min: r3(this.latencyMin), p50: r3(lat.quantile(0.5)), p99: r3(lat.quantile(0.99)), max: r3(lat.max), avg: r3(lat.sum / lat.count) }
+        : null,
+    };
+  }
+}
+
+export interface AccountingOptions {
+  /** Count loss from the first seq seen instead of from seq 1 (the sink started after the sender). */
+  midStream?: boolean;
+  /** Datagrams the sender sent per flow: a lost tail then counts as loss too. */
+  expect?: number;
+}
+
+export interface AccountingTotals {
+  /** Every UDP datagram seen on the port. */
+  datagrams: number;
+  /** Of those, without the pktgen magic (not ours: ignored). */
+  nonPktgen: number;
+  received: number;
+  unique: number;
+  lost: number;
+  duplicates: number;
+  reordered: number;
+}
+
+/** All flows of one sink, keyed by (src ip, src port, dst port) — dst ip is recorded but not part of the key. */
+export class SinkAccounting {
+  readonly options: AccountingOptions;
+  private readonly byKey = new Map<number, Map<number, FlowAccount>>();
+  readonly flows: FlowAccount[] = [];
+  private last: FlowAccount | null = null;
+  datagrams = 0;
+  nonPktgen = 0;
+
+  constructor(options: AccountingOptions = {}) {
+    this.options = options;
+  }
+
+  /** One UDP datagram; returns false when its payload has no pktgen header. */
+  record(srcIp: number, srcPort: number, dstIp: number, dstPort: number, payload: Uint8Array, arrivalNs: number, wallUs: number): boolean {
+    this.datagrams++;
+    const h = readPktgenHeader(payload, 0);
+    if (h === null) {
+      this.nonPktgen++;
+      return false;
+    }
+    let f = this.last;
+    if (f === null || f.key.srcIp !== srcIp || f.key.srcPort !== srcPort || f.key.dstPort !== dstPort) {
+      let inner = this.byKey.get(srcIp);
+      if (inner === undefined) this.byKey.set(srcIp, (inner = new Map()));
+      const k2 = srcPort * 65536 + dstPort;
+      f = inner.get(k2) ?? null;
+      if (f === null) {
+        f = new FlowAccount({ srcIp, srcPort, dstIp, dstPort });
+        inner.set(k2, f);
+        this.flows.push(f);
+      }
+      this.last = f;
+    }
+    f.add(h.seq, arrivalNs, wallUs, h.tvSec, h.tvUsec, payload.length);
+    return true;
+  }
+
+  totals(): AccountingTotals {
+    const t: AccountingTotals = { datagrams: this.datagrams, nonPktgen: this.nonPktgen, received: 0, unique: 0, lost: 0, duplicates: 0, reordered: 0 };
+    for (const f of this.flows) {
+      t.received += f.received;
+      t.unique += f.unique;
+      t.lost += f.lost(this.options);
+      t.duplicates += f.duplicates;
+      t.reordered += f.reordered;
+    }
+    return t;
+  }
+
+  flowReports(): FlowReport[] {
+    return this.flows.map((f) => f.report(this.options));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The I/O half: a kernel UDP socket or a libpcap capture feeding a SinkAccounting.
+
+export interface SinkOptions extends AccountingOptions {
+  /** UDP destination port to count (pktgen's default is 9). */
+  port: number;
+  /** Only datagrams to this IPv4 address (socket: bind address; capture: `dst host`). */
+  bind?: number;
+  /** Capture with libpcap on this interface instead of reading a socket. */
+  capture?: { iface: string; bufferBytes?: number };
+  /** SO_RCVBUF to ask for (the kernel caps it at net.core.rmem_max). Default 32 MiB. */
+  rcvbuf?: number;
+  /** Stop after this many seconds from start(). */
+  duration?: number;
+  /** Stop once this many pktgen datagrams have arrived. */
+  count?: number;
+  /** Stop when nothing has arrived for this many seconds after the first datagram. */
+  idle?: number;
+}
+
+export interface SinkReport {
+  mode: 'socket' | 'capture';
+  port: number;
+  bind: string | null;
+  iface: string | null;
+  /** Seconds the sink listened. */
+  seconds: number;
+  /** Why it stopped: 'count', 'duration', 'idle' or 'stopped'. */
+  reason: string;
+  /** Socket mode: the receive buffer the kernel granted, and datagrams it dropped because that buffer was full. */
+  rcvbufBytes: number | null;
+  socketDrops: number | null;
+  totals: AccountingTotals;
+  flows: FlowReport[];
+}
+
+/** Monotonic ns as a Number: exact for 104 days of uptime, enough for inter-arrival arithmetic. */
+function monoNs(): number {
+  return Number(process.hrtime.bigint());
+}
+
+/** Wall clock in µs with sub-ms resolution (Date.now() has only ms). */
+function wallUs(): number {
+  return (performance.timeOrigin + performance.now()) * 1000;
+}
+
+/**
+ * Datagrams the kernel dropped for the UDP socket(s) bound to `port` (the `drops` column of /proc/net/udp in our
+ * network namespace): the tell-tale that the socket could not keep up and --capture is needed.
+ */
+export function udpSocketDrops(port: number): number | null {
+  try {
+    const lines = readFileSync('/proc/self/net/udp', 'utf8').split('\n').slice(1);
+    const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+    let drops: number | null = null;
+    for (const l of lines) {
+      const f = l.trim().split(/\s+/);
+      if (f.length < 13 || !f[1].endsWith(':' + hexPort)) continue;
+      drops = (drops ?? 0) + Number(f[f.length - 1]);
+    }
+    return drops;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * rawpoll's traffic sink as a library: `const s = new Sink({port: 9}); await s.start(); … const r = await s.done;`
+ * (or `await s.stop()` at any time). `report()` is a live snapshot.
+ */
+export class Sink {
+  readonly options: SinkOptions;
+  readonly accounting: SinkAccounting;
+  /** Resolves with the final report when the sink stops (count, duration, idle, or stop()). */
+  readonly done: Promise<SinkReport>;
+  private resolveDone!: (r: SinkReport) => void;
+  private socket: dgram.Socket | null = null;
+  private link: PcapLink | null = null;
+  private timers: NodeJS.Timeout[] = [];
+  private startedNs = 0;
+  private stoppedNs = 0;
+  private drops0: number | null = null;
+  private dropsEnd: number | null = null;
+  private rcvbuf: number | null = null;
+  private reason = 'stopped';
+  private final: SinkReport | null = null;
+  private state: 'new' | 'running' | 'stopped' = 'new';
+
+  constructor(options: SinkOptions) {
+    if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
+      throw new UsageError(`bad sink port '${options.port}': expected 1-65535`);
+    }
+    this.options = options;
+    this.accounting = new SinkAccounting({ midStream: options.midStream, expect: options.expect });
+    this.done = new Promise((res) => (this.resolveDone = res));
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new RuntimeError('this sink was already started');
+    this.state = 'running';
+    const o = this.options;
+    if (o.capture) this.openCapture(o.capture.iface, o.capture.bufferBytes);
+    else await this.openSocket();
+    this.startedNs = monoNs();
+    if (o.duration !== undefined) {
+      this.timers.push(setTimeout(() => this.finish('duration'), o.duration * 1000));
+    }
+    if (o.idle !== undefined) {
+      const idleNs = o.idle * 1e9;
+      const step = Math.max(20, Math.min(250, o.idle * 250));
+      this.timers.push(setInterval(() => {
+        const last = this.lastArrivalNs();
+        if (last > 0 && monoNs() - last >= idleNs) this.finish('idle');
+      }, step));
+    }
+  }
+
+  private lastArrivalNs(): number {
+    let last = 0;
+    for (const f of this.accounting.flows) if (f.lastArrivalNs > last) last = f.lastArrivalNs;
+    return last;
+  }
+
+  private onDatagram(srcIp: number, srcPort: number, dstIp: number, payload: Uint8Array): void {
+    if (this.state !== 'running') return;
+    const ok = this.accounting.record(srcIp, srcPort, dstIp, this.options.port, payload, monoNs(), wallUs());
+    if (ok && this.options.count !== undefined && this.accounting.datagrams - this.accounting.nonPktgen >= this.options.count) {
+      this.finish('count');
+    }
+  }
+
+  private openSocket(): Promise<void> {
+    const o = this.options;
+    const sock = dgram.createSocket({ type: 'udp4', recvBufferSize: o.rcvbuf ?? 32 << 20 });
+    this.socket = sock;
+    const bindIp = o.bind ?? 0;
+    // rinfo.address is a string: memoise its parse, most runs see one or a few senders.
+    let lastAddr = '';
+    let lastIp = 0;
+    sock.on('message', (msg, rinfo) => {
+      if (rinfo.address !== lastAddr) {
+        lastAddr = rinfo.address;
+        lastIp = parseIpv4(rinfo.address, 'source address');
+      }
+      this.onDatagram(lastIp, rinfo.port, bindIp, msg);
+    });
+    return new Promise((res, rej) => {
+      sock.once('error', (e: NodeJS.ErrnoException) => {
+        this.socket = null;
+        sock.close();
+        const where = `${o.bind !== undefined ? formatIpv4(o.bind) : '0.0.0.0'}:${o.port}`;
+        if (e.code === 'EADDRINUSE') rej(new RuntimeError(`UDP ${where} is already in use by another socket; stop it, or use --capture -i IF`));
+        else if (e.code === 'EADDRNOTAVAIL') rej(new UsageError(`bad --bind '${formatIpv4(o.bind ?? 0)}': no interface here has that address`));
+        else if (e.code === 'EACCES') rej(new RuntimeError(`no permission to bind UDP ${where}: ports below 1024 need root or CAP_NET_BIND_SERVICE`));
+        else rej(new RuntimeError(`cannot listen on UDP ${where}: ${e.message}`));
+      });
+      sock.bind({ port: o.port, address: o.bind !== undefined ? formatIpv4(o.bind) : undefined, exclusive: true }, () => {
+        sock.removeAllListeners('error');
+        sock.on('error', () => { /* a receive error on a bound UDP socket (e.g. ICMP) is not fatal to counting */ });
+        try {
+          this.rcvbuf = sock.getRecvBufferSize();
+        } catch {
+          this.rcvbuf = null;
+        }
+        this.drops0 = udpSocketDrops(o.port);
+        res();
+      });
+    });
+  }
+
+  private openCapture(iface: string, bufferBytes = 64 << 20): void {
+    const o = this.options;
+    const match = `udp dst port ${o.port}${o.bind !== undefined ? ` and dst host ${formatIpv4(o.bind)}` : ''}`;
+    // libpcap needs the `vlan` keyword to look past an 802.1Q tag.
+    const filter = `(${match}) or (vlan and ${match})`;
+    this.link = PcapLink.open(iface, filter, bufferBytes);
+    this.link.onFrame((frame) => {
+      const p = parseUdpFrame(frame);
+      if (p === null || p.dstPort !== o.port) return;
+      this.onDatagram(p.srcIp, p.srcPort, p.dstIp, p.payload);
+    });
+  }
+
+  private finish(reason: string): void {
+    if (this.state !== 'running') return;
+    this.reason = reason;
+    this.state = 'stopped';
+    this.stoppedNs = monoNs();
+    for (const t of this.timers) clearTimeout(t);
+    this.timers = [];
+    if (this.socket) {
+      this.dropsEnd = udpSocketDrops(this.options.port);
+      this.socket.close();
+      this.socket = null;
+    }
+    if (this.link) {
+      this.link.close();
+      this.link = null;
+    }
+    this.final = this.report();
+    this.resolveDone(this.final);
+  }
+
+  /** Stops listening (if still running) and returns the final report. */
+  async stop(): Promise<SinkReport> {
+    if (this.state === 'new') {
+      this.state = 'running';
+    }
+    this.finish('stopped');
+    return this.done;
+  }
+
+  /** A snapshot of the accounts so far (the final report once stopped). */
+  report(): SinkReport {
+    if (this.final) return this.final;
+    const o = this.options;
+    const end = this.state === 'stopped' ? this.stoppedNs : monoNs();
+    const drops = this.dropsEnd ?? (this.socket ? udpSocketDrops(o.port) : null);
+    return {
+      mode: o.capture ? 'capture' : 'socket',
+      port: o.port,
+      bind: o.bind !== undefined ? formatIpv4(o.bind) : null,
+      iface: o.capture?.iface ?? null,
+      seconds: this.startedNs ? Math.round((end - this.startedNs) / 1e6) / 1000 : 0,
+      reason: this.state === 'stopped' ? this.reason : 'running',
+      rcvbufBytes: o.capture ? null : this.rcvbuf,
+      socketDrops: o.capture || drops === null || this.drops0 === null ? null : drops - this.drops0,
+      totals: this.accounting.totals(),
+      flows: this.accounting.flowReports(),
+    };
+  }
+}

@@ -1,0 +1,230 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { LogHistogram, SEQ_WINDOW, SinkAccounting } from '../../src/rx/sink.js';
+
+const SRC = 0x0a000001; // 10.0.0.1
+const DST = 0x0a000002; // 10.0.0.2
+
+/** A pktgen payload built by hand from PROTOCOLS.md §5 (not with the codec under test). */
+function pg(seq: number, tvSec = 0, tvUsec = 0, len = 18): Buffer {
+  const b = Buffer.alloc(len);
+  b.writeUInt32BE(0xbe9be955, 0);
+  b.writeUInt32BE(seq >>> 0, 4);
+  b.writeUInt32BE(tvSec, 8);
+  b.writeUInt32BE(tvUsec, 12);
+  return b;
+}
+
+/** Feed seqs of one flow, 1 µs apart. */
+function feed(seqs: number[], o: ConstructorParameters<typeof SinkAccounting>[0] = {}, srcPort = 5000) {
+  const a = new SinkAccounting(o);
+  seqs.forEach((s, i) => a.record(SRC, srcPort, DST, 9, pg(s), 1_000_000 + i * 1000, 0));
+  return a;
+}
+
+function flow(a: SinkAccounting) {
+  assert.equal(a.flows.length, 1);
+  return a.flowReports()[0];
+}
+
+const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+
+test('in order: nothing lost, duplicated or reordered', () => {
+  const f = flow(feed(range(1, 1000)));
+  assert.equal(f.received, 1000);
+  assert.equal(f.unique, 1000);
+  assert.equal(f.lost, 0);
+  assert.equal(f.duplicates, 0);
+  assert.equal(f.reordered, 0);
+  assert.equal(f.firstSeq, 1);
+  assert.equal(f.lastSeq, 1000);
+  assert.equal(f.src, '10.0.0.1:5000');
+  assert.equal(f.dst, '10.0.0.2:9');
+  assert.equal(f.bytes, 18000);
+});
+
+test('loss: gaps in seq are counted', () => {
+  const seqs = range(1, 20).filter((s) => s !== 5 && !(s >= 10 && s <= 12));
+  const f = flow(feed(seqs));
+  assert.equal(f.lost, 4);
+  assert.equal(f.received, 16);
+  assert.equal(f.reordered, 0);
+});
+
+test('duplicates: repeated seqs, immediate and later', () => {
+  const f = flow(feed([1, 2, 2, 3, 3, 3, 4, 2]));
+  assert.equal(f.duplicates, 4);
+  assert.equal(f.unique, 4);
+  assert.equal(f.lost, 0);
+  assert.equal(f.reordered, 0);
+});
+
+test('reordering: a late datagram fills its gap and is not a loss', () => {
+  const f = flow(feed([1, 3, 2, 4, 7, 5, 6, 8]));
+  assert.equal(f.reordered, 3);
+  assert.equal(f.lost, 0);
+  assert.equal(f.duplicates, 0);
+});
+
+test('a duplicate of a reordered datagram is a duplicate, not a second reorder', () => {
+  const f = flow(feed([1, 3, 2, 2, 4]));
+  assert.equal(f.reordered, 1);
+  assert.equal(f.duplicates, 1);
+  assert.equal(f.lost, 0);
+});
+
+test('loss before the first arrival counts from seq 1, unless midStream', () => {
+  assert.equal(flow(feed([3, 4, 5])).lost, 2);
+  assert.equal(flow(feed([3, 4, 5], { midStream: true })).lost, 0);
+  // seq 1 arriving after 2 is a reorder that fills the head gap
+  const f = flow(feed([2, 1, 3]));
+  assert.equal(f.lost, 0);
+  assert.equal(f.reordered, 1);
+  assert.equal(f.firstSeq, 1);
+});
+
+test('expect: a lost tail is loss too', () => {
+  assert.equal(flow(feed(range(1, 8), { expect: 10 })).lost, 2);
+  assert.equal(flow(feed(range(1, 8))).lost, 0);
+});
+
+test('32-bit wrap: 0xfffffffe, 0xffffffff, 0, 1 is in order; a gap across the wrap is a loss', () => {
+  const w = [0xfffffffd, 0xfffffffe, 0xffffffff, 0, 1, 2];
+  const f = flow(feed(w, { midStream: true }));
+  assert.equal(f.lost, 0);
+  assert.equal(f.reordered, 0);
+  assert.equal(f.firstSeq, 0xfffffffd);
+  assert.equal(f.lastSeq, 2);
+  const g = flow(feed([0xfffffffe, 0xffffffff, 1, 2], { midStream: true }));
+  assert.equal(g.lost, 1); // seq 0 missing
+  const h = flow(feed([0xffffffff, 1, 0, 2], { midStream: true }));
+  assert.equal(h.lost, 0);
+  assert.equal(h.reordered, 1);
+});
+
+test('older than the window: counted as late reorders, not checked for duplication', () => {
+  const seqs = [...range(1, 5), ...range(7, SEQ_WINDOW + 10), 6];
+  const f = flow(feed(seqs));
+  assert.equal(f.late, 1);
+  assert.equal(f.reordered, 1);
+  assert.equal(f.lost, 0);
+});
+
+test('a big jump forward (> window) clears the memory and counts the gap', () => {
+  const f = flow(feed([1, 2, 100_000, 100_001, 100_000]));
+  assert.equal(f.lost, 100_000 - 3);
+  assert.equal(f.duplicates, 1);
+});
+
+test('flows are keyed by src ip:port and dst port; non-pktgen datagrams are counted apart', () => {
+  const a = new SinkAccounting();
+  a.record(SRC, 1000, DST, 9, pg(1), 1, 0);
+  a.record(SRC, 1001, DST, 9, pg(1), 2, 0);
+  a.record(SRC + 1, 1000, DST, 9, pg(1), 3, 0);
+  a.record(SRC, 1000, DST, 10, pg(1), 4, 0);
+  a.record(SRC, 1000, DST, 9, pg(2), 5, 0);
+  a.record(SRC, 1000, DST, 9, Buffer.from('hello, not pktgen'), 6, 0);
+  const bad = pg(3);
+  bad[0] = 0;
+  a.record(SRC, 1000, DST, 9, bad, 7, 0);
+  a.record(SRC, 1000, DST, 9, Buffer.alloc(15), 8, 0);
+  assert.equal(a.flows.length, 4);
+  assert.deepEqual(a.flowReports().map((f) => [f.src, f.dst, f.received]), [
+    ['10.0.0.1:1000', '10.0.0.2:9', 2],
+    ['10.0.0.1:1001', '10.0.0.2:9', 1],
+    ['10.0.0.2:1000', '10.0.0.2:9', 1],
+    ['10.0.0.1:1000', '10.0.0.2:10', 1],
+  ]);
+  const t = a.totals();
+  assert.equal(t.datagrams, 8);
+  assert.equal(t.nonPktgen, 3);
+  assert.equal(t.received, 5);
+  assert.equal(t.lost, 0);
+});
+
+test('inter-arrival, rate and one-way latency from the synthetic clock', () => {
+  const a = new SinkAccounting();
+  const t0Sec = 1_795_000_000;
+  for (let i = 0; i < 1001; i++) {
+    const arrivalNs = 5e9 + i * 10_000; // 10 µs apart: 100 kpps
+    const sentUs = t0Sec * 1e6 + i * 10; // sent 10 µs apart
+    const wall = sentUs + (i % 2 === 0 ? 200 : 300); // one-way latency 200 or 300 µs
+    a.record(SRC, 5000, DST, 9, pg(i + 1, Math.floor(sentUs / 1e6), sentUs % 1e6), arrivalNs, wall);
+  }
+  const f = a.flowReports()[0];
+  assert.equal(f.seconds, 0.01);
+  assert.equal(f.pps, 100_000);
+  assert.ok(Math.abs(f.interArrivalUs!.p50 - 10) <= 0.1, `p50 ${f.interArrivalUs!.p50}`);
+  assert.ok(Math.abs(f.interArrivalUs!.p99 - 10) <= 0.1, `p99 ${f.interArrivalUs!.p99}`);
+  assert.equal(f.latencyUs!.min, 200);
+  assert.equal(f.latencyUs!.max, 300);
+  assert.equal(f.latencyUs!.avg, 249.95);
+  // quantiles come from a log histogram: within 1% (its bucket width) of the true value
+  assert.ok(Math.abs(f.latencyUs!.p50 - 200) <= 2, `p50 ${f.latencyUs!.p50}`);
+  assert.ok(Math.abs(f.latencyUs!.p99 - 300) <= 3, `p99 ${f.latencyUs!.p99}`);
+});
+
+test('no sender timestamp (tv 0/0): no latency', () => {
+  assert.equal(flow(feed([1, 2, 3])).latencyUs, null);
+});
+
+test('random loss/duplication/reordering matches a simple Set-based model', () => {
+  let seed = 12345;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  for (let round = 0; round < 20; round++) {
+    const arrivals: number[] = [];
+    const pending: number[] = [];
+    for (let s = 1; s <= 5000; s++) {
+      const r = rnd();
+      if (r < 0.03) continue; // lost
+      if (r < 0.06) { pending.push(s); continue; } // delayed: comes out a few datagrams later
+      arrivals.push(s);
+      if (r < 0.08) arrivals.push(s); // duplicated
+      if (pending.length && rnd() < 0.3) arrivals.push(pending.shift()!);
+    }
+    arrivals.push(...pending);
+    // The model: a Set of seqs seen and the running maximum.
+    const seen = new Set<number>();
+    let max = 0;
+    let dups = 0;
+    let reordered = 0;
+    for (const s of arrivals) {
+      if (seen.has(s)) dups++;
+      else {
+        if (s < max) reordered++;
+        seen.add(s);
+      }
+      max = Math.max(max, s);
+    }
+    const f = flow(feed(arrivals));
+    assert.equal(f.received, arrivals.length);
+    assert.equal(f.duplicates, dups);
+    assert.equal(f.reordered, reordered);
+    assert.equal(f.lost, max - seen.size);
+    assert.equal(f.late, 0);
+  }
+});
+
+test('LogHistogram quantiles are within 1% of the exact ones', () => {
+  let seed = 7;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const h = new LogHistogram();
+  const xs: number[] = [];
+  for (let i = 0; i < 20000; i++) {
+    const v = Math.floor(Math.exp(rnd() * 20)); // 1 .. 5e8, log-uniform
+    xs.push(v);
+    h.record(v);
+  }
+  xs.sort((p, q) => p - q);
+  for (const q of [0.01, 0.5, 0.9, 0.99, 0.999]) {
+    const exact = xs[Math.ceil(q * xs.length) - 1];
+    const got = h.quantile(q);
+    assert.ok(Math.abs(got - exact) <= Math.max(1, exact * 0.01), `q${q}: ${got} vs ${exact}`);
+  }
+  assert.equal(h.count, 20000);
+  assert.ok(Number.isNaN(new LogHistogram().quantile(0.5)));
+  const small = new LogHistogram();
+  [5, 5, 5, 7].forEach((v) => small.record(v));
+  assert.equal(small.quantile(0.5), 5);
+  assert.equal(small.quantile(1), 7);
+});
