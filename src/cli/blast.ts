@@ -1,0 +1,180 @@
+import { Command } from 'commander';
+import { UsageError } from '../errors.js';
+import { parseEngine } from '../link/native.js';
+import {
+  buildTemplates, describeFlows, makeFlows, parseDuration, parseRange, parseRate, parseSizes, parseStartAt, realtimeNowNs,
+  startBlast, type BlastResult, type Pacing,
+} from '../tx/blast.js';
+import { UdpSender } from '../tx/sender.js';
+import { parseIpv4, parsePort } from '../wire/addr.js';
+import { addLinkOptions, intArg, senderOptionsFromFlags, type FrameFlags } from './common.js';
+
+interface BlastFlags extends FrameFlags {
+  to: string;
+  count?: string;
+  duration?: string;
+  rate?: string;
+  gap?: string;
+  burst?: string;
+  burstGap?: string;
+  flows?: string;
+  sport?: string;
+  dport?: string;
+  srcIp?: string;
+  imix?: string | boolean;
+  seq: boolean;
+  startAt?: string;
+  engine?: string;
+  batch?: string;
+  qdiscBypass?: boolean;
+  progress: boolean;
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('blast')
+    .summary('test traffic at a given rate: pktgen-style frames, pacing, bursts, flows, IMIX')
+    .description('Send UDP test traffic as fast as the link takes it or at a paced rate. Every datagram carries pktgen\'s\n' +
+      'test header (magic 0xbe9be955, seq per flow from 1, tv_sec, tv_usec at send) for `rawpoll sink` or Wireshark.\n' +
+      'The schedule is absolute: frame i is due at start + i slots, so the average rate holds and frames go out\n' +
+      'back to back only when asked (--burst) or when the sender fell behind — never "N frames, then sleep".\n' +
+      'Engines: native (AF_PACKET + sendmmsg batches, pacing loop in C; the default when built with\n' +
+      '`npm run build:native`) and pcap (pcap_sendpacket per frame from JS; portable, slower).')
+    .requiredOption('--to <IP[:PORT]>', 'destination (port default 9, discard — pktgen\'s default)')
+    .option('-c, --count <N>', 'frames to send; 0 = until --duration or Ctrl-C', '0')
+    .option('-d, --duration <TIME>', 'stop after this long: 10, 1.5s, 500ms, 2m (a bare number is seconds)')
+    .option('-r, --rate <RATE>', 'frames per second (10000, 250kpps, 1.5Mpps) or bits per second of frames (800Mbps, 2Gbps). ' +
+      'Bits count the Ethernet frame as handed to the NIC, header to the end of padding: no FCS, preamble or inter-frame gap ' +
+      '(on the wire a frame occupies 24 bytes more). Default: as fast as the NIC takes them')
+    .option('--gap <TIME>', 'fixed gap between frame starts instead of --rate: 500ns, 10us, 1ms (bare number: ns)')
+    .option('--burst <N>', 'send N frames back to back, then idle (with --rate: bursts keep the average rate)')
+    .option('--burst-gap <TIME>', 'idle time after each burst, from its last frame: 1ms, 100us (bare number: ns)')
+    .option('--flows <N>', 'number of flows; flow k takes the k-th value of each --sport/--dport/--src-ip range (default: the largest range)')
+    .option('--sport <PORT[-PORT]>', 'UDP source port or range', '9')
+    .option('--dport <PORT[-PORT]>', 'UDP destination port or range (overrides the port in --to)')
+    .option('--src-ip <IP[-IP]>', 'source IPv4 address or range (default: --from, else the interface\'s address)')
+    .option('--size <SIZE>', 'frame bytes without FCS: N (60..MTU+14), a list A,B,C to cycle through, or a range LO-HI drawn at random', undefined)
+    .option('--imix [WEIGHTS]', 'weight the --size list, e.g. --size 64,576,1514 --imix 7,4,1; alone: the simple IMIX 64/576/1514 at 7:4:1')
+    .option('--no-seq', 'no pktgen test header: the payload is zeros')
+    .option('--start-at <EPOCH>', 'start at this Unix time (date +%s.%N; e.g. 1795000000.250): sleeps, then busy-waits the last stretch, so senders on several hosts with synced clocks start together')
+    .option('--engine <ENGINE>', 'native (AF_PACKET, sendmmsg batches, C pacing) or pcap (libpcap, portable); default native when built')
+    .option('--batch <N>', 'native engine: most frames per sendmmsg call', '64')
+    .option('--qdisc-bypass', 'native engine: PACKET_QDISC_BYPASS — straight to the driver; local tcpdump will not see the frames')
+    .option('--no-progress', 'no live progress line on a terminal');
+  addLinkOptions(cmd);
+  cmd
+    .option('--src-mac <MAC>', "source MAC; default: the interface's")
+    .option('--ttl <N>', 'IPv4 TTL (netpoll: 64)')
+    .option('--tos <N>', 'IPv4 TOS byte (0-255)')
+    .option('--df', "set IPv4 Don't Fragment")
+    .option('--ip-id <N>', 'fixed IPv4 ID (default: a counter from 1, +1 per frame, as netpoll)')
+    .option('--vlan <ID[:PRIO]>', '802.1Q tag: VLAN ID 0-4095 and optional priority 0-7')
+    .option('--bad-ip-checksum', 'NIC validation: a wrong IPv4 header checksum in every frame')
+    .option('--bad-udp-checksum', 'NIC validation: a wrong UDP checksum in every frame')
+    .option('--no-udp-checksum', 'UDP checksum 0 ("none", legal over IPv4; pktgen\'s default)')
+    .option('--json', 'print one JSON summary object at the end');
+  cmd.addHelpText('after', '\nExamples:\n' +
+    '  sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --count 1000000                          # as fast as the NIC takes\n' +
+    '  sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --rate 250kpps --duration 10\n' +
+    '  sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --rate 800Mbps --size 1514 --duration 10\n' +
+    '  sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --burst 64 --burst-gap 1ms --count 6400   # 64 back to back, then idle\n' +
+    '  sudo rawpoll blast -i eth1 --to 10.0.0.2 --flows 16 --sport 10000-10015 --dport 9 --size 64,576,1518 --imix 7,4,1\n' +
+    '  sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --rate 100kpps --start-at $(( $(date +%s) + 5 )).250 --json\n\n' +
+    'The summary reports frames sent, any not sent (a hard send error: never dropped silently; a full queue is\n' +
+    'waited for and counted as "queue waits"), achieved rate and its error against --rate, and how late frames\n' +
+    'left against their slots. Exit codes: 0 done, 1 runtime failure, 2 bad usage (nothing sent).');
+  cmd.action(async (f: BlastFlags) => {
+    // Parse everything before any I/O: a typo must not cost an ARP round trip.
+    const m = /^(.*?)(?::(\d+))?$/.exec(f.to.trim())!;
+    const dstIp = parseIpv4(m[1], '--to');
+    const dportDefault = m[2] !== undefined ? String(parsePort(m[2], '--to port')) : '9';
+    const dstPorts = parseRange(f.dport ?? dportDefault, '--dport', 0, 65535);
+    const srcPorts = parseRange(f.sport ?? '9', '--sport', 0, 65535);
+    const count = intArg(f.count, '--count', 0, Number.MAX_SAFE_INTEGER)!;
+    const durationNs = f.duration !== undefined ? parseDuration(f.duration, '--duration', 's') : 0;
+    if (f.rate !== undefined && f.gap !== undefined) throw new UsageError('--rate and --gap both set the pace: give one');
+    const pacing: Pacing = {
+      ...(f.rate !== undefined ? parseRate(f.rate) : {}),
+      gapNs: f.gap !== undefined ? parseDuration(f.gap, '--gap', 'ns') : undefined,
+      burst: intArg(f.burst, '--burst', 1, 1 << 20),
+      burstGapNs: f.burstGap !== undefined ? parseDuration(f.burstGap, '--burst-gap', 'ns') : undefined,
+    };
+    if (pacing.burstGapNs && !pacing.burst) throw new UsageError('--burst-gap needs --burst N (how many frames each burst holds)');
+    const sizes = parseSizes(f.size, f.imix);
+    const startAt = f.startAt !== undefined ? parseStartAt(f.startAt) : undefined;
+    if (startAt && BigInt(startAt.sec) * 1_000_000_000n + BigInt(startAt.nsec) <= realtimeNowNs()) {
+      throw new UsageError(`--start-at ${f.startAt} is in the past (now ${(Number(realtimeNowNs() / 1_000_000n) / 1000).toFixed(3)}); give a future Unix time, e.g. $(( $(date +%s) + 5 ))`);
+    }
+    const engine = parseEngine(f.engine);
+    const batch = intArg(f.batch, '--batch', 1, 1024)!;
+    const flowsN = intArg(f.flows, '--flows', 1, 65536);
+    if (!f.iface) throw new UsageError('blast needs an interface: -i IF');
+    const opts = senderOptionsFromFlags({ ...f, size: undefined, write: undefined, udpChecksum: f.udpChecksum });
+    let srcIps: number[] | undefined;
+    if (f.srcIp !== undefined) {
+      const [lo, hi] = parseRange(f.srcIp, '--src-ip', 0, 0xffffffff, (x) => parseIpv4(x, '--src-ip'));
+      if (hi - lo >= 65536) throw new UsageError(`--src-ip range ${f.srcIp} is too wide: at most 65536 addresses`);
+      srcIps = Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
+    }
+
+    const sender = await UdpSender.open({
+      ...opts, to: { ip: dstIp, port: dstPorts[0] }, srcPort: srcPorts[0],
+      from: opts.from ?? (srcIps ? { ip: srcIps[0] } : undefined),
+    });
+    let result: BlastResult;
+    try {
+      const flows = makeFlows({ srcIps: srcIps ?? [sender.srcIp], srcPorts, dstPorts, flows: flowsN });
+      const templates = buildTemplates({
+        srcMac: sender.srcMac, dstMac: sender.dstMac, dstIp, flows, sizes, seq: f.seq !== false, mtu: sender.mtu,
+        ttl: opts.ttl, tos: opts.tos, df: opts.df, vlan: opts.vlan, ipChecksum: opts.ipChecksum, udpChecksum: opts.udpChecksum,
+        ipId: opts.ipId ?? 'counter',
+      });
+      const tty = process.stderr.isTTY && f.progress !== false && !f.json;
+      const t0 = Date.now();
+      const run = startBlast({
+        engine, iface: f.iface, pcapLink: sender.link, templates, count, durationNs, pacing, startAt, batch,
+        qdiscBypass: !!f.qdiscBypass, progressMs: 250,
+        onProgress: tty ? (p) => {
+          const s = p.elapsedNs / 1e9;
+          process.stderr.write(`\r\x1b[K${p.sent} sent  ${s > 0 ? Math.round(p.sent / s) : 0} pps  ${s > 0 ? (p.bytes * 8 / s / 1e6).toFixed(1) : '0.0'} Mbit/s  ${p.waits} queue waits  ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+        } : undefined,
+      });
+      const onSig = () => run.stop();
+      process.once('SIGINT', onSig);
+      process.once('SIGTERM', onSig);
+      try {
+        result = await run.done;
+      } finally {
+        process.removeListener('SIGINT', onSig);
+        process.removeListener('SIGTERM', onSig);
+        if (tty) process.stderr.write('\r\x1b[K');
+      }
+      await sender.close();
+      const d = sender.describe();
+      const summary = {
+        ...result, iface: f.iface, flows: flows.length, flowDesc: describeFlows(flows, dstIp), dstMac: d.dstMac, via: d.via,
+        arpMs: sender.arpMs === null ? null : Math.round(sender.arpMs * 1000) / 1000,
+        meanFrameBytes: Math.round(templates.meanLen * 100) / 100, maxRssKiB: process.resourceUsage().maxRSS,
+      };
+      if (f.json) {
+        const { nextSeq, ...rest } = summary;
+        process.stdout.write(JSON.stringify({ ...rest, lastSeq: nextSeq.slice(0, 1024).map((s) => s - 1) }) + '\n');
+      } else {
+        const r = summary;
+        const pace = r.requestedPps !== null && r.rateError !== null
+          ? `, requested ${Math.round(r.requestedPps)} pps (error ${(r.rateError * 100).toFixed(3)}%, worst lateness ${r.lateMaxUs} µs)` : '';
+        process.stdout.write(`${r.sent} frames, ${r.bytes} bytes in ${r.seconds.toFixed(3)} s: ${r.pps} pps, ${(r.bitsPerSecond / 1e6).toFixed(1)} Mbit/s` +
+          `${pace}; engine ${r.engine}; ${r.flowDesc} via ${r.dstMac}` +
+          (r.startedLateUs !== null ? `; started ${r.startedLateUs} µs after --start-at` : '') +
+          `; ${r.notSent} not sent, ${r.waits} queue waits\n`);
+      }
+    } catch (e) {
+      sender.abort();
+      throw e;
+    }
+    if (result.error) {
+      process.stderr.write(`rawpoll: blast stopped: ${result.error} (${result.notSent} frames not sent)\n`);
+      process.exitCode = 1;
+    }
+  });
+}

@@ -1,0 +1,216 @@
+/**
+ * The native TX fast path (native/, an N-API addon): an AF_PACKET socket on the interface and a send loop in C that
+ * hands the kernel batches of frames with sendmmsg, paced on CLOCK_MONOTONIC, patching per-frame fields itself.
+ * Linux only, and only when built (`npm run build:native`); the pcap engine stays the portable path.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RuntimeError, UsageError } from '../errors.js';
+
+const require = createRequire(import.meta.url);
+const here = dirname(fileURLToPath(import.meta.url));
+
+export type Engine = 'pcap' | 'native';
+
+export interface NativeBatchResult {
+  sent: number;
+  waits: number;
+  errno: number;
+  error: string | null;
+}
+
+export interface NativeBlastParams {
+  fd: number;
+  /** Template frames, back to back. The addon copies them: the Buffer may be reused after blast() returns. */
+  frames: Buffer;
+  offsets: Uint32Array;
+  lengths: Uint32Array;
+  /** Flow index of each template: the pktgen seq counts per flow. */
+  flows: Uint32Array;
+  /** Template indices in send order; the loop cycles through it. */
+  order: Uint32Array;
+  nFlows: number;
+  /** Offset of the IPv4 header in every frame (14, or 18 with an 802.1Q tag). */
+  ipOff: number;
+  /** Offset of the pktgen header (ipOff + 28), or -1 when frames carry none. */
+  seqOff: number;
+  /** First IP ID of the counter (+1 per frame, mod 2^16), or -1 to keep each template's. */
+  ipId: number;
+  seqStart?: number;
+  /** Write tv_sec/tv_usec (CLOCK_REALTIME at send) into the pktgen header. */
+  timestamps?: boolean;
+  /** Frames to send; 0 = until durationNs or stop(). */
+  count: number;
+  durationNs: number;
+  /** Pacing: each frame's slot is gapNs + len * nsPerByte. Both 0 = as fast as the kernel takes them. */
+  gapNs: number;
+  nsPerByte: number;
+  burst: number;
+  /** Idle time after each burst, measured from the end of its last sendmmsg. */
+  burstGapNs: number;
+  /** Most frames per sendmmsg call. */
+  batch: number;
+  progressMs: number;
+  /** Wall-clock start (CLOCK_REALTIME), 0 = now. Sleeps, then busy-waits the last stretch. */
+  startAtSec: number;
+  startAtNsec: number;
+}
+
+export interface NativeProgress {
+  sent: number;
+  bytes: number;
+  waits: number;
+  elapsedNs: number;
+}
+
+export interface NativeBlastResult extends NativeProgress {
+  notSent: number;
+  errno: number;
+  error: string | null;
+  /** CLOCK_MONOTONIC ns of the first and the last sendmmsg. */
+  firstNs: number;
+  lastNs: number;
+  firstRealSec: number;
+  firstRealNsec: number;
+  startedLateNs: number;
+  lateMaxNs: number;
+  lateMeanNs: number;
+  sendCalls: number;
+  nextIpId: number;
+  nextSeq: number[];
+}
+
+interface Addon {
+  open(ifname: string, opts?: { qdiscBypass?: boolean; sndbuf?: number }): { fd: number; ifindex: number; qdiscBypass: boolean };
+  close(fd: number): void;
+  sendBatch(fd: number, buf: Buffer, offsets: Uint32Array, lengths: Uint32Array): NativeBatchResult;
+  blast(p: NativeBlastParams, onProgress: (p: NativeProgress) => void, onDone: (err: Error | null, r?: NativeBlastResult) => void): { stop(): void };
+}
+
+/** Where the addon is looked for: $RAWPOLL_NATIVE, then native/build/Release under the package root. */
+export function nativeAddonPath(): string {
+  if (process.env.RAWPOLL_NATIVE) return process.env.RAWPOLL_NATIVE;
+  // src/link (tsx/ts-node) or dist/src/link (compiled): the package root is the first ancestor with native/.
+  for (const up of ['../..', '../../..']) {
+    const p = resolve(here, up, 'native', 'build', 'Release', 'rawpoll_native.node');
+    if (existsSync(p)) return p;
+  }
+  return resolve(here, '../../..', 'native', 'build', 'Release', 'rawpoll_native.node');
+}
+
+let cached: Addon | null = null;
+let loadError: string | null = null;
+
+function tryLoad(): Addon | null {
+  if (cached || loadError) return cached;
+  if (process.platform !== 'linux') {
+    loadError = `the native engine needs Linux (AF_PACKET); this is ${process.platform}`;
+    return null;
+  }
+  const p = nativeAddonPath();
+  if (!existsSync(p)) {
+    loadError = `the native engine is not built (no ${p}); build it with "npm run build:native" (needs a C++ compiler and node-gyp)`;
+    return null;
+  }
+  try {
+    cached = require(p) as Addon;
+  } catch (e) {
+    loadError = `cannot load the native engine ${p}: ${(e as Error).message}; rebuild it with "npm run build:native"`;
+  }
+  return cached;
+}
+
+export function nativeAvailable(): boolean {
+  return tryLoad() !== null;
+}
+
+/** The addon, or a RuntimeError saying how to build it (and that --engine pcap works without it). */
+export function loadNative(): Addon {
+  const a = tryLoad();
+  if (!a) throw new RuntimeError(`${loadError}; or use --engine pcap`);
+  return a;
+}
+
+/** 'native' when the addon is built and loads, else 'pcap'. */
+export function defaultEngine(): Engine {
+  return nativeAvailable() ? 'native' : 'pcap';
+}
+
+export function parseEngine(s: string | undefined): Engine {
+  if (s === undefined) return defaultEngine();
+  if (s === 'pcap' || s === 'native') return s;
+  throw new UsageError(`bad --engine '${s}': expected pcap (libpcap, portable) or native (AF_PACKET + sendmmsg, Linux, needs npm run build:native)`);
+}
+
+/** A running native blast: progress events come from the addon's worker thread via the JS event loop. */
+export interface NativeBlastHandle {
+  done: Promise<NativeBlastResult>;
+  stop(): void;
+}
+
+/** One AF_PACKET socket bound to an interface, send-only (protocol 0: it is handed no received frames). */
+export class NativeLink {
+  readonly iface: string;
+  readonly fd: number;
+  readonly ifindex: number;
+  readonly qdiscBypass: boolean;
+  private readonly addon: Addon;
+  private closed = false;
+
+  private constructor(addon: Addon, iface: string, r: { fd: number; ifindex: number; qdiscBypass: boolean }) {
+    this.addon = addon;
+    this.iface = iface;
+    this.fd = r.fd;
+    this.ifindex = r.ifindex;
+    this.qdiscBypass = r.qdiscBypass;
+  }
+
+  /** qdiscBypass: PACKET_QDISC_BYPASS — straight to the driver, no qdisc, and no local taps (tcpdump here won't see it). */
+  static open(iface: string, opts: { qdiscBypass?: boolean; sndbuf?: number } = {}): NativeLink {
+    const addon = loadNative();
+    try {
+      return new NativeLink(addon, iface, addon.open(iface, { sndbuf: 4 << 20, ...opts }));
+    } catch (e) {
+      const msg = (e as Error).message;
+      if (/no such interface/i.test(msg)) throw new UsageError(`no interface '${iface}' (${msg})`);
+      throw new RuntimeError(`cannot open ${iface} for the native engine: ${msg}`);
+    }
+  }
+
+  /** Sends frames buf[offsets[i], +lengths[i]) with sendmmsg, waiting out a full queue; throws on a hard error. */
+  sendBatch(buf: Buffer, offsets: Uint32Array, lengths: Uint32Array): NativeBatchResult {
+    this.check();
+    const r = this.addon.sendBatch(this.fd, buf, offsets, lengths);
+    if (r.errno) throw new RuntimeError(`send on ${this.iface} failed after ${r.sent} of ${offsets.length} frames: ${r.error}`);
+    return r;
+  }
+
+  /** One frame (for symmetry with PcapLink; the point of this class is sendBatch and blast). */
+  send(frame: Uint8Array): void {
+    const b = Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+    this.sendBatch(b, Uint32Array.of(0), Uint32Array.of(b.length));
+  }
+
+  /** Runs the paced send loop in C on a worker thread. Resolves with what was sent and what was not. */
+  blast(p: Omit<NativeBlastParams, 'fd'>, onProgress: (p: NativeProgress) => void = () => {}): NativeBlastHandle {
+    this.check();
+    let stop: () => void = () => {};
+    const done = new Promise<NativeBlastResult>((res, rej) => {
+      const h = this.addon.blast({ ...p, fd: this.fd }, onProgress, (err, r) => (err ? rej(err) : res(r!)));
+      stop = () => h.stop();
+    });
+    return { done, stop: () => stop() };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.addon.close(this.fd);
+  }
+
+  private check(): void {
+    if (this.closed) throw new RuntimeError(`native link ${this.iface} is closed`);
+  }
+}
