@@ -85,6 +85,7 @@ export interface FlowKey {
 
 export interface FlowReport {
   src: string;
+  /** "IP:PORT", IP '*' when the socket was bound to any address. */
   dst: string;
   srcIp: string;
   srcPort: number;
@@ -231,7 +232,8 @@ export class FlowAccount {
     const ia = this.interArrivalNs;
     const lat = this.latencyUs;
     const srcIp = formatIpv4(this.key.srcIp);
-    const dstIp = formatIpv4(this.key.dstIp);
+    // A socket bound to 0.0.0.0 does not learn each datagram's destination address: show it as '*'.
+    const dstIp = this.key.dstIp === 0 ? '*' : formatIpv4(this.key.dstIp);
     return {
       src: `${srcIp}:${this.key.srcPort}`,
       dst: `${dstIp}:${this.key.dstPort}`,
