@@ -9,6 +9,7 @@ type Register = (program: Command) => void;
 const COMMANDS: Array<() => Promise<{ register: Register }>> = [
   () => import('./arp.js'),
   () => import('./send.js'),
+  () => import('./sink.js'),
   () => import('./blast.js'),
   () => import('./collect.js'),
   () => import('./netdump-server.js'),
