@@ -13,6 +13,7 @@ const COMMANDS: Array<() => Promise<{ register: Register }>> = [
   () => import('./blast.js'),
   () => import('./collect.js'),
   () => import('./netdump-server.js'),
+  () => import('./netconsole.js'),
 ];
 
 export async function main(argv: string[]): Promise<void> {

@@ -418,3 +418,64 @@ function addRange(r: Array<[number, number]>, start: number, end: number): numbe
   r.push(...out);
   return added;
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// One target's formatter: messages in, datagram payloads out (what netconsole's write_msg / write_ext_msg do).
+
+export interface NetconsoleFormatOptions {
+  extended: boolean;
+  /** Prepend `<release>,` (extended only), the kernel's 'r'. */
+  release?: string;
+  /** ` key=value` lines (extended only), configfs userdata order. */
+  userdata?: Array<[string, string]>;
+  /** Enabled sysdata fields and their values; msgid counts per target from 1. */
+  sysdata?: { cpu?: () => number; taskname?: string; release?: string; msgid?: boolean };
+  /** Level (0-7) and facility of records made from plain lines; default 6 (info), facility 1 (user) like /dev/kmsg writes. */
+  level?: number;
+  facility?: number;
+}
+
+export class NetconsoleFormatter {
+  /** Next seq for records made from lines (from 0, as the issue asks). */
+  seq = 0;
+  private msgid = 0;
+  constructor(readonly o: NetconsoleFormatOptions) {
+    if (o.release !== undefined && !o.extended) throw new UsageError("release prefix needs the extended format (the kernel refuses 'r' without '+')");
+    if ((o.userdata?.length || o.sysdata) && !o.extended) throw new UsageError('userdata/sysdata need the extended format (the kernel sends them only there)');
+    if (o.level !== undefined && !(Number.isInteger(o.level) && o.level >= 0 && o.level <= 7)) {
+      throw new UsageError(`bad log level '${o.level}': expected 0 (emerg) to 7 (debug)`);
+    }
+  }
+
+  /** A plain line of text (no newline) seen at monotonic time `usec`. */
+  line(text: Uint8Array, usec: number): Buffer[] {
+    if (!this.o.extended) return basicDatagrams(Buffer.concat([text, NL]));
+    const rec = formatExtRecord({ level: this.o.level ?? 6, facility: this.o.facility ?? 1, seq: this.seq++, usec, text });
+    return this.ext(rec);
+  }
+
+  /**
+   * A /dev/kmsg record: extended targets get it verbatim (same bytes the kernel hands netconsole), basic ones the
+   * console line `[%5lu.%06lu] text\n` (printk's print_time).
+   */
+  kmsg(raw: Buffer, usec: number, text: Uint8Array): Buffer[] {
+    if (this.o.extended) return this.ext(raw);
+    const sec = Math.floor(usec / 1e6);
+    const frac = String(usec % 1e6).padStart(6, '0');
+    return basicDatagrams(Buffer.concat([Buffer.from(`[${String(sec).padStart(5)}.${frac}] `), text, NL]));
+  }
+
+  private ext(rec: Buffer): Buffer[] {
+    const s = this.o.sysdata;
+    let extradata: Buffer | undefined;
+    if (this.o.userdata?.length || s) {
+      extradata = formatExtradata(this.o.userdata, s ? {
+        cpu: s.cpu ? s.cpu() : undefined, taskname: s.taskname, release: s.release,
+        msgid: s.msgid ? (this.msgid = (this.msgid + 1) >>> 0) : undefined,
+      } : {});
+    }
+    return extendedDatagrams(rec, { release: this.o.release, extradata });
+  }
+}
+
+const NL = Buffer.from('\n');
