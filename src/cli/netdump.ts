@@ -1,0 +1,92 @@
+import { Command } from 'commander';
+import { UsageError } from '../errors.js';
+import { parseIpv4, parseSource, parsePort } from '../wire/addr.js';
+import { parseMac } from '../wire/mac.js';
+import { DEBUGNET_RETRIES, DEBUGNET_ROUND_MS, NETDUMP_PORT } from '../proto/netdump.js';
+import { fileSource, netdump, type NetdumpProgress } from '../tx/netdump.js';
+import { intArg } from './common.js';
+
+interface NetdumpFlags {
+  iface?: string;
+  server: string;
+  port: string;
+  file: string;
+  path?: string;
+  from?: string;
+  gateway?: string;
+  dstMac?: string;
+  panic?: string;
+  hostname?: string;
+  window: string;
+  pollMs: string;
+  retries: string;
+  arpRetries: string;
+  json?: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command('netdump')
+    .summary('send a file as a FreeBSD netdump kernel dump (reliable, every datagram ACKed)')
+    .description('Send a file to a netdump server (FreeBSD netdumpd, or rawpoll netdump-server) the way FreeBSD\'s kernel\n' +
+      'does after a panic: HERALD to server:20023 from port 20024, the data as VMCORE chunks at byte offsets, a\n' +
+      '512-byte kernel dump header (version 4: hostname, uname -a, --panic text, length, time), then FINISHED.\n' +
+      'Frames are hand-built (TTL 255, IP ID 0, DF) and ACKs are read with pcap, so it works from an address the\n' +
+      'host does not even have (--from; rawpoll answers ARP for it).\n' +
+      'Default pacing is the kernel\'s: rounds of up to 64 datagrams, each round fully ACKed before the next, only\n' +
+      'un-ACKed ones resent after --poll-ms, giving up after 1 + --retries tries. --window N keeps N in flight\n' +
+      'instead (a sliding window the server cannot tell from the kernel: it only echoes seqnos).')
+    .requiredOption('-i, --iface <IF>', 'interface to send on (needs root or CAP_NET_RAW)')
+    .requiredOption('--server <IP>', 'netdump server address')
+    .requiredOption('--file <PATH>', 'what to send ("-" for standard input, read to the end first)')
+    .option('--port <PORT>', 'server herald port', String(NETDUMP_PORT))
+    .option('--path <DIR>', 'server-side path for the files, relative to its dump directory (FreeBSD net.netdump.path)')
+    .option('--from <IP[/PREFIX]>', "source address; default: the interface's first IPv4 address")
+    .option('--gateway <IP>', 'next hop when the server is not on-link (ARP-resolved instead of the server)')
+    .option('--dst-mac <MAC>', 'next-hop MAC: skips ARP')
+    .option('--panic <TEXT>', 'panic string for the dump header', '')
+    .option('--hostname <NAME>', 'hostname for the dump header (default: this host\'s)')
+    .option('--window <N>', 'sliding window of N datagrams in flight; 0 = the kernel\'s rounds of 64', '0')
+    .option('--poll-ms <MS>', 'how long a round waits for its ACKs (debugnet: 2000 polls x 0.5 ms)', String(DEBUGNET_ROUND_MS))
+    .option('--retries <N>', 'retransmit rounds before giving up (debugnet: 1 + 11 tries)', String(DEBUGNET_RETRIES))
+    .option('--arp-retries <N>', 'ARP who-has requests before giving up (debugnet: 3)', '3')
+    .option('--json', 'print one JSON summary (bytes, packets, retransmits, seconds, MBps)')
+    .addHelpText('after', '\nExamples:\n' +
+      '  sudo rawpoll netdump -i eth1 --server 10.0.0.9 --file /var/crash/vmcore.0 --path host7/\n' +
+      '  sudo rawpoll netdump -i eth1 --server 10.0.0.9 --file core.bin --from 10.0.0.77 --window 64\n' +
+      '  dmesg | sudo rawpoll netdump -i eth1 --server 10.0.0.9 --file - --panic "oops"\n\n' +
+      'Exit codes: 0 the server ACKed FINISHED, 1 runtime failure (no ARP reply, server silent), 2 bad usage.')
+    .action(async (f: NetdumpFlags) => {
+      const server = parseIpv4(f.server, '--server');
+      const from = f.from !== undefined ? parseSource(f.from, '--from') : undefined;
+      if (from?.port !== undefined) throw new UsageError(`bad --from '${f.from}': netdump always sends from port 20024; drop the :PORT`);
+      const window = intArg(f.window, '--window', 0, 65536)!;
+      const pollMs = intArg(f.pollMs, '--poll-ms', 1, 600000)!;
+      const retries = intArg(f.retries, '--retries', 0, 1000)!;
+      const arpRetries = intArg(f.arpRetries, '--arp-retries', 1, 100)!;
+      if (f.path !== undefined && Buffer.byteLength(f.path) > 1023) throw new UsageError('bad --path: at most 1023 bytes (the server reads MAXPATHLEN)');
+      const source = fileSource(f.file);
+      const tty = process.stderr.isTTY && !f.json;
+      const onProgress = tty ? (p: NetdumpProgress) => {
+        const pct = p.total ? ((100 * p.bytesAcked) / p.total).toFixed(1) : '100.0';
+        const rate = p.seconds > 0 ? (p.bytesAcked / 1e6 / p.seconds).toFixed(2) : '0.00';
+        process.stderr.write(`\r${p.bytesAcked} / ${p.total} bytes  ${pct}%  ${rate} MB/s  ${p.retransmits} retransmits  `);
+      } : undefined;
+      let summary;
+      try {
+        summary = await netdump({
+          iface: f.iface!, server, serverPort: parsePort(f.port, '--port'), source, path: f.path, from,
+          gateway: f.gateway !== undefined ? parseIpv4(f.gateway, '--gateway') : undefined,
+          dstMac: f.dstMac !== undefined ? parseMac(f.dstMac, '--dst-mac') : undefined,
+          panic: f.panic, hostname: f.hostname, window, pollMs, retries, arpRetries, onProgress,
+        });
+      } finally {
+        if (tty) process.stderr.write('\n');
+      }
+      if (f.json) process.stdout.write(JSON.stringify(summary) + '\n');
+      else {
+        process.stdout.write(`netdump: ${summary.bytes} bytes to ${summary.server}:${summary.serverPort} from ${summary.src} in ` +
+          `${summary.seconds.toFixed(3)} s (${summary.MBps} MB/s), ${summary.packets} datagrams, ${summary.retransmits} retransmits, ${summary.mode}\n`);
+      }
+    });
+}

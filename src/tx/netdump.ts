@@ -1,0 +1,440 @@
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import os from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { RuntimeError, UsageError } from '../errors.js';
+import { hostOwnsAddress, ifaceInfo } from '../link/iface.js';
+import { PcapLink } from '../link/pcap.js';
+import { arpReplyFilter, buildArpFrame } from '../resolve/arp.js';
+import { chooseNextHop } from '../resolve/nexthop.js';
+import { ARP_REPLY, ARP_REQUEST, parseArp } from '../wire/arp.js';
+import { ETH_HEADER_LEN } from '../wire/ethernet.js';
+import { MAC_BROADCAST, MAC_ZERO } from '../wire/mac.js';
+import {
+  DEBUGNET_MAX_IN_FLIGHT, DEBUGNET_RETRIES, DEBUGNET_ROUND_MS, NETDUMP_ACKPORT, NETDUMP_FINISHED, NETDUMP_HDR_LEN,
+  NETDUMP_HERALD, NETDUMP_KDH, NETDUMP_PORT, NETDUMP_TYPE_NAMES, NETDUMP_VMCORE, buildKdh, decodeAck, heraldPayload,
+  netdumpChunkSize, writeNetdumpHeader,
+} from '../proto/netdump.js';
+import { formatIpv4 } from '../wire/addr.js';
+import { UdpSender, type SenderOptions } from './sender.js';
+
+/**
+ * A netdump client over pcap, run the way FreeBSD's debugnet runs it (sys/net/debugnet.c, netdump_client.c):
+ * HERALD (seqno 1) to server:20023 from port 20024; the first ACK's source port is where everything else goes;
+ * VMCORE chunks at byte offsets; the 512-byte KDH last (its dump length is final only then); FINISHED.
+ * Frames as FreeBSD builds them: TTL 255, IP ID 0, DF, UDP checksum on. ACKs are read off the wire with pcap.
+ *
+ * Two pacing modes, both wire-compatible with netdumpd (it only echoes seqnos and writes at offsets):
+ * - rounds (default, the kernel's): up to 64 datagrams back to back, then wait until all are ACKed; after a
+ *   round of `pollMs` without all ACKs, resend only the un-ACKed ones; give up after 1 + `retries` tries.
+ * - window N: up to N datagrams in flight, each ACK frees a slot at once; an un-ACKed datagram is resent after an
+ *   RTO measured from the ACKs (never above pollMs); give up after (1 + retries) × pollMs with no progress.
+ */
+
+export interface NetdumpSource {
+  /** Total bytes. */
+  size: number;
+  read(offset: number, len: number): Buffer;
+  close?(): void;
+}
+
+export function fileSource(path: string): NetdumpSource {
+  if (path === '-') {
+    const data = fs.readFileSync(0);
+    return { size: data.length, read: (o, l) => data.subarray(o, o + l) };
+  }
+  let fd: number;
+  try {
+    fd = fs.openSync(path, 'r');
+  } catch (e) {
+    throw new UsageError(`cannot read --file '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const st = fs.fstatSync(fd);
+  if (!st.isFile()) {
+    fs.closeSync(fd);
+    throw new UsageError(`--file '${path}' is not a regular file (use "-" to read standard input)`);
+  }
+  return {
+    size: st.size,
+    read(o, l) {
+      const b = Buffer.allocUnsafe(l);
+      let got = 0;
+      while (got < l) {
+        const n = fs.readSync(fd, b, got, l - got, o + got);
+        if (n === 0) throw new RuntimeError(`--file '${path}' shrank while being sent (EOF at ${o + got})`);
+        got += n;
+      }
+      return b;
+    },
+    close: () => fs.closeSync(fd),
+  };
+}
+
+export function bufferSource(data: Buffer): NetdumpSource {
+  return { size: data.length, read: (o, l) => data.subarray(o, o + l) };
+}
+
+export interface NetdumpProgress {
+  bytesAcked: number;
+  total: number;
+  retransmits: number;
+  seconds: number;
+}
+
+export interface NetdumpOptions extends Omit<SenderOptions, 'to' | 'filter' | 'srcPort' | 'ttl' | 'df' | 'ipId' | 'payloadLen'> {
+  iface: string;
+  server: number;
+  serverPort?: number;
+  source: NetdumpSource;
+  /** Server-side path (herald payload). */
+  path?: string;
+  panic?: string;
+  hostname?: string;
+  versionString?: string;
+  /** 0 or undefined: the kernel's rounds of 64. N > 0: a sliding window of N. */
+  window?: number;
+  pollMs?: number;
+  retries?: number;
+  onProgress?: (p: NetdumpProgress) => void;
+}
+
+export interface NetdumpSummary {
+  server: string;
+  serverPort: number;
+  src: string;
+  bytes: number;
+  /** Datagrams in the session (herald + VMCORE + KDH + FINISHED), each counted once. */
+  packets: number;
+  /** Datagrams sent again. */
+  retransmits: number;
+  /** Frames put on the wire in total. */
+  sent: number;
+  seconds: number;
+  MBps: number;
+  mode: string;
+  chunk: number;
+  arpMs: number | null;
+}
+
+interface Flight {
+  seq: number;
+  type: number;
+  offset: number;
+  data: Buffer;
+  sentAt: number;
+  sends: number;
+  acked: boolean;
+}
+
+/**
+ * Workaround for npm cap: when a *closed* Pcap handle is garbage-collected, its destructor calls
+ * AsyncWrap::EmitDestroy and node segfaults (seen mid-dump, in GC, after arpResolve's handle was closed).
+ * Every handle this module causes to be opened stays reachable for the life of the process.
+ */
+const keepAlive: unknown[] = [];
+
+/** netdump's ARP (debugnet_arp_gw): who-has the next hop, `retries` tries of `timeoutMs`, on a handle we keep alive. */
+async function arpNextHop(iface: string, srcMac: Buffer, srcIp: number, target: number, retries: number, timeoutMs: number): Promise<{ mac: Buffer; ms: number }> {
+  const link = PcapLink.open(iface, arpReplyFilter(target), 1 << 20);
+  keepAlive.push(link);
+  const t0 = performance.now();
+  try {
+    const req = buildArpFrame(ARP_REQUEST, srcMac, srcIp, MAC_BROADCAST, MAC_ZERO, target);
+    for (let i = 0; i < retries; i++) {
+      const mac = await new Promise<Buffer | null>((resolve) => {
+        const timer = setTimeout(() => { off(); resolve(null); }, timeoutMs);
+        const off = link.onFrame((frame) => {
+          if (frame.length < ETH_HEADER_LEN + 28) return;
+          let a;
+          try { a = parseArp(frame, ETH_HEADER_LEN); } catch { return; }
+          if (a.op === ARP_REPLY && a.senderIp === target) {
+            clearTimeout(timer);
+            off();
+            resolve(Buffer.from(a.senderMac));
+          }
+        });
+        link.send(req);
+      });
+      if (mac) return { mac, ms: performance.now() - t0 };
+    }
+  } finally {
+    link.close();
+  }
+  throw new RuntimeError(`no ARP reply from ${formatIpv4(target)} on ${iface} after ${retries} ${retries === 1 ? 'try' : 'tries'}`);
+}
+
+const MACHINE_TO_FREEBSD: Record<string, string> = { x86_64: 'amd64', aarch64: 'arm64', i686: 'i386', i386: 'i386' };
+
+/** `uname -a` without spawning uname. */
+export function unameA(): string {
+  return `${os.type()} ${os.hostname()} ${os.release()} ${os.version()} ${os.machine()}`;
+}
+
+export class NetdumpClient {
+  private sender!: UdpSender;
+  private holder: dgram.Socket | null = null;
+  private readonly o: NetdumpOptions;
+  private readonly pollMs: number;
+  private readonly retries: number;
+  private seq = 1;
+  private serverPort = 0;
+  private readonly flights = new Map<number, Flight>();
+  private wake: (() => void) | null = null;
+  private msgBuf = Buffer.alloc(NETDUMP_HDR_LEN + 4096);
+  private chunk = 0;
+  private retransmits = 0;
+  private packets = 0;
+  private bytesAcked = 0;
+  private t0 = 0;
+  private lastProgressCb = 0;
+  /** RTT estimate (RFC 6298 style), ms. */
+  private srtt = 0;
+  private rttvar = 0;
+  private phase = 'HERALD';
+  private arpMs: number | null = null;
+
+  constructor(o: NetdumpOptions) {
+    this.o = o;
+    this.pollMs = o.pollMs ?? DEBUGNET_ROUND_MS;
+    this.retries = o.retries ?? DEBUGNET_RETRIES;
+    if (o.window !== undefined && !(Number.isInteger(o.window) && o.window >= 0 && o.window <= 65536)) {
+      throw new UsageError(`bad --window '${o.window}': expected 0 (the kernel's rounds of 64) to 65536`);
+    }
+  }
+
+  async run(): Promise<NetdumpSummary> {
+    const o = this.o;
+    const filter = `udp and src host ${formatIpv4(o.server)} and dst port ${NETDUMP_ACKPORT} and udp[4:2] = ${8 + 4}`;
+    let dstMac = o.dstMac;
+    let arpMs: number | null = null;
+    if (!dstMac) {
+      const info = ifaceInfo(o.iface);
+      const src = o.from ?? (info.ipv4[0] ? { ip: info.ipv4[0].addr, prefix: info.ipv4[0].prefix } : undefined);
+      if (!src) throw new UsageError(`${o.iface} has no IPv4 address; give the source address with --from IP[/PREFIX]`);
+      const prefix = src.prefix ?? info.ipv4.find((a) => a.addr === src.ip)?.prefix;
+      const hop = chooseNextHop(o.server, o.gateway, { ip: src.ip, prefix });
+      const r = await arpNextHop(o.iface, o.srcMac ?? info.mac, src.ip, hop.ip, o.arpRetries ?? 3, o.arpTimeoutMs ?? 1000);
+      dstMac = r.mac;
+      arpMs = r.ms;
+    }
+    this.sender = await UdpSender.open({
+      ...o, dstMac, to: { ip: o.server, port: o.serverPort ?? NETDUMP_PORT }, srcPort: NETDUMP_ACKPORT,
+      ttl: 255, df: true, ipId: 'zero', filter,
+    });
+    keepAlive.push(this.sender.link);
+    this.arpMs = arpMs;
+    try {
+      await this.holdPort();
+      this.chunk = netdumpChunkSize(this.sender.mtu);
+      if (this.chunk <= 0) throw new RuntimeError(`MTU ${this.sender.mtu} is too small for netdump (needs > 52)`);
+      this.sender.onUdp((p) => {
+        if (p.srcIp !== o.server || p.dstPort !== NETDUMP_ACKPORT) return;
+        const seq = decodeAck(p.payload);
+        if (seq === null) return;
+        if (this.serverPort === 0) {
+          // debugnet_handle_ack: the first ACK's source port is the server's per-client socket.
+          this.serverPort = p.srcPort;
+          this.sender.setPorts(NETDUMP_ACKPORT, p.srcPort);
+        }
+        this.onAck(seq);
+      });
+      this.t0 = performance.now();
+      this.phase = 'HERALD';
+      await this.rounds([this.flight(NETDUMP_HERALD, 0, heraldPayload(o.path))]);
+      const size = o.source.size;
+      this.phase = 'VMCORE';
+      if (o.window) await this.slide(size, o.window);
+      else {
+        for (let off = 0; off < size;) {
+          const round: Flight[] = [];
+          for (let i = 0; i < DEBUGNET_MAX_IN_FLIGHT && off < size; i++) {
+            const len = Math.min(this.chunk, size - off);
+            round.push(this.flight(NETDUMP_VMCORE, off, o.source.read(off, len)));
+            off += len;
+          }
+          await this.rounds(round);
+        }
+      }
+      this.phase = 'KDH';
+      const kdh = buildKdh({
+        dumplength: size, hostname: o.hostname ?? os.hostname(), versionstring: (o.versionString ?? unameA()) + '\n',
+        panicstring: o.panic ?? '', architecture: MACHINE_TO_FREEBSD[os.machine()] ?? os.machine(),
+      });
+      await this.rounds([this.flight(NETDUMP_KDH, 0, kdh)]);
+      this.phase = 'FINISHED';
+      await this.rounds([this.flight(NETDUMP_FINISHED, 0, Buffer.alloc(0))]);
+      const secs = (performance.now() - this.t0) / 1000;
+      this.progress(true);
+      await this.sender.close();
+      return {
+        server: formatIpv4(o.server), serverPort: this.serverPort, src: formatIpv4(this.sender.srcIp), bytes: size,
+        packets: this.packets, retransmits: this.retransmits, sent: this.sender.stats.sent,
+        seconds: Math.round(secs * 1e6) / 1e6, MBps: Math.round((size / 1e6 / secs) * 1000) / 1000,
+        mode: o.window ? `window ${o.window}` : `rounds of ${DEBUGNET_MAX_IN_FLIGHT}`, chunk: this.chunk,
+        arpMs: this.arpMs === null ? null : Math.round(this.arpMs * 1000) / 1000,
+      };
+    } catch (e) {
+      this.sender.abort();
+      throw e;
+    } finally {
+      this.holder?.close();
+      o.source.close?.();
+    }
+  }
+
+  /**
+   * When the host's own stack owns our address, it would answer the server's ACKs to port 20024 with ICMP
+   * port-unreachable, and netdumpd gives up on an ICMP error. A plain socket on that port keeps it quiet.
+   */
+  private async holdPort(): Promise<void> {
+    if (!hostOwnsAddress(this.sender.srcIp)) return; // our ArpResponder speaks for it; the host never sees the ACKs
+    const s = dgram.createSocket({ type: 'udp4', recvBufferSize: 64 * 1024 });
+    s.on('message', () => {});
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', (e: NodeJS.ErrnoException) => reject(new RuntimeError(
+        `cannot hold UDP ${formatIpv4(this.sender.srcIp)}:${NETDUMP_ACKPORT} (${e.code ?? e.message}): ` +
+        'another netdump client or service uses it; the host would answer ACKs with ICMP port-unreachable')));
+      s.bind(NETDUMP_ACKPORT, formatIpv4(this.sender.srcIp), () => resolve());
+    });
+    s.on('error', () => {});
+    this.holder = s;
+  }
+
+  private flight(type: number, offset: number, data: Buffer): Flight {
+    this.packets++;
+    return { seq: this.seq++, type, offset, data, sentAt: 0, sends: 0, acked: false };
+  }
+
+  private transmit(f: Flight): void {
+    writeNetdumpHeader({ type: f.type, seqno: f.seq, offset: f.offset, len: f.data.length, aux2: 0 }, this.msgBuf, 0);
+    f.data.copy(this.msgBuf, NETDUMP_HDR_LEN);
+    this.sender.send(this.msgBuf.subarray(0, NETDUMP_HDR_LEN + f.data.length));
+    if (f.sends > 0) this.retransmits++;
+    f.sends++;
+    f.sentAt = performance.now();
+    this.flights.set(f.seq, f);
+  }
+
+  private onAck(seq: number): void {
+    const f = this.flights.get(seq);
+    if (!f || f.acked) return;
+    f.acked = true;
+    this.flights.delete(seq);
+    if (f.type === NETDUMP_VMCORE) this.bytesAcked += f.data.length;
+    if (f.sends === 1) this.rttSample(performance.now() - f.sentAt); // Karn: only unambiguous samples
+    this.progress(false);
+    const w = this.wake;
+    if (w) w();
+  }
+
+  private rttSample(ms: number): void {
+    if (this.srtt === 0) {
+      this.srtt = ms;
+      this.rttvar = ms / 2;
+    } else {
+      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - ms);
+      this.srtt = 0.875 * this.srtt + 0.125 * ms;
+    }
+  }
+
+  private rto(): number {
+    return Math.min(this.pollMs, Math.max(20, this.srtt + 4 * this.rttvar + 5));
+  }
+
+  private progress(force: boolean): void {
+    const cb = this.o.onProgress;
+    if (!cb) return;
+    const now = performance.now();
+    if (!force && now - this.lastProgressCb < 200) return;
+    this.lastProgressCb = now;
+    cb({ bytesAcked: this.bytesAcked, total: this.o.source.size, retransmits: this.retransmits, seconds: (now - this.t0) / 1000 });
+  }
+
+  /** Resolves when `pred` holds (checked on every ACK) or after `ms`. */
+  private waitUntil(pred: () => boolean, ms: number): Promise<boolean> {
+    if (pred()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => { this.wake = null; resolve(pred()); }, ms);
+      this.wake = () => {
+        if (pred()) { clearTimeout(timer); this.wake = null; resolve(true); }
+      };
+    });
+  }
+
+  /** debugnet_send: send all, wait a round for every ACK, resend only the missing, 1 + retries tries. */
+  private async rounds(fs: Flight[]): Promise<void> {
+    for (let tries = 0; ; tries++) {
+      for (const f of fs) if (!f.acked) this.transmit(f);
+      if (await this.waitUntil(() => fs.every((f) => f.acked), this.pollMs)) return;
+      if (tries >= this.retries) throw this.giveUp(fs.find((f) => !f.acked)!, tries + 1);
+    }
+  }
+
+  /** --window N: keep N in flight, resend on RTO, fail after (1 + retries) rounds of pollMs without any progress. */
+  private slide(size: number, window: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let off = 0;
+      let inflight = 0;
+      let lastProgress = performance.now();
+      let timer: NodeJS.Timeout | null = null;
+      const order: Flight[] = [];
+      let head = 0;
+      const done = (e?: Error) => {
+        if (timer) clearInterval(timer);
+        this.wake = null;
+        if (e) reject(e); else resolve();
+      };
+      const pump = () => {
+        while (inflight < window && off < size) {
+          const len = Math.min(this.chunk, size - off);
+          const f = this.flight(NETDUMP_VMCORE, off, this.o.source.read(off, len));
+          off += len;
+          this.transmit(f);
+          order.push(f);
+          inflight++;
+        }
+        if (inflight === 0 && off >= size) done();
+      };
+      this.wake = () => {
+        // Called after onAck marked a flight: count the freed slots.
+        let n = 0;
+        while (head < order.length && order[head].acked) head++;
+        for (let i = head; i < order.length; i++) if (!order[i].acked) n++;
+        if (n < inflight) lastProgress = performance.now();
+        inflight = n;
+        if (head > 4096) { order.splice(0, head); head = 0; }
+        pump();
+      };
+      const tick = () => {
+        const now = performance.now();
+        const rto = this.rto();
+        for (let i = head; i < order.length; i++) {
+          const f = order[i];
+          if (!f.acked && now - f.sentAt >= rto) this.transmit(f);
+        }
+        if (now - lastProgress > (this.retries + 1) * this.pollMs) {
+          const f = order.slice(head).find((x) => !x.acked)!;
+          done(this.giveUp(f, f.sends));
+        }
+      };
+      timer = setInterval(tick, Math.max(5, Math.min(50, this.rto() / 2)));
+      try {
+        pump();
+      } catch (e) {
+        done(e as Error);
+      }
+    });
+  }
+
+  private giveUp(f: Flight, tries: number): RuntimeError {
+    const where = this.serverPort ? `${formatIpv4(this.o.server)}:${this.serverPort}` : `${formatIpv4(this.o.server)}:${this.o.serverPort ?? NETDUMP_PORT}`;
+    const what = f.type === NETDUMP_HERALD
+      ? 'the herald was never ACKed: is a netdump server listening there (rawpoll netdump-server, netdumpd)?'
+      : `${NETDUMP_TYPE_NAMES[f.type]} seqno ${f.seq} (offset ${f.offset}) was never ACKed after ${this.bytesAcked} of ${this.o.source.size} bytes`;
+    return new RuntimeError(`netdump to ${where} failed after ${tries} tries of ${this.pollMs} ms: ${what}`);
+  }
+}
+
+export async function netdump(o: NetdumpOptions): Promise<NetdumpSummary> {
+  return new NetdumpClient(o).run();
+}
