@@ -14,6 +14,7 @@ const COMMANDS: Array<() => Promise<{ register: Register }>> = [
   () => import('./collect.js'),
   () => import('./netdump-server.js'),
   () => import('./netconsole.js'),
+  () => import('./netdump.js'),
 ];
 
 export async function main(argv: string[]): Promise<void> {
