@@ -12,6 +12,7 @@ const COMMANDS: Array<() => Promise<{ register: Register }>> = [
   () => import('./sink.js'),
   () => import('./blast.js'),
   () => import('./collect.js'),
+  () => import('./oops.js'),
   () => import('./netdump-server.js'),
   () => import('./netconsole.js'),
   () => import('./netdump.js'),
