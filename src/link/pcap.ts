@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Cap as CapT } from 'cap';
 import { RuntimeError } from '../errors.js';
@@ -8,6 +9,21 @@ const require = createRequire(import.meta.url);
 const RX_BUF_LEN = 65536;
 const SEND_RETRY_LIMIT_MS = 2000;
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+const CAP_NET_RAW = 13;
+/**
+ * cap leaves a half-opened handle behind when pcap_activate fails, and its destructor then aborts the process in
+ * uv_poll_stop. So: check what we can before calling it, and keep any handle whose open failed referenced forever.
+ */
+const failedHandles: unknown[] = [];
+
+function hasNetRaw(): boolean {
+  try {
+    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? (BigInt('0x' + m[1]) >> BigInt(CAP_NET_RAW)) % 2n === 1n : true;
+  } catch {
+    return true; // not Linux /proc: let libpcap say
+  }
+}
 
 export type FrameHandler = (frame: Buffer) => void;
 
@@ -35,6 +51,12 @@ export class PcapLink {
     } catch (e) {
       throw new RuntimeError(`the libpcap binding (npm cap) is not built: ${(e as Error).message}; run "npm ci" with libpcap-dev installed`);
     }
+    if (!hasNetRaw()) {
+      throw new RuntimeError(explainOpenError(iface, 'this process lacks CAP_NET_RAW'));
+    }
+    if (existsSync('/sys/class/net') && !existsSync(`/sys/class/net/${iface}`)) {
+      throw new RuntimeError(explainOpenError(iface, 'No such device'));
+    }
     const cap = new CapCtor();
     const link = new PcapLink(iface, cap);
     try {
@@ -44,6 +66,7 @@ export class PcapLink {
         throw new RuntimeError(`${iface} is not an Ethernet link (libpcap says ${linktype}); rawpoll builds Ethernet frames`);
       }
     } catch (e) {
+      failedHandles.push(cap);
       if (e instanceof RuntimeError) throw e;
       throw new RuntimeError(explainOpenError(iface, (e as Error).message));
     }
@@ -105,7 +128,7 @@ export class PcapLink {
 }
 
 function explainOpenError(iface: string, msg: string): string {
-  if (/permission|not permitted|EPERM|EACCES/i.test(msg)) {
+  if (/permission|not permitted|EPERM|EACCES|CAP_NET_RAW/i.test(msg)) {
     return `no permission to open ${iface} for raw access (${msg}); run as root (sudo) or give node CAP_NET_RAW and CAP_NET_ADMIN`;
   }
   if (/No such device|doesn't exist|not exist/i.test(msg)) {

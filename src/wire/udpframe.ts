@@ -49,7 +49,12 @@ export class UdpFramer {
   private udpConstSum = 0;
 
   constructor(opts: UdpFrameOptions, maxPayload: number) {
-    this.o = { ttl: 64, tos: 0, df: false, ipChecksum: 'good', udpChecksum: 'good', ...opts };
+    // Field by field: an option passed as undefined must still get netpoll's default (a spread would keep the undefined).
+    this.o = {
+      ...opts,
+      ttl: opts.ttl ?? 64, tos: opts.tos ?? 0, df: opts.df ?? false,
+      ipChecksum: opts.ipChecksum ?? 'good', udpChecksum: opts.udpChecksum ?? 'good',
+    };
     this.headerLen = udpHeaderLen(opts.vlan);
     this.ipOff = this.headerLen - IPV4_HEADER_LEN - UDP_HEADER_LEN;
     this.udpOff = this.ipOff + IPV4_HEADER_LEN;

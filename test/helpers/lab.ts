@@ -73,6 +73,8 @@ export class Lab {
     must('ip', ['netns', 'add', name]);
     this.namespaces.push(name);
     must('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+    // No IPv6 autoconf chatter (router solicitations, MLD): the lab carries only what a test sends.
+    must('ip', ['netns', 'exec', name, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
     return name;
   }
 
@@ -164,4 +166,39 @@ export function snmp(ns: string, proto: string, field: string): number {
   const names = lines[0].split(/\s+/);
   const values = lines[1].split(/\s+/);
   return Number(values[names.indexOf(field)]);
+}
+
+export const UDPRECV = resolve(ROOT, 'dist', 'test', 'helpers', 'udprecv.js');
+
+export interface Datagram {
+  from: string;
+  port: number;
+  data: Buffer;
+}
+
+/**
+ * Starts a kernel UDP socket on `port` in `ns` and resolves once it is bound. `done()` waits for it to exit
+ * (after `count` datagrams or `timeoutMs`) and returns what it received.
+ */
+export async function udpReceiver(lab: Lab, ns: string, port: number, count: number, timeoutMs = 5000): Promise<{ done: () => Promise<Datagram[]> }> {
+  const p = lab.spawn(ns, [process.execPath, UDPRECV, String(port), String(count), String(timeoutMs)]);
+  let out = '';
+  p.stdout!.on('data', (d) => (out += d));
+  const exited = new Promise<void>((res) => p.on('close', () => res()));
+  const ok = await waitFor(() => out.startsWith('ready\n'), 5000);
+  if (!ok) throw new Error(`UDP receiver on ${ns}:${port} did not start`);
+  return {
+    done: async () => {
+      await exited;
+      return out.split('\n').slice(1).filter(Boolean).map((l) => {
+        const j = JSON.parse(l);
+        return { from: j.from, port: j.port, data: Buffer.from(j.hex, 'hex') };
+      });
+    },
+  };
+}
+
+/** rx_packets of an interface inside a namespace. */
+export function rxPackets(ns: string, ifname: string): number {
+  return Number(must('ip', ['netns', 'exec', ns, 'cat', `/sys/class/net/${ifname}/statistics/rx_packets`]).trim());
 }

@@ -110,3 +110,9 @@ test('ARP frames and BPF filters', () => {
   assert.equal(arpReplyFilter(0x0a000002), 'arp and arp[6:2] = 2 and arp[14:4] = 0x0a000002');
   assert.equal(arpRequestFilter(0x0a000007), 'arp and arp[6:2] = 1 and arp[24:4] = 0x0a000007');
 });
+
+test('UdpFramer: options passed as undefined keep netpoll defaults (TTL 64, TOS 0, DF clear)', () => {
+  const fr = new UdpFramer({ ...base, ttl: undefined, tos: undefined, df: undefined, ipChecksum: undefined, udpChecksum: undefined }, 1472);
+  const p = Buffer.from('defaults');
+  assert.deepEqual(Buffer.from(fr.build(p, 3)), expectedFrame(p, 3));
+});
