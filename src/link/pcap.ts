@@ -11,10 +11,12 @@ const SEND_RETRY_LIMIT_MS = 2000;
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 const CAP_NET_RAW = 13;
 /**
- * cap leaves a half-opened handle behind when pcap_activate fails, and its destructor then aborts the process in
- * uv_poll_stop. So: check what we can before calling it, and keep any handle whose open failed referenced forever.
+ * cap's handles must never be garbage-collected: after close() its uv_poll handle is stopped but never uv_close'd, and
+ * a handle whose pcap_activate failed is half set up — either way its destructor crashes the process (uv_poll_stop
+ * assertion, or a segfault in EmitDestroy). So every Cap object we create stays referenced here for the process's life
+ * (a few hundred bytes each; rawpoll opens a handful), and we check what we can before calling open at all.
  */
-const failedHandles: unknown[] = [];
+const retiredHandles: unknown[] = [];
 
 function hasNetRaw(): boolean {
   try {
@@ -58,6 +60,7 @@ export class PcapLink {
       throw new RuntimeError(explainOpenError(iface, 'No such device'));
     }
     const cap = new CapCtor();
+    retiredHandles.push(cap);
     const link = new PcapLink(iface, cap);
     try {
       const linktype = cap.open(iface, filter, bufferBytes, link.rxBuf);
@@ -66,7 +69,6 @@ export class PcapLink {
         throw new RuntimeError(`${iface} is not an Ethernet link (libpcap says ${linktype}); rawpoll builds Ethernet frames`);
       }
     } catch (e) {
-      failedHandles.push(cap);
       if (e instanceof RuntimeError) throw e;
       throw new RuntimeError(explainOpenError(iface, (e as Error).message));
     }
