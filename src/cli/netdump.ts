@@ -33,8 +33,9 @@ export function register(program: Command): void {
       '512-byte kernel dump header (version 4: hostname, uname -a, --panic text, length, time), then FINISHED.\n' +
       'Frames are hand-built (TTL 255, IP ID 0, DF) and ACKs are read with pcap, so it works from an address the\n' +
       'host does not even have (--from; rawpoll answers ARP for it).\n' +
-      'Default pacing is the kernel\'s: rounds of up to 64 datagrams, each round fully ACKed before the next, only\n' +
-      'un-ACKed ones resent after --poll-ms, giving up after 1 + --retries tries. --window N keeps N in flight\n' +
+      'Default pacing is the kernel\'s: rounds of one 64 KiB buffer (46 datagrams at MTU 1500, at most 64), each\n' +
+      'round fully ACKed before the next, only un-ACKed ones resent after --poll-ms, giving up after\n' +
+      '1 + --retries tries. --window N keeps N in flight\n' +
       'instead (a sliding window the server cannot tell from the kernel: it only echoes seqnos).')
     .requiredOption('-i, --iface <IF>', 'interface to send on (needs root or CAP_NET_RAW)')
     .requiredOption('--server <IP>', 'netdump server address')
@@ -46,7 +47,7 @@ export function register(program: Command): void {
     .option('--dst-mac <MAC>', 'next-hop MAC: skips ARP')
     .option('--panic <TEXT>', 'panic string for the dump header', '')
     .option('--hostname <NAME>', 'hostname for the dump header (default: this host\'s)')
-    .option('--window <N>', 'sliding window of N datagrams in flight; 0 = the kernel\'s rounds of 64', '0')
+    .option('--window <N>', 'sliding window of N datagrams in flight; 0 = the kernel\'s 64 KiB rounds', '0')
     .option('--poll-ms <MS>', 'how long a round waits for its ACKs (debugnet: 2000 polls x 0.5 ms)', String(DEBUGNET_ROUND_MS))
     .option('--retries <N>', 'retransmit rounds before giving up (debugnet: 1 + 11 tries)', String(DEBUGNET_RETRIES))
     .option('--arp-retries <N>', 'ARP who-has requests before giving up (debugnet: 3)', '3')

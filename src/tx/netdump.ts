@@ -25,7 +25,7 @@ import { UdpSender, type SenderOptions } from './sender.js';
  * Frames as FreeBSD builds them: TTL 255, IP ID 0, DF, UDP checksum on. ACKs are read off the wire with pcap.
  *
  * Two pacing modes, both wire-compatible with netdumpd (it only echoes seqnos and writes at offsets):
- * - rounds (default, the kernel's): up to 64 datagrams back to back, then wait until all are ACKed; after a
+ * - rounds (default, the kernel's): one 64 KiB buffer (≤ 64 datagrams) back to back, then wait until all are ACKed; after a
  *   round of `pollMs` without all ACKs, resend only the un-ACKed ones; give up after 1 + `retries` tries.
  * - window N: up to N datagrams in flight, each ACK frees a slot at once; an un-ACKed datagram is resent after an
  *   RTO measured from the ACKs (never above pollMs); give up after (1 + retries) × pollMs with no progress.
@@ -91,7 +91,7 @@ export interface NetdumpOptions extends Omit<SenderOptions, 'to' | 'filter' | 's
   panic?: string;
   hostname?: string;
   versionString?: string;
-  /** 0 or undefined: the kernel's rounds of 64. N > 0: a sliding window of N. */
+  /** 0 or undefined: the kernel's rounds (64 KiB, at most 64 datagrams). N > 0: a sliding window of N. */
   window?: number;
   pollMs?: number;
   retries?: number;
@@ -162,6 +162,9 @@ async function arpNextHop(iface: string, srcMac: Buffer, srcIp: number, target: 
   }
   throw new RuntimeError(`no ARP reply from ${formatIpv4(target)} on ${iface} after ${retries} ${retries === 1 ? 'try' : 'tries'}`);
 }
+
+/** nd_buf in netdump_client.c: MAXDUMPPGS (DFLTPHYS / PAGE_SIZE = 16) pages of 4 KiB per debugnet_send. */
+export const NETDUMP_ROUND_BYTES = 64 * 1024;
 
 const MACHINE_TO_FREEBSD: Record<string, string> = { x86_64: 'amd64', aarch64: 'arm64', i686: 'i386', i386: 'i386' };
 
@@ -245,10 +248,13 @@ export class NetdumpClient {
       this.phase = 'VMCORE';
       if (o.window) await this.slide(size, o.window);
       else {
-        for (let off = 0; off < size;) {
+        // netdump_dumper fills nd_buf (MAXDUMPPGS × PAGE_SIZE = 64 KiB) and flushes it with one debugnet_send,
+        // which cuts it into MTU-sized datagrams (46 at MTU 1500, never more than 64) and waits for all their ACKs.
+        for (let base = 0; base < size; base += NETDUMP_ROUND_BYTES) {
+          const end = Math.min(size, base + NETDUMP_ROUND_BYTES);
           const round: Flight[] = [];
-          for (let i = 0; i < DEBUGNET_MAX_IN_FLIGHT && off < size; i++) {
-            const len = Math.min(this.chunk, size - off);
+          for (let off = base; off < end && round.length < DEBUGNET_MAX_IN_FLIGHT;) {
+            const len = Math.min(this.chunk, end - off);
             round.push(this.flight(NETDUMP_VMCORE, off, o.source.read(off, len)));
             off += len;
           }
@@ -270,7 +276,8 @@ export class NetdumpClient {
         server: formatIpv4(o.server), serverPort: this.serverPort, src: formatIpv4(this.sender.srcIp), bytes: size,
         packets: this.packets, retransmits: this.retransmits, sent: this.sender.stats.sent,
         seconds: Math.round(secs * 1e6) / 1e6, MBps: Math.round((size / 1e6 / secs) * 1000) / 1000,
-        mode: o.window ? `window ${o.window}` : `rounds of ${DEBUGNET_MAX_IN_FLIGHT}`, chunk: this.chunk,
+        mode: o.window ? `window ${o.window}` : `kernel rounds (64 KiB, ${Math.ceil(NETDUMP_ROUND_BYTES / this.chunk)} datagrams)`,
+        chunk: this.chunk,
         arpMs: this.arpMs === null ? null : Math.round(this.arpMs * 1000) / 1000,
       };
     } catch (e) {
