@@ -45,10 +45,7 @@ export function register(program: Command): void {
       sender.checkPayload(payload.length);
       const t0 = performance.now();
       const progress = process.stderr.isTTY && count >= 10000 && !f.json ? new Progress(count) : null;
-      for (let i = 0; i < count; i++) {
-        sender.send(payload);
-        if (progress && (i & 1023) === 0) progress.tick(i);
-      }
+      sender.sendRepeated(payload, count, progress ? (i) => progress.tick(i) : undefined);
       const secs = (performance.now() - t0) / 1000;
       progress?.done();
       await sender.close();

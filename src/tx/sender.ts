@@ -9,7 +9,7 @@ import { ETH_HEADER_LEN, ETH_MIN_FRAME } from '../wire/ethernet.js';
 import { IPV4_HEADER_LEN } from '../wire/ipv4.js';
 import { formatMac } from '../wire/mac.js';
 import { UDP_HEADER_LEN } from '../wire/udp.js';
-import { parseUdpFrame, udpHeaderLen, UdpFramer, type ParsedUdpFrame, type VlanTag } from '../wire/udpframe.js';
+import { parseUdpFrame, patchIpId, udpHeaderLen, UdpFramer, type ParsedUdpFrame, type VlanTag } from '../wire/udpframe.js';
 
 export interface SenderOptions {
   /** Required unless writePcap is given together with dstMac, srcMac and from. */
@@ -178,11 +178,32 @@ export class UdpSender {
   /** One UDP datagram, built in place and handed to the link. */
   send(payload: Uint8Array): void {
     this.checkPayload(payload.length);
-    const id = this.ipIdMode === 'counter' ? this.nextId++ & 0xffff : this.ipIdMode === 'zero' ? 0 : this.ipIdMode;
-    const frame = this.framer.build(payload, id);
+    const frame = this.framer.build(payload, this.nextIpId());
     this.sink.send(frame);
     this.stats.sent++;
     this.stats.bytes += frame.length;
+  }
+
+  /**
+   * The same payload `count` times, as `send` would put it on the wire, but built once: each further frame only gets
+   * the next IP ID patched in with an RFC 1624 checksum update. `onProgress(i)` is called every 4096 frames.
+   */
+  sendRepeated(payload: Uint8Array, count: number, onProgress?: (sent: number) => void): void {
+    this.checkPayload(payload.length);
+    if (count <= 0) return;
+    const counter = this.ipIdMode === 'counter';
+    const frame = this.framer.build(payload, this.nextIpId());
+    for (let i = 0; i < count; i++) {
+      if (i > 0 && counter) patchIpId(frame, this.framer.ipOff, this.nextId++ & 0xffff);
+      this.sink.send(frame);
+      if (onProgress && (i & 4095) === 4095) onProgress(i + 1);
+    }
+    this.stats.sent += count;
+    this.stats.bytes += count * frame.length;
+  }
+
+  private nextIpId(): number {
+    return this.ipIdMode === 'counter' ? this.nextId++ & 0xffff : this.ipIdMode === 'zero' ? 0 : this.ipIdMode;
   }
 
   /** UDP frames captured on the link that pass the `filter` given at open. The payload is a view: copy to keep. */

@@ -1,4 +1,4 @@
-import { addWords, onesSum } from './checksum.js';
+import { addWords, incrementalUpdate, onesSum } from './checksum.js';
 import { ETH_HEADER_LEN, ETH_MIN_FRAME, ETHERTYPE_IPV4, ETHERTYPE_VLAN } from './ethernet.js';
 import { IPPROTO_UDP, IPV4_DF, IPV4_HEADER_LEN } from './ipv4.js';
 import { UDP_HEADER_LEN } from './udp.js';
@@ -42,7 +42,8 @@ export class UdpFramer {
   readonly headerLen: number;
   readonly maxPayload: number;
   private readonly buf: Buffer;
-  private readonly ipOff: number;
+  /** Offset of the IPv4 header in every frame (14, or 18 with a VLAN tag). */
+  readonly ipOff: number;
   private readonly udpOff: number;
   private readonly o: Required<Omit<UdpFrameOptions, 'vlan' | 'frameSize'>> & Pick<UdpFrameOptions, 'vlan' | 'frameSize'>;
   private ipConstSum = 0;
@@ -138,6 +139,21 @@ export class UdpFramer {
     }
     return b.subarray(0, frameLen);
   }
+}
+
+/**
+ * Re-stamps the IPv4 ID of a frame built by UdpFramer in place, updating the header checksum with RFC 1624 rather than
+ * re-summing: how a repeated datagram goes out with netpoll's incrementing ID at the cost of two 16-bit writes.
+ * (The UDP checksum does not cover the IP ID.)
+ */
+export function patchIpId(frame: Buffer, ipOff: number, newId: number): void {
+  const oldId = (frame[ipOff + 4] << 8) | frame[ipOff + 5];
+  const c = (frame[ipOff + 10] << 8) | frame[ipOff + 11];
+  const nc = incrementalUpdate(c, oldId, newId & 0xffff);
+  frame[ipOff + 4] = (newId >>> 8) & 0xff;
+  frame[ipOff + 5] = newId & 0xff;
+  frame[ipOff + 10] = nc >>> 8;
+  frame[ipOff + 11] = nc & 0xff;
 }
 
 export interface ParsedUdpFrame {

@@ -116,3 +116,19 @@ test('UdpFramer: options passed as undefined keep netpoll defaults (TTL 64, TOS 
   const p = Buffer.from('defaults');
   assert.deepEqual(Buffer.from(fr.build(p, 3)), expectedFrame(p, 3));
 });
+
+test('patchIpId: in-place ID change with RFC 1624 equals a fresh build (all IDs around the wrap)', async () => {
+  const { patchIpId } = await import('../../src/wire/udpframe.js');
+  const fr = new UdpFramer(base, 1472);
+  const fresh = new UdpFramer(base, 1472);
+  const p = Buffer.from('repeat me');
+  const f = Buffer.from(fr.build(p, 65530));
+  for (let id = 65531; id < 65536 + 40; id++) {
+    patchIpId(f, fr.ipOff, id & 0xffff);
+    assert.deepEqual(f, Buffer.from(fresh.build(p, id & 0xffff)), `id ${id & 0xffff}`);
+  }
+  const vl = new UdpFramer({ ...base, vlan: { vid: 5 } }, 1472);
+  const g = Buffer.from(vl.build(p, 1));
+  patchIpId(g, vl.ipOff, 2);
+  assert.deepEqual(g, Buffer.from(new UdpFramer({ ...base, vlan: { vid: 5 } }, 1472).build(p, 2)));
+});
