@@ -181,6 +181,12 @@ function unescape(s: Buffer): Buffer {
   return Buffer.from(s.toString('latin1').replace(/\\x([0-9a-fA-F]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1');
 }
 
+/** What kmsgRecords reads from: /dev/kmsg itself, or a stand-in for tests. read() throws with code EAGAIN/EPIPE. */
+export interface KmsgDevice {
+  read(buf: Buffer): number;
+  close(): void;
+}
+
 export interface KmsgOptions {
   fromStart?: boolean;
   signal?: AbortSignal;
@@ -190,6 +196,19 @@ export interface KmsgOptions {
   /** Called once the reader stands at its starting point (after skipping the backlog): records written later arrive. */
   onReady?: () => void;
   path?: string;
+  device?: KmsgDevice;
+}
+
+function openKmsg(path: string): KmsgDevice {
+  let fd: number;
+  try {
+    fd = openSync(path, C.O_RDONLY | C.O_NONBLOCK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new RuntimeError(`cannot read the kernel log ${path}: ${code === 'EACCES' || code === 'EPERM'
+      ? 'permission denied (run as root, or set kernel.dmesg_restrict=0)' : (e as Error).message}`);
+  }
+  return { read: (buf) => readSync(fd, buf, 0, buf.length, null), close: () => closeSync(fd) };
 }
 
 /**
@@ -200,27 +219,22 @@ export interface KmsgOptions {
 export async function* kmsgRecords(o: KmsgOptions = {}): AsyncGenerator<KmsgRecord> {
   const path = o.path ?? '/dev/kmsg';
   const pollMs = o.pollMs ?? 50;
-  let fd: number;
-  try {
-    fd = openSync(path, C.O_RDONLY | C.O_NONBLOCK);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new RuntimeError(`cannot read the kernel log ${path}: ${code === 'EACCES' || code === 'EPERM'
-      ? 'permission denied (run as root, or set kernel.dmesg_restrict=0)' : (e as Error).message}`);
-  }
+  const dev = o.device ?? openKmsg(path);
   // A record is at most ~8 KiB (text escaped + dictionary); a short buffer would get EINVAL.
   const buf = Buffer.allocUnsafe(16 * 1024);
   let lastSeq: number | null = null;
   let epipe = false;
   const readOne = (): Buffer | null | 'again' => {
-    try {
-      const n = readSync(fd, buf, 0, buf.length, null);
-      return n > 0 ? Buffer.from(buf.subarray(0, n)) : null;
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EAGAIN') return 'again';
-      if (code === 'EPIPE') { epipe = true; return readOne(); }
-      throw new RuntimeError(`reading ${path} failed: ${(e as Error).message}`);
+    for (;;) {
+      try {
+        const n = dev.read(buf);
+        return n > 0 ? Buffer.from(buf.subarray(0, n)) : null;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'EAGAIN') return 'again';
+        if (code !== 'EPIPE') throw new RuntimeError(`reading ${path} failed: ${(e as Error).message}`);
+        epipe = true;   // the kernel already moved us to the oldest record it has: read again
+      }
     }
   };
   try {
@@ -243,13 +257,13 @@ export async function* kmsgRecords(o: KmsgOptions = {}): AsyncGenerator<KmsgReco
       }
       const p = parseKmsgRecord(r);
       if (!p) continue;
+      // EPIPE says "overrun"; the seq jump says by how much (unknown before the first record with --from-start).
       if (lastSeq !== null && p.seq > lastSeq + 1) o.onLost?.(p.seq - lastSeq - 1, p.seq);
-      else if (epipe && lastSeq === null) o.onLost?.(0, p.seq);
       epipe = false;
       lastSeq = p.seq;
       yield p;
     }
   } finally {
-    closeSync(fd);
+    dev.close();
   }
 }
