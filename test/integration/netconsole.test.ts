@@ -219,6 +219,54 @@ test('--follow: lines appended to a file arrive; rotation (rename + new file) an
   assert.equal(summary.messages, 5);
 });
 
+/** Frames of a classic pcap file (24-byte global header, 16-byte record headers), parsed here by hand. */
+function pcapFrames(file: string): Buffer[] {
+  const b = readFileSync(file);
+  const le = b.readUInt32LE(0) === 0xa1b2c3d4;
+  const out: Buffer[] = [];
+  for (let off = 24; off + 16 <= b.length;) {
+    const incl = le ? b.readUInt32LE(off + 8) : b.readUInt32BE(off + 8);
+    out.push(b.subarray(off + 16, off + 16 + incl));
+    off += 16 + incl;
+  }
+  return out;
+}
+
+test('--broadcast: no ARP, frames to ff:ff:ff:ff:ff:ff in the netpoll profile (TTL 64, IP ID 1, 2, DF clear, 6665 ->)', async () => {
+  const h = hosts();
+  const s = await socat(h, 6671);
+  const pcap = join(tmp, 'bcast.pcap');
+  const dump = h.lab.spawn(h.b, ['tcpdump', '-i', h.ifB, '-U', '-n', '-c', '2', '-w', pcap, 'udp', 'port', '6671']);
+  let dumpErr = '';
+  dump.stderr!.on('data', (d) => (dumpErr += d));
+  assert.ok(await waitFor(() => /listening on/.test(dumpErr), 10000), dumpErr);
+  const r = rawpoll(h.a, ['netconsole', '-i', h.ifA, '--to', h.ipB + ':6671', '--broadcast', '--json'], 'bc one\nbc two\n');
+  assert.equal(r.code, 0, r.stderr);
+  const ready = JSON.parse(r.stdout.split('\n')[0]);
+  assert.equal(ready.targets[0].dstMac, 'ff:ff:ff:ff:ff:ff');
+  assert.equal(ready.targets[0].arpMs, null);
+  assert.ok(await waitFor(() => s.out().toString() === 'bc one\nbc two\n', 10000), `got ${s.out()}`);
+  assert.ok(await waitFor(() => dump.exitCode !== null, 10000), 'tcpdump saw both frames');
+  const frames = pcapFrames(pcap);
+  assert.equal(frames.length, 2);
+  const macA = Buffer.from(h.macA.split(':').map((x) => parseInt(x, 16)));
+  frames.forEach((f, i) => {
+    const payload = Buffer.from(i === 0 ? 'bc one\n' : 'bc two\n');
+    assert.deepEqual(f.subarray(0, 6), Buffer.alloc(6, 0xff));
+    assert.deepEqual(f.subarray(6, 12), macA);
+    assert.equal(f.readUInt16BE(12), 0x0800);
+    assert.equal(f[14], 0x45);
+    assert.equal(f.readUInt16BE(16), 20 + 8 + payload.length);
+    assert.equal(f.readUInt16BE(18), i + 1, 'IP ID counts from 1');
+    assert.equal(f.readUInt16BE(20), 0, 'DF clear, no fragment offset');
+    assert.equal(f[22], 64);
+    assert.equal(f[23], 17);
+    assert.equal(f.readUInt16BE(34), 6665);
+    assert.equal(f.readUInt16BE(36), 6671);
+    assert.deepEqual(f.subarray(42, 42 + payload.length), payload);
+  });
+});
+
 test('bad usage: exit 2 with a message naming the bad value, nothing sent', () => {
   const h = hosts();
   const cases: Array<[string[], RegExp]> = [
