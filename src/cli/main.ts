@@ -19,6 +19,13 @@ const COMMANDS: Array<() => Promise<{ register: Register }>> = [
 ];
 
 export async function main(argv: string[]): Promise<void> {
+  // `rawpoll … | head`: a closed pipe ends the program quietly, as it does for tcpdump, not with a stack trace.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw e;
+    });
+  }
   const program = new Command();
   program
     .name('rawpoll')
@@ -26,7 +33,9 @@ export async function main(argv: string[]): Promise<void> {
       'with its own ARP — no kernel IP stack, routing table or neighbour cache in the way.')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    // Our help texts are laid out by hand at up to ~120 columns; don't re-wrap them at 80 when stdout is not a TTY.
+    .configureHelp({ helpWidth: Math.max(process.stdout.columns ?? 0, 120) });
   for (const load of COMMANDS) (await load()).register(program);
   try {
     await program.parseAsync(argv);
