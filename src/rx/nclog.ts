@@ -9,7 +9,8 @@
  * - The seq of each source (address:port) is tracked: a jump is reported as a `seq-gap` event, a seq going
  *   back to 0 as `seq-restart` (the sender rebooted or restarted), any other step back as `seq-late`.
  * - Memory is bounded: at most maxOpenFragments records under reassembly in all, maxBytesPerHost bytes of them per
- *   source, maxRecordBytes per record, maxSources tracked seq counters and maxOpenFiles open log files (LRU).
+ *   source, maxRecordBytes per record, maxSources tracked seq counters / known hosts and maxOpenFiles open log
+ *   files (LRU). With the defaults reassembly holds at most 64 x 256 KiB = 16 MiB.
  *   Whatever is dropped is reported as an event; nothing here throws on garbage.
  */
 import { mkdirSync, openSync, writeSync, closeSync } from 'node:fs';
@@ -81,6 +82,8 @@ export class NetconsoleCollector {
     try {
       this.stats.datagrams++;
       if (!this.knownHosts.has(host)) {
+        // Bounded like the seq table: a host forgotten under a flood of sources is announced again when heard.
+        while (this.knownHosts.size >= this.maxSources) this.knownHosts.delete(this.knownHosts.values().next().value as string);
         this.knownHosts.add(host);
         this.emit({ event: 'new-host', host, file: this.logPath(host) });
       }
