@@ -127,3 +127,35 @@ test('collect: garbage never stops it, memory stays bounded, drops are reported,
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('collect runs both receivers: a netconsole line and an oops report from the same host, one new-host event', async () => {
+  const h = twoHosts();
+  const dir = mkdtempSync(join(tmpdir(), 'rawpoll-cb-'));
+  try {
+    const proc = h.lab.spawn(h.b, [process.execPath, RAWPOLL, 'collect', '--dir', dir, '--oops', '2004', '--netconsole', '6666']);
+    let out = '';
+    proc.stdout!.on('data', (d) => (out += d));
+    const exited = new Promise<number | null>((r) => proc.on('close', (code) => r(code)));
+    assert.ok(await waitFor(() => out.includes(' listening '), 10000), out);
+    const line = `netconsole: hello from ${process.pid}\n`;
+    const g = nsRun(h.a, [process.execPath, '-e',
+      `const s=require('node:dgram').createSocket('udp4');s.send(Buffer.from(${JSON.stringify(line)}),6666,'${h.ipB}',()=>s.close())`]);
+    assert.equal(g.code, 0, g.stderr);
+    const logFile = join(dir, 'in.log');
+    writeFileSync(logFile, 'oops body\n');
+    const r = await rawpollAsync(h.a, ['oops', '-i', h.ifA, '--to', h.ipB, '--log', logFile, '--dump-id', '3']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(await waitFor(() => / dump-complete /.test(out), 10000), out);
+    assert.ok(await waitFor(() => { try { return readFileSync(join(dir, 'netconsole', `${h.ipA}.log`), 'utf8') === line; } catch { return false; } }, 5000));
+    proc.kill('SIGINT');
+    assert.equal(await exited, 0);
+    // text lines: `<time> <event> <host> k=v …`
+    const lines = out.trim().split('\n');
+    assert.ok(lines.every((l) => /^\d{4}-\d\d-\d\dT\S+ [a-z-]+ \S+/.test(l)), out);
+    assert.equal(lines.filter((l) => / new-host /.test(l)).length, 1, out);
+    assert.match(lines[lines.length - 1], / summary - /);
+  } finally {
+    h.lab.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

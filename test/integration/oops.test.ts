@@ -321,3 +321,53 @@ test('oops one-shot and rate-limit across invocations, checked at the collector'
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('oops --kmsg: a marker written to /dev/kmsg arrives with its level in the collected log', async () => {
+  const h = twoHosts();
+  const dir = tmp('rawpoll-ok-');
+  try {
+    const col = await startCollector(h.lab, h.b, dir, ['--idle', '5']);
+    const marker = `rawpoll-oops-kmsg-marker-${process.pid}-${Date.now()}`;
+    writeFileSync('/dev/kmsg', `<3>${marker}\n`); // level 3 (err); the kernel log is global, not per namespace
+    const r = await rawpollAsync(h.a, ['oops', '-i', h.ifA, '--to', h.ipB, '--kmsg', '--json', '--dump-id', '31']);
+    assert.equal(r.code, 0, r.stderr);
+    const s = JSON.parse(r.stdout);
+    assert.ok(s.kmsg.records > 0);
+    const done = await col.wait((e) => e.event === 'dump-complete' && e.dump_id === 31, 20000);
+    assert.ok(done, JSON.stringify(col.events.slice(-3)));
+    const text = readFileSync(done.file as string, 'latin1');
+    // `<level>[ seconds.micros] text` lines, as printk's buffer had them; the marker is near the end (newest).
+    assert.match(text, new RegExp(`^<3>\\[\\s*\\d+\\.\\d{6}\\] ${marker}$`, 'm'));
+    assert.equal(text.length, s.logBytes);
+    await col.stop();
+  } finally {
+    h.lab.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('oops --layout v2 (the v1 patch header) is reassembled too, SMBIOS strings in the sidecar', async () => {
+  const h = twoHosts();
+  const dir = tmp('rawpoll-o2-');
+  try {
+    const col = await startCollector(h.lab, h.b, dir, ['--idle', '5']);
+    const log = textLog(7000, 'v2');
+    const logFile = join(dir, 'in.log');
+    writeFileSync(logFile, log);
+    const r = await rawpollAsync(h.a, ['oops', '-i', h.ifA, '--to', h.ipB, '--log', logFile, '--layout', 'v2',
+      '--dump-id', '2', '--board', 'MB-9', '--firmware', 'BIOS-3', '--kernel-version', '2.6.32-test']);
+    assert.equal(r.code, 0, r.stderr);
+    const done = await col.wait((e) => e.event === 'dump-complete' && e.dump_id === 2);
+    assert.ok(done, JSON.stringify(col.events));
+    assert.deepEqual(readFileSync(done.file as string), log);
+    const meta = JSON.parse(readFileSync(done.sidecar as string, 'utf8'));
+    assert.equal(meta.version, 2);
+    assert.equal(meta.kernel_version, '2.6.32-test');
+    assert.equal(meta.bios_version, 'BIOS-3');
+    assert.equal(meta.motherboard_type, 'MB-9');
+    await col.stop();
+  } finally {
+    h.lab.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
