@@ -45,7 +45,7 @@ export function register(program: Command): void {
     .option('--idle <S>', 'write an incomplete dump out (as partial) after S seconds without a new chunk', String(OOPS_DEFAULTS.idleMs / 1000))
     .option('--max-dumps <N>', `dumps reassembled at once; beyond, the least recently active is written out as partial (default ${OOPS_DEFAULTS.maxOpenDumps})`)
     .option('--max-dump-bytes <N>', `largest dump accepted: datagrams announcing more than N/1024 chunks are dropped as too_big (default ${OOPS_DEFAULTS.maxBytesPerDump})`)
-    .option('--max-bytes <N>', `reassembly memory for all dumps together; beyond, the least recently active is written out as partial (default ${OOPS_DEFAULTS.maxTotalBytes})`)
+    .option('--max-bytes <N>', `reassembly memory for all dumps together (and again for dumps queued for writing); beyond, the least recently active is written out as partial, or dropped if the write queue is full too (default ${OOPS_DEFAULTS.maxTotalBytes})`)
     .option('--json', 'one JSON object per line instead of text')
     .addHelpText('after', `
 Files (all written to a temp name and renamed, so a file under its final name is always whole):
@@ -54,7 +54,7 @@ Files (all written to a temp name and renamed, so a file under its final name is
   netconsole: one log per source host (see the netconsole receiver)
 netoops datagrams are grouped by (source address, boot_id, dump_id); the sender's retransmit rounds are recognised
 and dropped. Garbage never stops the collector: drops are counted by reason (truncated, version, offsets, packet_no,
-too_big, conflict, duplicate, late) and reported in 'dropped' lines. Memory is bounded by --max-dumps,
+too_big, conflict, duplicate, late, backlog) and reported in 'dropped' lines. Memory is bounded by --max-dumps,
 --max-dump-bytes and --max-bytes.
 
 Examples:

@@ -18,6 +18,9 @@ import {
  * - Bounded memory: at most `maxOpenDumps` dumps in reassembly, at most `maxBytesPerDump` bytes each (a datagram
  *   announcing more chunks than that is dropped as `too_big`), at most `maxTotalBytes` buffered in all; going over a
  *   cap writes the least recently active dump out as partial (reason `evicted`). Finished-dump memory is a bounded LRU.
+ *   Dumps queued for writing count against maxTotalBytes as well: an evicted dump that would exceed it is dropped
+ *   (`dump-dropped`, drop reason `backlog`) instead of queued, so a flood cannot outrun the disk.
+ *   Finished dumps leave only a 4-byte fingerprint per chunk behind, at most maxFinishedBytes of them (LRU).
  * - Garbage never throws: every datagram that is not a plausible netoops datagram is counted by reason.
  */
 
@@ -34,8 +37,9 @@ export interface OopsCollectorOptions {
   maxOpenDumps?: number;
   maxBytesPerDump?: number;
   maxTotalBytes?: number;
-  /** Finished dumps remembered to recognise late retransmits (LRU). */
+  /** Finished dumps remembered to recognise late retransmits (LRU), by count and by fingerprint bytes. */
   maxFinished?: number;
+  maxFinishedBytes?: number;
 }
 
 export const OOPS_DEFAULTS = {
@@ -44,9 +48,10 @@ export const OOPS_DEFAULTS = {
   maxBytesPerDump: 4 * 1024 * 1024,
   maxTotalBytes: 64 * 1024 * 1024,
   maxFinished: 4096,
+  maxFinishedBytes: 4 * 1024 * 1024,
 };
 
-export type OopsDropReason = 'truncated' | 'version' | 'offsets' | 'packet_no' | 'too_big' | 'conflict' | 'duplicate' | 'late';
+export type OopsDropReason = 'truncated' | 'version' | 'offsets' | 'packet_no' | 'too_big' | 'conflict' | 'duplicate' | 'late' | 'backlog';
 
 interface OpenDump {
   key: string;
@@ -57,7 +62,8 @@ interface OpenDump {
   header: Record<string, unknown>;
   packetCount: number;
   chunks: Map<number, Buffer>;
-  hashes: Map<number, number>;
+  /** FNV-1a of each chunk by packet_no, 0 = not received (a real hash of 0 is stored as 1). */
+  hashes: Uint32Array;
   received: number;
   duplicates: number;
   firstSeen: number;
@@ -66,7 +72,7 @@ interface OpenDump {
 
 interface FinishedDump {
   packetCount: number;
-  hashes: Map<number, number>;
+  hashes: Uint32Array;
   generation: number;
   complete: boolean;
 }
@@ -78,7 +84,7 @@ function fnv1a(b: Uint8Array): number {
     h ^= b[i];
     h = Math.imul(h, 0x01000193);
   }
-  return h >>> 0;
+  return (h >>> 0) || 1;
 }
 
 function hex32(n: number): string {
@@ -119,8 +125,12 @@ function snapshotHeader(r: NetoopsRepr): Record<string, unknown> {
 export class OopsCollector {
   readonly opts: Required<OopsCollectorOptions>;
   readonly drops: Record<OopsDropReason, number> = {
-    truncated: 0, version: 0, offsets: 0, packet_no: 0, too_big: 0, conflict: 0, duplicate: 0, late: 0,
+    truncated: 0, version: 0, offsets: 0, packet_no: 0, too_big: 0, conflict: 0, duplicate: 0, late: 0, backlog: 0,
   };
+  /** Bytes of finished dumps queued for writing: counted against maxTotalBytes too, so a flood cannot outrun the disk. */
+  private pendingWriteBytes = 0;
+  /** Bytes of chunk fingerprints kept for finished dumps (4 per chunk), capped by maxFinishedBytes. */
+  private finishedBytes = 0;
   stats = { datagrams: 0, accepted: 0, dumpsComplete: 0, dumpsPartial: 0, bufferedBytes: 0, openDumps: 0 };
   private open = new Map<string, OpenDump>(); // insertion order refreshed on activity = LRU order
   private finished = new Map<string, FinishedDump>();
@@ -164,8 +174,7 @@ export class OopsCollector {
     let d = this.open.get(baseKey);
     if (!d) {
       const fin = this.finished.get(baseKey);
-      if (fin && fin.packetCount === r.packetCount && (fin.hashes.get(r.packetNo) ?? hash) === hash
-        && (fin.complete || fin.hashes.has(r.packetNo))) {
+      if (fin && fin.packetCount === r.packetCount && fin.hashes[r.packetNo] === hash) {
         // A retransmit of a dump already written (the usual 2nd and 3rd rounds).
         this.drops.late++;
         return;
@@ -176,8 +185,8 @@ export class OopsCollector {
       this.drops.conflict++;
       return;
     }
-    const had = d.hashes.get(r.packetNo);
-    if (had !== undefined) {
+    const had = d.hashes[r.packetNo];
+    if (had !== 0) {
       if (had === hash) this.drops.duplicate++;
       else this.drops.conflict++;
       d.duplicates++;
@@ -186,7 +195,7 @@ export class OopsCollector {
     const copy = Buffer.allocUnsafeSlow(NETOOPS_DATA_BYTES); // not from the shared pool: no slab kept alive
     p.data.copy(copy);
     d.chunks.set(r.packetNo, copy);
-    d.hashes.set(r.packetNo, hash);
+    d.hashes[r.packetNo] = hash;
     d.received++;
     d.lastSeen = now;
     this.stats.accepted++;
@@ -215,7 +224,7 @@ export class OopsCollector {
     }
     const d: OpenDump = {
       key, host: from.address, port: from.port, generation: gen, first: r, header: snapshotHeader(r),
-      packetCount: r.packetCount, chunks: new Map(), hashes: new Map(), received: 0, duplicates: 0,
+      packetCount: r.packetCount, chunks: new Map(), hashes: new Uint32Array(r.packetCount), received: 0, duplicates: 0,
       firstSeen: now, lastSeen: now,
     };
     this.open.set(key, d);
@@ -235,9 +244,12 @@ export class OopsCollector {
     this.stats.openDumps = this.open.size;
     this.stats.bufferedBytes -= d.chunks.size * NETOOPS_DATA_BYTES;
     const complete = d.received === d.packetCount;
-    this.finished.delete(d.key);
+    this.forget(d.key);
     this.finished.set(d.key, { packetCount: d.packetCount, hashes: d.hashes, generation: d.generation, complete });
-    if (this.finished.size > this.opts.maxFinished) this.finished.delete(this.finished.keys().next().value as string);
+    this.finishedBytes += d.hashes.byteLength;
+    while (this.finished.size > this.opts.maxFinished || this.finishedBytes > this.opts.maxFinishedBytes) {
+      this.forget(this.finished.keys().next().value as string);
+    }
 
     // Oldest first: packet_no packet_count-1 … 0. Trailing NULs are the kernel's zero padding of a segment's last chunk.
     const parts: Buffer[] = [];
@@ -295,7 +307,15 @@ export class OopsCollector {
       ev.reason = reason;
       ev.missing = missing;
     }
+    if (reason === 'evicted' && this.pendingWriteBytes + bytes > this.opts.maxTotalBytes) {
+      // Evictions are coming faster than the disk takes them (a flood): drop this partial dump rather than queue it.
+      this.drops.backlog++;
+      this.opts.onEvent({ event: 'dump-dropped', host: d.host, boot_id: hex32(d.first.bootId), dump_id: d.first.dumpId,
+        chunks: d.received, packet_count: d.packetCount, reason: 'write backlog over --max-bytes' });
+      return;
+    }
     const body = Buffer.concat(parts);
+    this.pendingWriteBytes += body.length;
     this.writes = this.writes
       .then(async () => {
         await atomicWrite(log, body);
@@ -304,7 +324,17 @@ export class OopsCollector {
       })
       .catch((err: Error) => {
         this.opts.onEvent({ event: 'write-error', host: d.host, file: log, error: err.message });
+      })
+      .finally(() => {
+        this.pendingWriteBytes -= body.length;
       });
+  }
+
+  private forget(key: string): void {
+    const f = this.finished.get(key);
+    if (!f) return;
+    this.finishedBytes -= f.hashes.byteLength;
+    this.finished.delete(key);
   }
 
   private fileBase(d: OpenDump): string {
