@@ -61,6 +61,8 @@ export function register(program: Command): void {
       'from port 2004 to port 2004, a little-endian header with the machine\'s specifics (kernel release, boot id,\n' +
       'CPU vendor/family/model/stepping, board and firmware from /sys/class/dmi/id in the user blob), 1024 bytes of\n' +
       'log each, newest chunk first (packet_no 0 = the tail), the whole set repeated --retransmit times (no ACKs).\n' +
+      'arch is 2 on x86/x86-64 (CPU identity + zeroed registers: user space has no trap frame); any other machine\n' +
+      'sends arch 0 with no arch data (data_offset = arch_offset).\n' +
       'Receive with `rawpoll collect --oops`.')
     .option('--to <IP[:PORT]>', `collector address (port default ${NETOOPS_PORT})`)
     .option('--log <FILE>', 'the log to send ("-" for standard input)')
@@ -92,6 +94,9 @@ export function register(program: Command): void {
   cmd.action(async (f: OopsFlags) => {
     const json = !!f.json;
     const print = (o: Record<string, unknown>, text: string) => process.stdout.write((json ? JSON.stringify(o) : text) + '\n');
+    if (f.soft && f.type === 'oops' && cmd.getOptionValueSource('type') === 'cli') {
+      throw new UsageError('--soft and --type oops contradict each other: choose one');
+    }
     const soft = f.soft ? true : f.type === 'soft';
     const retransmit = intArg(f.retransmit, '--retransmit', 1, 100)!;
     const gapUs = intArg(f.gapUs, '--gap-us', 0, 10_000_000)!;
