@@ -345,7 +345,8 @@ export class NetdumpClient {
   }
 
   private rto(): number {
-    return Math.min(this.pollMs, Math.max(20, this.srtt + 4 * this.rttvar + 5));
+    // 2 × srtt: a burst of N datagrams queues at the server, so the last ACK of a burst comes later than the first.
+    return Math.min(this.pollMs, Math.max(50, 2 * this.srtt + 4 * this.rttvar));
   }
 
   private progress(force: boolean): void {
