@@ -267,8 +267,9 @@ async function measureLink(linkName: string, link: Impairment | undefined, mb: n
   const l = await netdumpLab(link);
   const file = randomFile(Math.round(mb * 1e6));
   const want = sha256(file);
+  let s: RunningServer | null = null;
   try {
-    const s = await startServer(l);
+    s = await startServer(l);
     for (const w of windows) {
       const r = await runClient(l, file, ['--window', String(w)]);
       if (r.code !== 0) throw new Error(`netdump --window ${w} failed: ${r.stderr}`);
@@ -282,9 +283,9 @@ async function measureLink(linkName: string, link: Impairment | undefined, mb: n
     }
     const b = await socatBaseline(l, file);
     rows.push({ link: linkName, name: 'socat TCP file copy', MB: mb, seconds: b.seconds, MBps: Math.round((mb / b.seconds) * 1000) / 1000, retransmits: null, intact: b.intact });
-    fs.rmSync(s.dir, { recursive: true, force: true });
   } finally {
     l.destroy();
+    if (s) fs.rmSync(s.dir, { recursive: true, force: true });
     fs.rmSync(path.dirname(file), { recursive: true, force: true });
   }
   return rows;
@@ -296,7 +297,7 @@ async function measureLink(linkName: string, link: Impairment | undefined, mb: n
  */
 export async function benchNetdump(mb = 100, delayMb = 20): Promise<NetdumpBenchRow[]> {
   const rows = await measureLink('veth', undefined, mb, [0, 64, 256]);
-  rows.push(...(await measureLink('20ms delay', { delayMs: 20 }, delayMb, [0, 64, 256, 1024])));
+  rows.push(...(await measureLink('20ms delay', { delayMs: 20 }, delayMb, [0, 64, 256, 512])));
   return rows;
 }
 

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { netdumpLab, randomFile, runClient, sha256, startServer, type NetdumpLab } from '../../scripts/bench-netdump.js';
-import { must } from '../helpers/lab.js';
+import { must, snmp } from '../helpers/lab.js';
 
 const MB = 1_000_000;
 const labs: NetdumpLab[] = [];
@@ -85,6 +85,9 @@ test('20 MB, kernel rounds: sha256 identical, KDH in the info file, herald path 
   assert.match(info, /Header Parity Check: Pass/);
   assert.match(info, /Dump complete\n$/);
   assert.equal(d.kdh!.parityOk, true);
+  // The client's address is the host's own: its held UDP socket on 20024 kept the kernel from answering ACKs
+  // with ICMP port-unreachable.
+  assert.equal(snmp(l.a, 'Icmp', 'OutDestUnreachs'), 0);
 
   await new Promise<void>((res) => (tcpdump.exitCode !== null ? res() : tcpdump.on('exit', () => res())));
   const frames = readPcap(cap);
