@@ -182,7 +182,7 @@ export class NetdumpClient {
   private seq = 1;
   private serverPort = 0;
   private readonly flights = new Map<number, Flight>();
-  private wake: (() => void) | null = null;
+  private wake: ((f: Flight) => void) | null = null;
   private msgBuf = Buffer.alloc(NETDUMP_HDR_LEN + 4096);
   private chunk = 0;
   private retransmits = 0;
@@ -331,7 +331,7 @@ export class NetdumpClient {
     if (f.sends === 1) this.rttSample(performance.now() - f.sentAt); // Karn: only unambiguous samples
     this.progress(false);
     const w = this.wake;
-    if (w) w();
+    if (w) w(f);
   }
 
   private rttSample(ms: number): void {
@@ -385,52 +385,61 @@ export class NetdumpClient {
       let inflight = 0;
       let lastProgress = performance.now();
       let timer: NodeJS.Timeout | null = null;
+      let pumpQueued = false;
+      let finished = false;
       const order: Flight[] = [];
       let head = 0;
       const done = (e?: Error) => {
+        if (finished) return;
+        finished = true;
         if (timer) clearInterval(timer);
         this.wake = null;
         if (e) reject(e); else resolve();
       };
       const pump = () => {
-        while (inflight < window && off < size) {
-          const len = Math.min(this.chunk, size - off);
-          const f = this.flight(NETDUMP_VMCORE, off, this.o.source.read(off, len));
-          off += len;
-          this.transmit(f);
-          order.push(f);
-          inflight++;
+        pumpQueued = false;
+        if (finished) return;
+        try {
+          while (head < order.length && order[head].acked) head++;
+          if (head > 4096) { order.splice(0, head); head = 0; }
+          while (inflight < window && off < size) {
+            const len = Math.min(this.chunk, size - off);
+            const f = this.flight(NETDUMP_VMCORE, off, this.o.source.read(off, len));
+            off += len;
+            this.transmit(f);
+            order.push(f);
+            inflight++;
+          }
+        } catch (e) {
+          return done(e as Error);
         }
         if (inflight === 0 && off >= size) done();
       };
+      // ACKs arrive one capture callback each; refill the window once per batch of them (setImmediate runs after
+      // the poll phase has drained what libpcap had), so sends go out in bursts rather than one per ACK.
       this.wake = () => {
-        // Called after onAck marked a flight: count the freed slots.
-        let n = 0;
-        while (head < order.length && order[head].acked) head++;
-        for (let i = head; i < order.length; i++) if (!order[i].acked) n++;
-        if (n < inflight) lastProgress = performance.now();
-        inflight = n;
-        if (head > 4096) { order.splice(0, head); head = 0; }
-        pump();
+        inflight--;
+        lastProgress = performance.now();
+        if (!pumpQueued) { pumpQueued = true; setImmediate(pump); }
       };
       const tick = () => {
         const now = performance.now();
         const rto = this.rto();
-        for (let i = head; i < order.length; i++) {
-          const f = order[i];
-          if (!f.acked && now - f.sentAt >= rto) this.transmit(f);
+        try {
+          for (let i = head; i < order.length; i++) {
+            const f = order[i];
+            if (!f.acked && now - f.sentAt >= rto) this.transmit(f);
+          }
+        } catch (e) {
+          return done(e as Error);
         }
         if (now - lastProgress > (this.retries + 1) * this.pollMs) {
           const f = order.slice(head).find((x) => !x.acked)!;
           done(this.giveUp(f, f.sends));
         }
       };
-      timer = setInterval(tick, Math.max(5, Math.min(50, this.rto() / 2)));
-      try {
-        pump();
-      } catch (e) {
-        done(e as Error);
-      }
+      timer = setInterval(tick, 10);
+      pump();
     });
   }
 
