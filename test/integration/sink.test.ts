@@ -153,6 +153,22 @@ describe('rawpoll blast -> rawpoll sink on a veth pair', () => {
     assert.deepEqual([f.received, f.lost, f.duplicates, f.reordered, f.firstSeq, f.lastSeq], [100000, 0, 0, 0, 1, 100000]);
   });
 
+  test('several flows with IMIX sizes: one account per source port, each matching what blast says it sent', async () => {
+    const sink = await startSink(L.lab, L.b, ['--port', '9', '--idle', '2', '--duration', '120']);
+    const blast = await rawpollAsync(L.a, ['blast', '-i', L.ifA, '--to', `${L.ipB}:9`, '--flows', '4', '--sport', '10000-10003',
+      '--size', '64,576,1514', '--imix', '7,4,1', '--count', '20000', '--rate', '20kpps', '--json']);
+    assert.equal(blast.code, 0, blast.stderr);
+    const sent = JSON.parse(blast.stdout) as { sent: number; lastSeq: number[] };
+    assert.equal(sent.sent, 20000);
+    const r = await sink.report();
+    assert.equal(r.socketDrops, 0);
+    const flows = [...r.flows].sort((x, y) => x.src.localeCompare(y.src));
+    assert.deepEqual(flows.map((f) => f.src), [10000, 10001, 10002, 10003].map((p) => `${L.ipA}:${p}`));
+    assert.deepEqual(flows.map((f) => f.received), sent.lastSeq, 'per-flow counts equal the last seq blast gave each flow');
+    assert.equal(flows.reduce((n, f) => n + f.received, 0), 20000);
+    for (const f of flows) assert.deepEqual([f.lost, f.duplicates, f.reordered, f.firstSeq], [0, 0, 0, 1], f.src);
+  });
+
   test('known loss/duplication/reordering on a bridged path: the sink matches a tcpdump ground truth exactly', async () => {
     // This kernel has no sch_netem (CONFIG_NET_SCH_NETEM unset), so the impairments are made deterministic instead,
     // on the egress of a bridge port in a middle namespace (the sender never sees them): nftables drops every
