@@ -351,7 +351,7 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
       uint64_t left = j.count ? j.count - j.sent : UINT64_MAX;
       if (j.durationNs > 0) {
         double ref = paced ? next : double(mono_ns());
-        if (ref - double(t0) >= j.durationNs) break;
+        if (ref - double(t0) >= j.durationNs - 1) break;  // -1 ns: the slots' float sum must not add a frame
       }
       // 1. When is the next group due, and how many frames does it hold?
       double groupDeadline = next;
@@ -372,7 +372,7 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
         while (n < j.batch && n < left && d <= double(now)) {
           d += j.gapNs + double(j.tpl[j.order[(pos + n) % L]].len) * j.nsPerByte;
           n++;
-          if (j.durationNs > 0 && d - double(t0) >= j.durationNs) break;
+          if (j.durationNs > 0 && d - double(t0) >= j.durationNs - 1) break;
         }
         if (!n) continue;
         next = d;

@@ -526,7 +526,7 @@ function startPcap(o: BlastRunOptions): BlastRun {
           break;
         }
         const left = o.count ? o.count - st.sent : Infinity;
-        if (o.durationNs && (paced ? next : monoNs()) - t0 >= o.durationNs) {
+        if (o.durationNs && (paced ? next : monoNs()) - t0 >= o.durationNs - 1) {
           stopped = true;
           break;
         }
@@ -542,7 +542,7 @@ function startPcap(o: BlastRunOptions): BlastRun {
           while (n < 64 && n < left && d <= now) {
             d += s.gapNs + t.lengths[t.order[(pos + n) % L]] * s.nsPerByte;
             n++;
-            if (o.durationNs && d - t0 >= o.durationNs) break;
+            if (o.durationNs && d - t0 >= o.durationNs - 1) break;
           }
           if (!n) continue;
           next = d;

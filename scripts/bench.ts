@@ -1,0 +1,249 @@
+/**
+ * `npm run bench` — a benchmark, not a test. On a veth lab it creates and removes:
+ *  1. Throughput, 60-byte frames, alternating rounds of: rawpoll blast (native engine), rawpoll blast (pcap engine),
+ *     trafgen (netsniff-ng), tcpreplay --topspeed, and a naive cap.send loop. Packets are counted at the receiver
+ *     (rx_packets of the peer veth) and each whole process is timed (start-up included). Median of the rounds.
+ *  2. Pacing: rawpoll blast --rate 10k/100k/500kpps for a second with each engine: achieved rate from the sender's
+ *     own clock, delivered count at the receiver, and the receiver's inter-arrival p50/p99 from a tcpdump capture.
+ *  3. RSS: the blast's max RSS at two --count values (flat = no per-packet allocation).
+ *  4. netdump (scripts/bench-netdump.ts, when present).
+ *   node dist/scripts/bench.js [--rounds N] [--count N] [--quick]
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { twoHosts, type TwoHostLab } from '../test/helpers/lab.js';
+import { nativeAvailable } from '../src/link/native.js';
+import { buildTemplates, parseSizes } from '../src/tx/blast.js';
+import { parseIpv4 } from '../src/wire/addr.js';
+import { parseMac } from '../src/wire/mac.js';
+import { emitPcapGlobalHeader, emitPcapRecordHeader } from '../src/wire/pcapfile.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(here, '..', '..');
+const RAWPOLL = join(ROOT, 'bin', 'rawpoll.js');
+
+function arg(name: string, dflt: number): number {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+}
+const QUICK = process.argv.includes('--quick');
+const ROUNDS = arg('--rounds', QUICK ? 1 : 3);
+const COUNT = arg('--count', QUICK ? 500_000 : 4_000_000);
+/**
+ * The frames go to a MAC the peer does not own: the peer's stack drops them as PACKET_OTHERHOST right after
+ * rx_packets counts them. On veth the receive path runs on the sender's CPU, so a cheap receiver is what lets the
+ * bench measure the senders rather than the peer's UDP layer (tcpdump on the peer still sees them: promiscuous).
+ */
+const DST_MAC = '02:00:00:00:00:99';
+/** The naive loop, same frame as everyone: `cap.send` per frame, EAGAIN/ENOBUFS retried. */
+const NAIVE_SRC = `
+import { createRequire } from 'node:module';
+const require = createRequire(${JSON.stringify(join(ROOT, 'package.json'))});
+const { Cap } = require('cap');
+const [iface, hex, n] = process.argv.slice(2);
+const c = new Cap();
+c.open(iface, 'arp and arp[6:2] = 9', 1 << 20, Buffer.alloc(65536));
+const frame = Buffer.from(hex, 'hex');
+for (let i = 0, count = Number(n); i < count; i++) {
+  for (;;) { try { c.send(frame, frame.length); break; } catch { /* queue full: retry */ } }
+}
+c.close();
+`;
+
+function nsExec(ns: string, args: string[]): { code: number | null; stdout: string; stderr: string; seconds: number } {
+  const t0 = performance.now();
+  const r = spawnSync('ip', ['netns', 'exec', ns, ...args], { maxBuffer: 64 << 20 });
+  return { code: r.status, stdout: r.stdout?.toString() ?? '', stderr: r.stderr?.toString() ?? '', seconds: (performance.now() - t0) / 1000 };
+}
+
+function rxPackets(L: TwoHostLab): number {
+  return Number(readNs(L.b, `/sys/class/net/${L.ifB}/statistics/rx_packets`));
+}
+function readNs(ns: string, path: string): string {
+  return nsExec(ns, ['cat', path]).stdout.trim();
+}
+
+interface Tool {
+  name: string;
+  available: boolean;
+  /** Command sending `n` 60-byte frames A -> B. */
+  cmd(n: number): string[];
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : NaN;
+}
+
+function has(bin: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0;
+}
+
+async function main(): Promise<void> {
+  if (process.getuid && process.getuid() !== 0) throw new Error('the bench creates network namespaces: run it as root');
+  const L = twoHosts();
+  const files: string[] = [];
+  try {
+    // IPv6 autoconfiguration would add its own frames to rx_packets.
+    for (const [ns, i] of [[L.a, L.ifA], [L.b, L.ifB]]) nsExec(ns, ['sysctl', '-qw', `net.ipv6.conf.${i}.disable_ipv6=1`]);
+    // The one 60-byte frame every tool sends: blast's own template (pktgen header, seq 0), UDP A:9 -> B:9.
+    const t = buildTemplates({
+      srcMac: parseMac(L.macA), dstMac: parseMac(DST_MAC), dstIp: parseIpv4(L.ipB, 'B'),
+      flows: [{ srcIp: parseIpv4(L.ipA, 'A'), srcPort: 9, dstPort: 9 }], sizes: parseSizes('60', undefined), seq: true, mtu: 1500, ipId: 'counter',
+    });
+    const frame = t.frames.subarray(0, 60);
+    const hex = [...frame].map((b) => `0x${b.toString(16).padStart(2, '0')}`).join(', ');
+    const cfg = join(tmpdir(), `rpbench-${process.pid}.cfg`);
+    writeFileSync(cfg, `{ ${hex} }\n`);
+    files.push(cfg);
+    // tcpreplay: a 1000-frame file preloaded and looped, so disk reads do not count against it.
+    const pcap = join(tmpdir(), `rpbench-${process.pid}.pcap`);
+    const recs: Buffer[] = [emitPcapGlobalHeader()];
+    for (let i = 0; i < 1000; i++) recs.push(emitPcapRecordHeader(0, i, 60, 60), frame);
+    writeFileSync(pcap, Buffer.concat(recs));
+    files.push(pcap);
+    const naive = join(tmpdir(), `rpbench-naive-${process.pid}.mjs`);
+    writeFileSync(naive, NAIVE_SRC);
+    files.push(naive);
+
+    const blast = (engine: string, n: number, extra: string[] = []) =>
+      [process.execPath, RAWPOLL, 'blast', '-i', L.ifA, '--to', `${L.ipB}:9`, '--dst-mac', DST_MAC, '--count', String(n), '--engine', engine, '--json', ...extra];
+    const tools: Tool[] = [
+      { name: 'rawpoll blast native', available: nativeAvailable(), cmd: (n) => blast('native', n, ['--qdisc-bypass']) },
+      { name: 'rawpoll blast pcap', available: true, cmd: (n) => blast('pcap', n) },
+      { name: 'trafgen', available: has('trafgen'), cmd: (n) => ['trafgen', '--dev', L.ifA, '--conf', cfg, '--num', String(n), '--no-cpu-stats', '-Q'] },
+      { name: 'tcpreplay --topspeed', available: has('tcpreplay'), cmd: (n) => ['tcpreplay', '-q', '-i', L.ifA, '--topspeed', '--preload-pcap', `--loop=${Math.ceil(n / 1000)}`, pcap] },
+      { name: 'naive cap.send loop', available: true, cmd: (n) => [process.execPath, naive, L.ifA, frame.toString('hex'), String(n)] },
+    ];
+
+    console.log(`rawpoll bench: veth pair ${L.ifA} -> ${L.ifB} in namespaces ${L.a}/${L.b}; ${COUNT} frames of 60 bytes per run ` +
+      `(UDP ${L.ipA}:9 -> ${L.ipB}:9, dst MAC ${DST_MAC}: the peer counts then drops them), ${ROUNDS} alternating round(s)`);
+    console.log('  native engine with --qdisc-bypass (trafgen bypasses the qdisc by default too); trafgen with its default one process per CPU');
+    const pps = new Map<string, number[]>();
+    const notes = new Map<string, string>();
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const tool of tools) {
+        if (!tool.available) continue;
+        const rx0 = rxPackets(L);
+        const r = nsExec(L.a, tool.cmd(COUNT));
+        const got = rxPackets(L) - rx0;
+        if (r.code !== 0) notes.set(tool.name, `exit ${r.code}: ${r.stderr.trim().split('\n').pop()}`);
+        if (got < COUNT * 0.99) notes.set(tool.name, `${got} of ${COUNT} frames arrived`);
+        pps.set(tool.name, [...(pps.get(tool.name) ?? []), got / r.seconds]);
+      }
+    }
+    const base = median(pps.get('trafgen') ?? []);
+    console.log('\nThroughput (frames counted at the receiver / whole-process wall time, median):');
+    console.log(`  ${'tool'.padEnd(24)} ${'pps'.padStart(10)}  ${'x trafgen'.padStart(9)}  target`);
+    const targets: Record<string, number> = { 'rawpoll blast native': 1.2, 'rawpoll blast pcap': 0.9 };
+    for (const tool of tools) {
+      if (!tool.available) {
+        console.log(`  ${tool.name.padEnd(24)} ${'n/a'.padStart(10)}  (not installed/built)`);
+        continue;
+      }
+      const p = median(pps.get(tool.name)!);
+      const ratio = p / base;
+      const tgt = targets[tool.name];
+      console.log(`  ${tool.name.padEnd(24)} ${Math.round(p).toString().padStart(10)}  ${(Number.isFinite(ratio) ? ratio.toFixed(2) : '-').padStart(9)}  ` +
+        (tgt ? `>= ${tgt}x ${ratio >= tgt ? 'met' : 'NOT met'}` : '') + (notes.has(tool.name) ? `  (${notes.get(tool.name)})` : ''));
+    }
+
+    console.log('\nPacing (1 s at each rate; achieved = sender clock first..last frame; receiver inter-arrival from tcpdump):');
+    console.log(`  ${'engine'.padEnd(7)} ${'rate'.padStart(8)} ${'achieved'.padStart(10)} ${'error'.padStart(8)} ${'delivered'.padStart(10)} ${'captured'.padStart(9)} ${'p50 µs'.padStart(8)} ${'p99 µs'.padStart(8)} ${'expect µs'.padStart(9)}  target <= 1%`);
+    for (const engine of nativeAvailable() ? ['native', 'pcap'] : ['pcap']) {
+      for (const rate of [10_000, 100_000, 500_000]) {
+        const capFile = join(tmpdir(), `rpbench-${process.pid}-${engine}-${rate}.pcap`);
+        files.push(capFile);
+        const tcpdump = spawnSync('sh', ['-c', `ip netns exec ${L.b} tcpdump -n -i ${L.ifB} -B 131072 -s 64 -w ${capFile} udp >/dev/null 2>&1 & echo $!`]);
+        const tdPid = Number(tcpdump.stdout.toString().trim());
+        await new Promise((r) => setTimeout(r, 700));
+        const rx0 = rxPackets(L);
+        const r = nsExec(L.a, blast(engine, 0, ['--rate', String(rate), '--duration', '1']));
+        const got = rxPackets(L) - rx0;
+        await new Promise((r2) => setTimeout(r2, 500));
+        spawnSync('kill', ['-INT', String(tdPid)]);
+        await new Promise((r2) => setTimeout(r2, 500));
+        let j: { sent: number; pps: number; rateError: number } | null = null;
+        try {
+          j = JSON.parse(r.stdout);
+        } catch {
+          console.log(`  ${engine} ${rate}: blast failed: ${r.stderr.trim()}`);
+          continue;
+        }
+        const gaps = interArrivals(capFile);
+        const err = j!.rateError;
+        console.log(`  ${engine.padEnd(7)} ${String(rate).padStart(8)} ${String(j!.pps).padStart(10)} ${((err * 100).toFixed(3) + '%').padStart(8)} ` +
+          `${String(got).padStart(10)} ${String(gaps.length + 1).padStart(9)} ${fmt(percentile(gaps, 50))} ${fmt(percentile(gaps, 99))} ${(1e6 / rate).toFixed(1).padStart(9)}  ` +
+          `${Math.abs(err) <= 0.01 ? 'met' : 'NOT met'}${got < j!.sent ? `  (${j!.sent - got} not delivered)` : ''}`);
+      }
+    }
+
+    console.log('\nRSS (max resident set of the whole blast process):');
+    for (const engine of nativeAvailable() ? ['native', 'pcap'] : ['pcap']) {
+      const rss = [COUNT / 10, COUNT].map((n) => {
+        const r = nsExec(L.a, blast(engine, Math.round(n)));
+        try {
+          return JSON.parse(r.stdout).maxRssKiB as number;
+        } catch {
+          return NaN;
+        }
+      });
+      console.log(`  ${engine.padEnd(7)} --count ${Math.round(COUNT / 10)}: ${(rss[0] / 1024).toFixed(1)} MiB, --count ${COUNT}: ${(rss[1] / 1024).toFixed(1)} MiB  (${Math.abs(rss[1] - rss[0]) < 8192 ? 'flat' : 'GROWS'})`);
+    }
+  } finally {
+    L.lab.destroy();
+    for (const f of files) rmSync(f, { force: true });
+  }
+
+  if (!QUICK) {
+    let mod: { benchNetdump?: () => Promise<unknown[]>; printNetdumpBench?: (rows: unknown[]) => void } | null = null;
+    try {
+      mod = await import(join(here, 'bench-netdump.js'));
+    } catch {
+      mod = null;
+    }
+    if (mod?.benchNetdump && mod.printNetdumpBench) {
+      console.log('');
+      mod.printNetdumpBench(await mod.benchNetdump());
+    } else {
+      console.log('\n(netdump bench skipped: scripts/bench-netdump.ts is not there yet)');
+    }
+  }
+}
+
+function fmt(v: number): string {
+  return (Number.isFinite(v) ? v.toFixed(1) : '-').padStart(8);
+}
+
+/** Inter-arrival times (µs, sorted) of the UDP frames in a classic pcap capture. */
+function interArrivals(file: string): number[] {
+  let buf: Buffer;
+  try {
+    buf = readFileSync(file);
+  } catch {
+    return [];
+  }
+  if (buf.length < 24) return [];
+  const le = buf.readUInt32LE(0) === 0xa1b2c3d4;
+  const u32 = (o: number) => (le ? buf.readUInt32LE(o) : buf.readUInt32BE(o));
+  const ts: number[] = [];
+  for (let p = 24; p + 16 <= buf.length;) {
+    const incl = u32(p + 8);
+    ts.push(u32(p) * 1e6 + u32(p + 4));
+    p += 16 + incl;
+  }
+  return ts.slice(1).map((x, i) => x - ts[i]).sort((a, b) => a - b);
+}
+
+main().catch((e) => {
+  console.error(`bench failed: ${(e as Error).stack ?? e}`);
+  process.exitCode = 1;
+});
