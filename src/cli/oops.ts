@@ -5,7 +5,7 @@ import {
   NetoopsEncoder, NETOOPS_PORT, NETOOPS_RETRANSMIT_COUNT, NETOOPS_TYPE_OOPS, NETOOPS_TYPE_SOFT, NETOOPS_ARCH_X86,
   encodeUserBlob, netoopsTypeName,
 } from '../proto/netoops.js';
-import { readHostInfo, readKmsgSnapshot, bootIdFromUuid } from '../proto/hostinfo.js';
+import { readHostInfo, readKmsgSnapshot, bootIdFromUuid } from '../host/hostinfo.js';
 import { OopsStateFile, decide, recordSent, parseRateLimit, type RateLimit } from '../tx/oopsstate.js';
 import { UdpSender } from '../tx/sender.js';
 import { parseEndpoint } from '../wire/addr.js';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseCpuinfo, x86VendorCode, bootIdFromUuid, archCode, formatPrintkPrefix } from '../../src/proto/hostinfo.js';
+import { parseCpuinfo, x86VendorCode, bootIdFromUuid, archCode, formatPrintkPrefix } from '../../src/host/hostinfo.js';
 import { parseRateLimit, decide, recordSent, freshState, OopsStateFile } from '../../src/tx/oopsstate.js';
 import { UsageError, RuntimeError } from '../../src/errors.js';
 

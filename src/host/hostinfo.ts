@@ -1,7 +1,9 @@
+// Facts read from the running host (/proc, /sys, /dev/kmsg) for the report formats in src/proto, kept out of proto/
+// so that proto/ stays pure codecs without I/O.
 import { readFileSync, openSync, readSync, closeSync, constants as fsc } from 'node:fs';
 import * as os from 'node:os';
 import { parseKmsgRecord } from '../tx/sources.js';
-import { NETOOPS_ARCH_X86, NETOOPS_ARCH_OTHER } from './netoops.js';
+import { NETOOPS_ARCH_X86, NETOOPS_ARCH_OTHER } from '../proto/netoops.js';
 
 /**
  * The machine specifics a netoops report carries, read from the running host: kernel release (uname -r), boot id,
