@@ -124,6 +124,8 @@ interface Flight {
   sentAt: number;
   sends: number;
   acked: boolean;
+  /** When it was fast-retransmitted (window mode), if it was. */
+  fastAt?: number;
 }
 
 /**
@@ -417,9 +419,30 @@ export class NetdumpClient {
       };
       // ACKs arrive one capture callback each; refill the window once per batch of them (setImmediate runs after
       // the poll phase has drained what libpcap had), so sends go out in bursts rather than one per ACK.
-      this.wake = () => {
+      // Fast retransmit: a flight still un-ACKed when one `thresh` seqnos younger is ACKed is taken as lost now,
+      // not after an RTO. On a path that reorders, that guess is mostly wrong (netdump ACKs carry nothing that
+      // tells an original from a resend), so the first ACK of a once-sent flight arriving after a younger flight's
+      // turns it off for the session; RTO alone then recovers losses.
+      let thresh = Math.max(3, window >> 1);
+      let maxAcked = 0;
+      this.wake = (x) => {
         inflight--;
-        lastProgress = performance.now();
+        const now = performance.now();
+        lastProgress = now;
+        if (x.seq > maxAcked) maxAcked = x.seq;
+        else if (x.sends === 1) thresh = Infinity;
+        try {
+          for (let i = head; i < order.length; i++) {
+            const f = order[i];
+            if (x.seq - f.seq < thresh) break;
+            if (!f.acked && f.fastAt === undefined) {
+              f.fastAt = now;
+              this.transmit(f);
+            }
+          }
+        } catch (e) {
+          return done(e as Error);
+        }
         if (!pumpQueued) { pumpQueued = true; setImmediate(pump); }
       };
       const tick = () => {
