@@ -64,7 +64,7 @@ export function register(program: Command): void {
     '  rawpoll sink --bind 10.0.0.2 --count 100000 --json\n' +
     '  sudo rawpoll sink --capture -i eth1 --port 9 --idle 2      # line-rate blasts\n' +
     '  (on the sender) sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --count 100000\n\n' +
-    'Stops on --duration, --count, --idle, or Ctrl-C (SIGINT/SIGTERM), then prints the report.\n' +
+    'Stops on --duration, --count, --idle, or Ctrl-C (SIGINT/SIGTERM: reason "interrupted"), then prints the report.\n' +
     'Exit codes: 0 report printed, 1 runtime failure (port in use, no permission), 2 bad usage.');
   cmd.action(async (f: SinkFlags) => {
     const port = parsePort(f.port, '--port');
@@ -86,7 +86,7 @@ export function register(program: Command): void {
     const r0 = sink.report();
     process.stderr.write(`rawpoll sink: listening on UDP ${r0.bind ?? '0.0.0.0'}:${port} via ` +
       (r0.mode === 'capture' ? `libpcap on ${r0.iface}` : `a socket (rcvbuf ${r0.rcvbufBytes} bytes)`) + '\n');
-    const stop = () => void sink.stop();
+    const stop = () => void sink.stop('interrupted');
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     let live: NodeJS.Timeout | null = null;

@@ -362,7 +362,7 @@ export interface SinkReport {
   iface: string | null;
   /** Seconds the sink listened. */
   seconds: number;
-  /** Why it stopped: 'count', 'duration', 'idle' or 'stopped'. */
+  /** Why it stopped: 'count', 'duration', 'idle', 'stopped' (stop() called) or the reason given to stop(). */
   reason: string;
   /** Socket mode: the receive buffer the kernel granted, and datagrams it dropped because that buffer was full. */
   rcvbufBytes: number | null;
@@ -538,12 +538,12 @@ export class Sink {
     this.resolveDone(this.final);
   }
 
-  /** Stops listening (if still running) and returns the final report. */
-  async stop(): Promise<SinkReport> {
+  /** Stops listening (if still running) and returns the final report; `reason` is recorded in it. */
+  async stop(reason = 'stopped'): Promise<SinkReport> {
     if (this.state === 'new') {
       this.state = 'running';
     }
-    this.finish('stopped');
+    this.finish(reason);
     return this.done;
   }
 

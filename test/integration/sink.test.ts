@@ -271,7 +271,7 @@ describe('rawpoll blast -> rawpoll sink on a veth pair', () => {
     assert.match(busy.stderr, /already in use/);
     first.proc.kill('SIGINT');
     const r = await first.report();
-    assert.equal(r.reason, 'stopped');
+    assert.equal(r.reason, 'interrupted');
     assert.equal(r.totals.received, 0);
   });
 });
