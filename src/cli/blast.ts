@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { UsageError } from '../errors.js';
+import { hostOwnsAddress } from '../link/iface.js';
 import { parseEngine } from '../link/native.js';
 import {
   buildTemplates, describeFlows, makeFlows, parseDuration, parseRange, parseRate, parseSizes, parseStartAt, realtimeNowNs,
@@ -129,6 +130,9 @@ export function register(program: Command): void {
         ttl: opts.ttl, tos: opts.tos, df: opts.df, vlan: opts.vlan, ipChecksum: opts.ipChecksum, udpChecksum: opts.udpChecksum,
         ipId: opts.ipId ?? 'counter',
       });
+      // The native engine sends on its own socket. The sender's libpcap handle listens to everything (ETH_P_ALL), so
+      // each frame we send would be offered to its BPF filter too: close it unless it must answer ARP for --from.
+      if (engine === 'native' && sender.link && hostOwnsAddress(sender.srcIp)) sender.link.close();
       const tty = process.stderr.isTTY && f.progress !== false && !f.json;
       const t0 = Date.now();
       const run = startBlast({
