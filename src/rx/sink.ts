@@ -11,12 +11,40 @@ import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { RuntimeError, UsageError } from '../errors.js';
-import { readPktgenHeader } from '../proto/pktgen.js';
+import { PKTGEN_HDR_LEN, PKTGEN_MAGIC } from '../proto/pktgen.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import { PcapLink } from '../link/pcap.js';
-import { parseUdpFrame } from '../wire/udpframe.js';
 
 const TWO32 = 2 ** 32;
+
+function u32be(b: Uint8Array, o: number): number {
+  return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
+}
+
+/**
+ * Where the UDP payload of an Ethernet[/802.1Q]/IPv4/UDP frame to `port` starts, or -1. Writes the addresses into
+ * `out` instead of allocating: the capture path runs this per frame. Fragments and truncated frames are refused.
+ */
+export function locateUdpPayload(f: Uint8Array, port: number, out: { srcIp: number; dstIp: number; srcPort: number; len: number }): number {
+  let ip = 14;
+  if (f.length < 42) return -1;
+  let type = (f[12] << 8) | f[13];
+  if (type === 0x8100) {
+    type = (f[16] << 8) | f[17];
+    ip = 18;
+  }
+  if (type !== 0x0800 || f[ip] >> 4 !== 4 || f[ip + 9] !== 17) return -1;
+  if ((((f[ip + 6] << 8) | f[ip + 7]) & 0x3fff) !== 0) return -1; // a fragment
+  const udp = ip + (f[ip] & 15) * 4;
+  if (udp + 8 > f.length || ((f[udp + 2] << 8) | f[udp + 3]) !== port) return -1;
+  const udpLen = (f[udp + 4] << 8) | f[udp + 5];
+  if (udpLen < 8 || udp + udpLen > f.length) return -1;
+  out.srcIp = u32be(f, ip + 12);
+  out.dstIp = u32be(f, ip + 16);
+  out.srcPort = (f[udp] << 8) | f[udp + 1];
+  out.len = udpLen - 8;
+  return udp + 8;
+}
 
 /**
  * A log-bucketed histogram of non-negative numbers (HDR-style): values below 128 are exact, above that each power
@@ -295,9 +323,13 @@ export class SinkAccounting {
 
   /** One UDP datagram; returns false when its payload has no pktgen header. */
   record(srcIp: number, srcPort: number, dstIp: number, dstPort: number, payload: Uint8Array, arrivalNs: number, wallUs: number): boolean {
+    return this.recordAt(srcIp, srcPort, dstIp, dstPort, payload, 0, payload.length, arrivalNs, wallUs);
+  }
+
+  /** The same for a payload of `len` bytes at buf[off]: the capture path's no-allocation entry. */
+  recordAt(srcIp: number, srcPort: number, dstIp: number, dstPort: number, buf: Uint8Array, off: number, len: number, arrivalNs: number, wallUs: number): boolean {
     this.datagrams++;
-    const h = readPktgenHeader(payload, 0);
-    if (h === null) {
+    if (len < PKTGEN_HDR_LEN || off + PKTGEN_HDR_LEN > buf.length || u32be(buf, off) !== PKTGEN_MAGIC) {
       this.nonPktgen++;
       return false;
     }
@@ -314,7 +346,7 @@ export class SinkAccounting {
       }
       this.last = f;
     }
-    f.add(h.seq, arrivalNs, wallUs, h.tvSec, h.tvUsec, payload.length);
+    f.add(u32be(buf, off + 4), arrivalNs, wallUs, u32be(buf, off + 8), u32be(buf, off + 12), len);
     return true;
   }
 
@@ -415,6 +447,8 @@ export class Sink {
   private link: PcapLink | null = null;
   private timers: NodeJS.Timeout[] = [];
   private startedNs = 0;
+  private anchorNs = -Infinity;
+  private anchorWallUs = 0;
   private stoppedNs = 0;
   private drops0: number | null = null;
   private dropsEnd: number | null = null;
@@ -458,9 +492,16 @@ export class Sink {
     return last;
   }
 
-  private onDatagram(srcIp: number, srcPort: number, dstIp: number, payload: Uint8Array): void {
+  private onDatagram(srcIp: number, srcPort: number, dstIp: number, buf: Uint8Array, off: number, len: number): void {
     if (this.state !== 'running') return;
-    const ok = this.accounting.record(srcIp, srcPort, dstIp, this.options.port, payload, monoNs(), wallUs());
+    // One clock read per datagram: the wall clock follows from the monotonic one, re-anchored every second.
+    const ns = monoNs();
+    if (ns - this.anchorNs > 1e9) {
+      this.anchorNs = monoNs();
+      this.anchorWallUs = wallUs();
+    }
+    const wall = this.anchorWallUs + (ns - this.anchorNs) / 1000;
+    const ok = this.accounting.recordAt(srcIp, srcPort, dstIp, this.options.port, buf, off, len, ns, wall);
     if (ok && this.options.count !== undefined && this.accounting.datagrams - this.accounting.nonPktgen >= this.options.count) {
       this.finish('count');
     }
@@ -479,7 +520,7 @@ export class Sink {
         lastAddr = rinfo.address;
         lastIp = parseIpv4(rinfo.address, 'source address');
       }
-      this.onDatagram(lastIp, rinfo.port, bindIp, msg);
+      this.onDatagram(lastIp, rinfo.port, bindIp, msg, 0, msg.length);
     });
     return new Promise((res, rej) => {
       sock.once('error', (e: NodeJS.ErrnoException) => {
@@ -511,10 +552,10 @@ export class Sink {
     // libpcap needs the `vlan` keyword to look past an 802.1Q tag.
     const filter = `(${match}) or (vlan and ${match})`;
     this.link = PcapLink.open(iface, filter, bufferBytes);
+    const at = { srcIp: 0, dstIp: 0, srcPort: 0, len: 0 };
     this.link.onFrame((frame) => {
-      const p = parseUdpFrame(frame);
-      if (p === null || p.dstPort !== o.port) return;
-      this.onDatagram(p.srcIp, p.srcPort, p.dstIp, p.payload);
+      const off = locateUdpPayload(frame, o.port, at);
+      if (off >= 0) this.onDatagram(at.srcIp, at.srcPort, at.dstIp, frame, off, at.len);
     });
   }
 

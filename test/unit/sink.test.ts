@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LogHistogram, SEQ_WINDOW, SinkAccounting } from '../../src/rx/sink.js';
+import { LogHistogram, locateUdpPayload, SEQ_WINDOW, SinkAccounting } from '../../src/rx/sink.js';
 
 const SRC = 0x0a000001; // 10.0.0.1
 const DST = 0x0a000002; // 10.0.0.2
@@ -227,4 +227,60 @@ test('LogHistogram quantiles are within 1% of the exact ones', () => {
   [5, 5, 5, 7].forEach((v) => small.record(v));
   assert.equal(small.quantile(0.5), 5);
   assert.equal(small.quantile(1), 7);
+});
+
+/** Ethernet[/802.1Q]/IPv4/UDP around a payload, laid out by hand (checksums left 0: the locator does not check them). */
+function frame(payload: Buffer, o: { vlan?: boolean; dport?: number; frag?: number; ethertype?: number; proto?: number } = {}): Buffer {
+  const l2 = o.vlan ? 18 : 14;
+  const f = Buffer.alloc(Math.max(60, l2 + 28 + payload.length));
+  Buffer.from('020000000002020000000001', 'hex').copy(f, 0);
+  if (o.vlan) {
+    f.writeUInt16BE(0x8100, 12);
+    f.writeUInt16BE((3 << 13) | 100, 14);
+  }
+  f.writeUInt16BE(o.ethertype ?? 0x0800, l2 - 2);
+  f[l2] = 0x45;
+  f.writeUInt16BE(20 + 8 + payload.length, l2 + 2);
+  f.writeUInt16BE(o.frag ?? 0, l2 + 6);
+  f[l2 + 8] = 64;
+  f[l2 + 9] = o.proto ?? 17;
+  f.writeUInt32BE(SRC, l2 + 12);
+  f.writeUInt32BE(DST, l2 + 16);
+  f.writeUInt16BE(5001, l2 + 20);
+  f.writeUInt16BE(o.dport ?? 9, l2 + 22);
+  f.writeUInt16BE(8 + payload.length, l2 + 24);
+  payload.copy(f, l2 + 28);
+  return f;
+}
+
+test('locateUdpPayload: plain and 802.1Q frames; refuses other ports, fragments, non-UDP, non-IPv4, truncation', () => {
+  const at = { srcIp: 0, dstIp: 0, srcPort: 0, len: 0 };
+  const p = pg(77);
+  assert.equal(locateUdpPayload(frame(p), 9, at), 42);
+  assert.deepEqual(at, { srcIp: SRC, dstIp: DST, srcPort: 5001, len: 18 });
+  assert.equal(locateUdpPayload(frame(p, { vlan: true }), 9, at), 46);
+  assert.equal(at.len, 18);
+  assert.equal(locateUdpPayload(frame(p, { dport: 10 }), 9, at), -1);
+  assert.equal(locateUdpPayload(frame(p, { frag: 0x2000 }), 9, at), -1); // MF set
+  assert.equal(locateUdpPayload(frame(p, { frag: 0x0004 }), 9, at), -1); // offset 32
+  assert.equal(locateUdpPayload(frame(p, { frag: 0x4000 }), 9, at), 42); // DF alone is fine
+  assert.equal(locateUdpPayload(frame(p, { proto: 6 }), 9, at), -1);
+  assert.equal(locateUdpPayload(frame(p, { ethertype: 0x86dd }), 9, at), -1);
+  assert.equal(locateUdpPayload(frame(Buffer.alloc(40)).subarray(0, 60), 9, at), -1); // UDP length beyond the frame
+  assert.equal(locateUdpPayload(Buffer.alloc(30), 9, at), -1);
+});
+
+test('recordAt reads the header in place, at an offset inside a frame', () => {
+  const a = new SinkAccounting();
+  const at = { srcIp: 0, dstIp: 0, srcPort: 0, len: 0 };
+  for (const seq of [1, 2, 4, 3, 3]) {
+    const f = frame(pg(seq, 1795000000, 5));
+    const off = locateUdpPayload(f, 9, at);
+    a.recordAt(at.srcIp, at.srcPort, at.dstIp, 9, f, off, at.len, seq * 1000, 1795000000 * 1e6 + 105);
+  }
+  const r = a.flowReports()[0];
+  assert.deepEqual([r.src, r.dst, r.received, r.lost, r.reordered, r.duplicates, r.bytes], ['10.0.0.1:5001', '10.0.0.2:9', 5, 0, 1, 1, 90]);
+  assert.equal(r.latencyUs!.min, 100);
+  assert.equal(a.recordAt(SRC, 1, DST, 9, pg(1), 4, 14, 0, 0), false, 'too short at that offset');
+  assert.equal(a.nonPktgen, 1);
 });
