@@ -51,6 +51,8 @@ const MAX_DUMPS = 1024;
 /** cap_herald.c reads a herald into hdr + MAXPATHLEN: a longer one is truncated and fails the length check. */
 const HERALD_MAX = NETDUMP_HDR_LEN + 1024;
 const PKT_MAX = NETDUMP_HDR_LEN + NETDUMP_DATASIZE;
+/** How long a completed session's socket stays to re-ACK FINISHED: the client gives up after 12 × ~1 s. */
+const LINGER_MS = 15_000;
 
 /** Keep a name to [A-Za-z0-9._-] and never "." or "..": safe as a file name component. */
 export function sanitizeComponent(s: string): string {
@@ -86,6 +88,7 @@ class Session {
   seen = new Set<number>();
   kdh: ReturnType<typeof parseKdh> = null;
   closed = false;
+  complete = false;
   constructor(readonly ip: string, readonly host: string) {
     this.sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 * 1024 * 1024 });
   }
@@ -94,6 +97,8 @@ class Session {
 export class NetdumpServer extends EventEmitter {
   private sock!: dgram.Socket;
   private readonly sessions = new Map<string, Session>();
+  /** Session sockets of finished dumps, kept a little longer (see finish). */
+  private readonly lingering = new Set<dgram.Socket>();
   private timer: NodeJS.Timeout | null = null;
   private readonly log: (line: string) => void;
   private rootReal = '';
@@ -139,7 +144,13 @@ export class NetdumpServer extends EventEmitter {
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     for (const c of [...this.sessions.values()]) this.finish(c, 'timeout');
+    for (const s of [...this.lingering]) this.closeSock(s);
     await new Promise<void>((r) => this.sock.close(() => r()));
+  }
+
+  private closeSock(s: dgram.Socket): void {
+    if (!this.lingering.delete(s)) return;
+    try { s.close(); } catch { /* already closed */ }
   }
 
   private onHerald(msg: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -242,7 +253,15 @@ export class NetdumpServer extends EventEmitter {
   }
 
   private onClientMessage(c: Session, msg: Buffer): void {
-    if (c.closed) return;
+    if (c.closed) {
+      // Lingering after a complete dump: if our FINISHED ACK was lost, the client resends FINISHED; ACK it again
+      // (netdumpd has closed the socket by then and the client ends with "failed to close the transaction").
+      const h = msg.length === NETDUMP_HDR_LEN ? readNetdumpHeader(msg) : null;
+      if (c.complete && h && h.type === NETDUMP_FINISHED && h.len === 0) {
+        c.sock.send(encodeAck(h.seqno), () => {});
+      }
+      return;
+    }
     if (msg.length < NETDUMP_HDR_LEN) { this.drops.runt++; return; }
     if (msg.length > PKT_MAX) { this.drops.oversize++; return; }
     const h = readNetdumpHeader(msg)!;
@@ -345,8 +364,11 @@ export class NetdumpServer extends EventEmitter {
     }
     c.closed = true;
     if (this.sessions.get(c.ip) === c) this.sessions.delete(c.ip);
-    // Give the final ACK a moment to leave before closing the socket it goes out on.
-    setTimeout(() => { try { c.sock.close(); } catch { /* already closed */ } }, 200).unref();
+    // A complete session keeps its socket a while to re-ACK a resent FINISHED; others just let the last ACK leave.
+    c.complete = status === 'complete';
+    const linger = c.complete ? Math.min(LINGER_MS, this.timeoutMs) : 200;
+    this.lingering.add(c.sock);
+    setTimeout(() => this.closeSock(c.sock), linger).unref();
     for (const fd of [c.infoFd, c.coreFd, c.keyFd]) if (fd >= 0) try { fs.closeSync(fd); } catch { /* ignore */ }
     c.infoFd = c.coreFd = c.keyFd = -1;
     const r: DumpResult = {

@@ -195,7 +195,6 @@ export class NetdumpClient {
   /** RTT estimate (RFC 6298 style), ms. */
   private srtt = 0;
   private rttvar = 0;
-  private phase = 'HERALD';
   private arpMs: number | null = null;
 
   constructor(o: NetdumpOptions) {
@@ -203,11 +202,19 @@ export class NetdumpClient {
     this.pollMs = o.pollMs ?? DEBUGNET_ROUND_MS;
     this.retries = o.retries ?? DEBUGNET_RETRIES;
     if (o.window !== undefined && !(Number.isInteger(o.window) && o.window >= 0 && o.window <= 65536)) {
-      throw new UsageError(`bad --window '${o.window}': expected 0 (the kernel's rounds of 64) to 65536`);
+      throw new UsageError(`bad --window '${o.window}': expected 0 (the kernel's 64 KiB rounds) to 65536`);
     }
   }
 
   async run(): Promise<NetdumpSummary> {
+    try {
+      return await this.session();
+    } finally {
+      this.o.source.close?.();
+    }
+  }
+
+  private async session(): Promise<NetdumpSummary> {
     const o = this.o;
     const filter = `udp and src host ${formatIpv4(o.server)} and dst port ${NETDUMP_ACKPORT} and udp[4:2] = ${8 + 4}`;
     let dstMac = o.dstMac;
@@ -244,10 +251,8 @@ export class NetdumpClient {
         this.onAck(seq);
       });
       this.t0 = performance.now();
-      this.phase = 'HERALD';
       await this.rounds([this.flight(NETDUMP_HERALD, 0, heraldPayload(o.path))]);
       const size = o.source.size;
-      this.phase = 'VMCORE';
       if (o.window) await this.slide(size, o.window);
       else {
         // netdump_dumper fills nd_buf (MAXDUMPPGS × PAGE_SIZE = 64 KiB) and flushes it with one debugnet_send,
@@ -263,13 +268,11 @@ export class NetdumpClient {
           await this.rounds(round);
         }
       }
-      this.phase = 'KDH';
       const kdh = buildKdh({
         dumplength: size, hostname: o.hostname ?? os.hostname(), versionstring: (o.versionString ?? unameA()) + '\n',
         panicstring: o.panic ?? '', architecture: MACHINE_TO_FREEBSD[os.machine()] ?? os.machine(),
       });
       await this.rounds([this.flight(NETDUMP_KDH, 0, kdh)]);
-      this.phase = 'FINISHED';
       await this.rounds([this.flight(NETDUMP_FINISHED, 0, Buffer.alloc(0))]);
       const secs = (performance.now() - this.t0) / 1000;
       this.progress(true);
@@ -287,7 +290,6 @@ export class NetdumpClient {
       throw e;
     } finally {
       this.holder?.close();
-      o.source.close?.();
     }
   }
 
@@ -385,6 +387,7 @@ export class NetdumpClient {
     return new Promise((resolve, reject) => {
       let off = 0;
       let inflight = 0;
+      let resent = 0;
       let lastProgress = performance.now();
       let timer: NodeJS.Timeout | null = null;
       let pumpQueued = false;
@@ -404,7 +407,7 @@ export class NetdumpClient {
         try {
           while (head < order.length && order[head].acked) head++;
           if (head > 4096) { order.splice(0, head); head = 0; }
-          while (inflight < window && off < size) {
+          while (inflight + resent < window && off < size) {
             const len = Math.min(this.chunk, size - off);
             const f = this.flight(NETDUMP_VMCORE, off, this.o.source.read(off, len));
             off += len;
@@ -423,10 +426,13 @@ export class NetdumpClient {
       // not after an RTO. On a path that reorders, that guess is mostly wrong (netdump ACKs carry nothing that
       // tells an original from a resend), so the first ACK of a once-sent flight arriving after a younger flight's
       // turns it off for the session; RTO alone then recovers losses.
+      // Packet conservation: each ACK pays for at most one fast resend, and a resent copy holds a window slot until
+      // its flight is ACKed, so a receiver whose socket buffer overflowed is not flooded again at once.
       let thresh = Math.max(3, window >> 1);
       let maxAcked = 0;
       this.wake = (x) => {
         inflight--;
+        if (x.fastAt !== undefined) resent--;
         const now = performance.now();
         lastProgress = now;
         if (x.seq > maxAcked) maxAcked = x.seq;
@@ -437,7 +443,9 @@ export class NetdumpClient {
             if (x.seq - f.seq < thresh) break;
             if (!f.acked && f.fastAt === undefined) {
               f.fastAt = now;
+              resent++;
               this.transmit(f);
+              break;
             }
           }
         } catch (e) {
@@ -470,6 +478,9 @@ export class NetdumpClient {
     const where = this.serverPort ? `${formatIpv4(this.o.server)}:${this.serverPort}` : `${formatIpv4(this.o.server)}:${this.o.serverPort ?? NETDUMP_PORT}`;
     const what = f.type === NETDUMP_HERALD
       ? 'the herald was never ACKed: is a netdump server listening there (rawpoll netdump-server, netdumpd)?'
+      : f.type === NETDUMP_FINISHED
+      ? `all ${this.o.source.size} bytes and the KDH were ACKed but FINISHED was not (netdumpd closes the session ` +
+        'when it gets FINISHED, so a lost ACK looks like this): the dump is most likely complete on the server'
       : `${NETDUMP_TYPE_NAMES[f.type]} seqno ${f.seq} (offset ${f.offset}) was never ACKed after ${this.bytesAcked} of ${this.o.source.size} bytes`;
     return new RuntimeError(`netdump to ${where} failed after ${tries} tries of ${this.pollMs} ms: ${what}`);
   }

@@ -265,6 +265,23 @@ test('two clients at once each get their own session, port and files', async () 
   }
 });
 
+test('a FINISHED resent after completion (its ACK was lost) is ACKed again, nothing else is', async () => {
+  const c = new TestClient();
+  await c.open();
+  try {
+    const port = await dumpSession(c, Buffer.from('abc'));
+    const d = await waitDump(c.ip);
+    assert.equal(d.status, 'complete');
+    // dumpSession used seqnos 1 (herald), 2 (data), 3 (KDH), 4 (FINISHED).
+    c.acks.length = 0;
+    assert.ok(await c.exchange(msg(2, 4, 0), port, 4), 'FINISHED re-ACKed');
+    assert.equal(await c.exchange(msg(3, 5, 0, Buffer.from('late')), port, 5, 2), null, 'no data after FINISHED');
+    assert.equal(fs.readFileSync(d.vmcore, 'utf8'), 'abc');
+  } finally {
+    c.close();
+  }
+});
+
 test('a second dump from the same host gets index 1', async () => {
   const c = new TestClient();
   await c.open();
