@@ -128,7 +128,7 @@ export function formatReport(r: SinkReport): string {
   const t = r.totals;
   const lossPct = t.unique + t.lost > 0 ? ((100 * t.lost) / (t.unique + t.lost)).toFixed(3) : '0.000';
   lines.push('');
-  lines.push(`${r.flows.length} flow${r.flows.length === 1 ? '' : 's'}, ${t.received} received, ${t.lost} lost (${lossPct}%), ${t.duplicates} duplicates, ` +
+  lines.push(`${r.flows.length} flow${r.flows.length === 1 ? '' : 's'}, ${t.received} received, ${t.lost} lost (${lossPct}%), ${t.duplicates} duplicate${t.duplicates === 1 ? '' : 's'}, ` +
     `${t.reordered} reordered in ${r.seconds} s (stopped: ${r.reason})` + (t.nonPktgen ? `; ${t.nonPktgen} datagram${t.nonPktgen === 1 ? '' : 's'} without the pktgen header ignored` : ''));
   if (r.mode === 'socket' && r.socketDrops) {
     lines.push(`warning: the socket's receive buffer overflowed ${r.socketDrops} times (rcvbuf ${r.rcvbufBytes} bytes): part of that loss is ours, not the network's; use --capture -i IF`);
