@@ -428,7 +428,7 @@ export class NetdumpClient {
       // turns it off for the session; RTO alone then recovers losses.
       // Packet conservation: each ACK pays for at most one fast resend, and a resent copy holds a window slot until
       // its flight is ACKed, so a receiver whose socket buffer overflowed is not flooded again at once.
-      let thresh = Math.max(3, window >> 1);
+      let thresh = 3; // TCP's dupthresh
       let maxAcked = 0;
       this.wake = (x) => {
         inflight--;
