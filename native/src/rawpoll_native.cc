@@ -9,7 +9,7 @@
 //   open(ifname, {qdiscBypass?, sndbuf?}) -> {fd, ifindex, qdiscBypass}
 //   close(fd)
 //   sendBatch(fd, buf, offsets: Uint32Array, lengths: Uint32Array) -> {sent, waits, errno, error}
-//   blast(params, onProgress(p), onDone(err, result)) -> {stop()}
+//   blast(params, onProgress(p), onDone(err, result)) -> {stop(), threads}  (onDone once per sender thread)
 // Nothing is dropped silently: EAGAIN/ENOBUFS wait for the queue (poll / a short sleep) and are counted as `waits`;
 // any other error stops the run and the frames the kernel refused are returned as `notSent`.
 
@@ -21,6 +21,8 @@
 #include <net/if.h>
 #include <poll.h>
 #include <string.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -232,10 +234,23 @@ struct Tpl {
 
 struct Progress {
   uint64_t sent, bytes, waits, elapsedNs;
+  unsigned worker;
+};
+
+// State the sender threads of one blast share. With one thread only `stop` is used; with several (unpaced only),
+// they claim groups of frames from `claimed`; each frame's IP ID and seq follow from its run-wide index, so each
+// number still goes out exactly once, but frames of different threads may interleave out of order on the wire.
+struct Shared {
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> claimed{0};
 };
 
 struct Job {
   int fd = -1;
+  bool multi = false;  // several threads: counters in `sh`
+  int cpu = -1;        // pin the sending thread to this CPU (multi-thread mode), -1 = leave it
+  unsigned worker = 0;
+  std::shared_ptr<Shared> sh;
   std::vector<uint8_t> frames;
   std::vector<Tpl> tpl;
   std::vector<uint32_t> order;
@@ -243,12 +258,15 @@ struct Job {
   int ipOff = 14, seqOff = -1;
   bool patchIpId = false, patchTs = true;
   uint32_t ipId = 1;
-  std::vector<uint32_t> seq;  // next seq per flow
+  std::vector<uint32_t> seq;  // next seq per flow (multi-thread: the first seq)
+  // Multi-thread: a frame's seq follows from its run-wide index g alone — seq0 + (g / L) * perCycle[flow] +
+  // rank[g % L], rank = how many earlier frames of that flow the order cycle holds — so threads share no counter
+  // (atomics on one cache line would bounce between the CPUs on every frame).
+  std::vector<uint32_t> perCycle, rank;
   uint64_t count = 0;         // 0 = until duration/stop
   double durationNs = 0, gapNs = 0, nsPerByte = 0, burstGapNs = 0;
   uint32_t burst = 1, batch = 64, progressMs = 200;
   uint64_t startAtRealNs = 0;
-  std::atomic<bool> stop{false};
   // results
   uint64_t sent = 0, bytes = 0, waits = 0, notSent = 0;
   int err = 0;
@@ -268,7 +286,18 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
     // The default 50 µs timer slack would make every sleep overshoot; restore it for the next libuv job.
     int oldSlack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
     prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0);
+    // Several senders: one per CPU, as trafgen forks one process per CPU. On veth the receive side runs on the
+    // sender's CPU too, so spreading the senders spreads that work. Restore the libuv thread's affinity after.
+    cpu_set_t oldSet;
+    bool pinned = false;
+    if (job_->cpu >= 0 && pthread_getaffinity_np(pthread_self(), sizeof oldSet, &oldSet) == 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(job_->cpu, &set);
+      pinned = pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0;
+    }
     Run(ep);
+    if (pinned) pthread_setaffinity_np(pthread_self(), sizeof oldSet, &oldSet);
     if (oldSlack > 0) prctl(PR_SET_TIMERSLACK, oldSlack, 0, 0, 0);
   }
 
@@ -281,6 +310,7 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
     o.Set("bytes", double(p->bytes));
     o.Set("waits", double(p->waits));
     o.Set("elapsedNs", double(p->elapsedNs));
+    o.Set("worker", p->worker);
     progress_.Call({o});
   }
 
@@ -303,7 +333,9 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
     r.Set("lateMaxNs", double(j.lateMaxNs));
     r.Set("lateMeanNs", j.groups ? j.lateSumNs / double(j.groups) : 0.0);
     r.Set("sendCalls", double(j.groups));
-    r.Set("nextIpId", j.ipId & 0xffff);
+    r.Set("worker", j.worker);
+    r.Set("multi", j.multi);
+    r.Set("nextIpId", j.ipId & 0xffff);  // multi-thread: the first ID; JS adds the run's frame count
     Napi::Array seq = Napi::Array::New(env, j.seq.size());
     for (size_t i = 0; i < j.seq.size(); i++) seq.Set(uint32_t(i), j.seq[i]);
     r.Set("nextSeq", seq);
@@ -334,10 +366,11 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
     const bool paced = j.gapNs > 0 || j.nsPerByte > 0;
     const size_t L = j.order.size();
     size_t pos = 0;  // index into order of the next frame
+    uint64_t gBase = 0;  // multi-thread: run-wide index of the group's first frame
 
     if (j.startAtRealNs) {
       uint64_t now = clock_ns(CLOCK_REALTIME);
-      if (now < j.startAtRealNs) wait_until(CLOCK_REALTIME, j.startAtRealNs, j.stop);
+      if (now < j.startAtRealNs) wait_until(CLOCK_REALTIME, j.startAtRealNs, j.sh->stop);
       uint64_t after = clock_ns(CLOCK_REALTIME);
       j.startedLateNs = after > j.startAtRealNs ? after - j.startAtRealNs : 0;
     }
@@ -346,9 +379,9 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
     uint64_t lastReport = t0;
     const uint64_t reportNs = uint64_t(j.progressMs) * 1000000ull;
 
-    while (!j.stop.load(std::memory_order_relaxed)) {
-      if (j.count && j.sent >= j.count) break;
-      uint64_t left = j.count ? j.count - j.sent : UINT64_MAX;
+    while (!j.sh->stop.load(std::memory_order_relaxed)) {
+      if (!j.multi && j.count && j.sent >= j.count) break;
+      uint64_t left = j.count && !j.multi ? j.count - j.sent : UINT64_MAX;
       if (j.durationNs > 0) {
         double ref = paced ? next : double(mono_ns());
         if (ref - double(t0) >= j.durationNs - 1) break;  // -1 ns: the slots' float sum must not add a frame
@@ -356,8 +389,8 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
       // 1. When is the next group due, and how many frames does it hold?
       double groupDeadline = next;
       if (paced || j.burstGapNs > 0) {
-        if (double(mono_ns()) < next) wait_until(CLOCK_MONOTONIC, uint64_t(next), j.stop);
-        if (j.stop.load(std::memory_order_relaxed)) break;
+        if (double(mono_ns()) < next) wait_until(CLOCK_MONOTONIC, uint64_t(next), j.sh->stop);
+        if (j.sh->stop.load(std::memory_order_relaxed)) break;
       }
       uint64_t now = mono_ns();
       unsigned n = 0;
@@ -376,6 +409,13 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
         }
         if (!n) continue;
         next = d;
+      } else if (j.multi) {
+        // Claim the next n frames of the whole run; frame g uses template order[g % L] wherever it is sent.
+        uint64_t g0 = j.sh->claimed.fetch_add(j.batch, std::memory_order_relaxed);
+        if (j.count && g0 >= j.count) break;
+        n = unsigned(j.count ? std::min<uint64_t>(j.batch, j.count - g0) : j.batch);
+        pos = size_t(g0 % L);
+        gBase = g0;
       } else {
         n = unsigned(std::min<uint64_t>(j.batch, left));
       }
@@ -386,7 +426,7 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
         unsigned m = std::min(n - done, slots);
         uint64_t real = clock_ns(CLOCK_REALTIME);
         uint32_t tvSec = uint32_t(real / NS), tvUsec = uint32_t((real % NS) / 1000);
-        for (unsigned s = 0; s < m; s++) Prepare(j, j.tpl[j.order[(pos + s) % L]], s, ring.data() + size_t(s) * j.maxLen, &iov[s], tvSec, tvUsec);
+        for (unsigned s = 0; s < m; s++) Prepare(j, j.tpl[j.order[(pos + s) % L]], gBase + done + s, ring.data() + size_t(s) * j.maxLen, &iov[s], tvSec, tvUsec);
         uint64_t tSend = mono_ns();
         if (!j.firstNs) {
           j.firstNs = tSend;
@@ -405,7 +445,7 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
         for (unsigned s = 0; s < sent; s++) j.bytes += iov[s].iov_len;
         if (sent < m) {
           // Frames prepared but refused: undo their IP IDs / seqs so the counters match what went out.
-          Rewind(j, pos + sent, m - sent);
+          if (!j.multi) Rewind(j, pos + sent, m - sent);
           j.notSent += m - sent;
         }
         j.sent += sent;
@@ -417,26 +457,28 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
       if (j.burstGapNs > 0) next = std::max(next, double(j.lastNs) + j.burstGapNs);
       if (reportNs && j.lastNs - lastReport >= reportNs) {
         lastReport = j.lastNs;
-        Progress p{j.sent, j.bytes, j.waits, j.lastNs - t0};
+        Progress p{j.sent, j.bytes, j.waits, j.lastNs - t0, j.worker};
         ep.Send(&p, 1);
       }
     }
-    if (j.err && j.count && j.count > j.sent + j.notSent) j.notSent = j.count - j.sent;
+    if (j.err && j.count && !j.multi && j.count > j.sent + j.notSent) j.notSent = j.count - j.sent;
   }
 
   // Copies one template into a slot and patches IP ID, seq and timestamps with incremental checksum updates.
-  static void Prepare(Job& j, const Tpl& t, unsigned, uint8_t* slot, iovec* iov, uint32_t tvSec, uint32_t tvUsec) {
+  // g: the frame's index in the whole run (used by several threads, which share no counters: see Blast()).
+  static void Prepare(Job& j, const Tpl& t, uint64_t g, uint8_t* slot, iovec* iov, uint32_t tvSec, uint32_t tvUsec) {
     memcpy(slot, j.frames.data() + t.off, t.len);
     iov->iov_len = t.len;
     if (t.ipId) {
       uint8_t* ip = slot + j.ipOff;
-      uint16_t id = uint16_t(j.ipId++);
+      uint16_t id = uint16_t(j.multi ? j.ipId + g : j.ipId++);
       wr16(ip + 4, id);
       wr16(ip + 10, uint16_t(~fold(t.ipPartial + id)));
     }
     if (t.seq) {
       uint8_t* h = slot + j.seqOff;
-      uint32_t seq = j.seq[t.flow]++;
+      uint32_t seq = j.multi ? uint32_t(j.seq[t.flow] + (g / j.order.size()) * j.perCycle[t.flow] + j.rank[g % j.order.size()])
+                           : j.seq[t.flow]++;
       uint32_t s = t.udpPartial;
       wr32(h + 4, seq);
       s = add_words32(s, seq);
@@ -480,6 +522,7 @@ Napi::Value Blast(const Napi::CallbackInfo& info) {
   Napi::Object p = info[0].As<Napi::Object>();
   auto job = std::make_shared<Job>();
   Job& j = *job;
+  j.sh = std::make_shared<Shared>();
   j.fd = num<int>(p, "fd", -1);
   if (j.fd < 0) throw Napi::TypeError::New(env, "blast: params.fd must be an open socket");
   if (!p.Get("frames").IsBuffer()) throw Napi::TypeError::New(env, "blast: params.frames must be a Buffer");
@@ -541,11 +584,32 @@ Napi::Value Blast(const Napi::CallbackInfo& info) {
     j.order[i] = order[i];
   }
 
-  auto* w = new BlastWorker(info[2].As<Napi::Function>(), info[1].As<Napi::Function>(), job);
-  w->Queue();
+  unsigned threads = std::max<unsigned>(1, num<unsigned>(p, "threads", 1));
+  if (threads > 1) {
+    if (j.gapNs > 0 || j.nsPerByte > 0 || j.burst > 1 || j.burstGapNs > 0 || j.startAtRealNs)
+      throw Napi::RangeError::New(env, "blast: threads > 1 is for unpaced runs only (no rate, gap, burst or start time)");
+    if (threads > 64) throw Napi::RangeError::New(env, "blast: at most 64 threads");
+    j.multi = true;
+    j.perCycle.assign(nFlows, 0);
+    j.rank.resize(j.order.size());
+    for (size_t i = 0; i < j.order.size(); i++) {
+      const Tpl& t = j.tpl[j.order[i]];
+      j.rank[i] = t.seq ? j.perCycle[t.flow]++ : 0;
+    }
+  }
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  for (unsigned k = 0; k < threads; k++) {
+    auto jk = k == 0 ? job : std::make_shared<Job>(j);  // copies config and templates; shares `sh`
+    jk->worker = k;
+    if (threads > 1 && ncpu > 0) jk->cpu = int(k % unsigned(ncpu));
+    auto* w = new BlastWorker(info[2].As<Napi::Function>(), info[1].As<Napi::Function>(), jk);
+    w->Queue();
+  }
   Napi::Object handle = Napi::Object::New(env);
-  handle.Set("stop", Napi::Function::New(env, [job](const Napi::CallbackInfo& ci) -> Napi::Value {
-    job->stop.store(true);
+  std::shared_ptr<Shared> sh = j.sh;
+  handle.Set("threads", threads);
+  handle.Set("stop", Napi::Function::New(env, [sh](const Napi::CallbackInfo& ci) -> Napi::Value {
+    sh->stop.store(true);
     return ci.Env().Undefined();
   }, "stop"));
   return handle;

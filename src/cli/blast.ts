@@ -27,6 +27,7 @@ interface BlastFlags extends FrameFlags {
   startAt?: string;
   engine?: string;
   batch?: string;
+  threads?: string;
   qdiscBypass?: boolean;
   progress: boolean;
 }
@@ -60,6 +61,8 @@ export function register(program: Command): void {
     .option('--start-at <EPOCH>', 'start at this Unix time (date +%s.%N; e.g. 1795000000.250): sleeps, then busy-waits the last stretch, so senders on several hosts with synced clocks start together')
     .option('--engine <ENGINE>', 'native (AF_PACKET, sendmmsg batches, C pacing) or pcap (libpcap, portable); default native when built')
     .option('--batch <N>', 'native engine: most frames per sendmmsg call', '64')
+    .option('--threads <N>', 'native engine, unpaced runs: N sender threads, one per CPU (trafgen forks one process per CPU). ' +
+      'IP IDs and seqs are still each sent once, but threads interleave, so a sink sees reordering', '1')
     .option('--qdisc-bypass', 'native engine: PACKET_QDISC_BYPASS — straight to the driver; local tcpdump will not see the frames')
     .option('--no-progress', 'no live progress line on a terminal');
   addLinkOptions(cmd);
@@ -108,6 +111,11 @@ export function register(program: Command): void {
     }
     const engine = parseEngine(f.engine);
     const batch = intArg(f.batch, '--batch', 1, 1024)!;
+    const threads = intArg(f.threads, '--threads', 1, 64)!;
+    if (threads > 1 && engine !== 'native') throw new UsageError('--threads needs --engine native');
+    if (threads > 1 && (pacing.pps || pacing.bps || pacing.gapNs || pacing.burst || startAt)) {
+      throw new UsageError('--threads > 1 is for unpaced runs: it cannot be combined with --rate, --gap, --burst or --start-at');
+    }
     const flowsN = intArg(f.flows, '--flows', 1, 65536);
     if (!f.iface) throw new UsageError('blast needs an interface: -i IF');
     const opts = senderOptionsFromFlags({ ...f, size: undefined, write: undefined, udpChecksum: f.udpChecksum });
@@ -136,7 +144,7 @@ export function register(program: Command): void {
       const tty = process.stderr.isTTY && f.progress !== false && !f.json;
       const t0 = Date.now();
       const run = startBlast({
-        engine, iface: f.iface, pcapLink: sender.link, templates, count, durationNs, pacing, startAt, batch,
+        engine, iface: f.iface, pcapLink: sender.link, templates, count, durationNs, pacing, startAt, batch, threads,
         qdiscBypass: !!f.qdiscBypass, progressMs: 250,
         onProgress: tty ? (p) => {
           const s = p.elapsedNs / 1e9;

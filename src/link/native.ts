@@ -53,6 +53,11 @@ export interface NativeBlastParams {
   /** Most frames per sendmmsg call. */
   batch: number;
   progressMs: number;
+  /**
+   * Sender threads (unpaced runs only), one per CPU like trafgen's processes. They share the IP ID and seq counters,
+   * so every number goes out once, but frames of different threads interleave out of order. Default 1.
+   */
+  threads?: number;
   /** Wall-clock start (CLOCK_REALTIME), 0 = now. Sleeps, then busy-waits the last stretch. */
   startAtSec: number;
   startAtNsec: number;
@@ -63,6 +68,8 @@ export interface NativeProgress {
   bytes: number;
   waits: number;
   elapsedNs: number;
+  /** Which sender thread reported (0 with one thread). */
+  worker?: number;
 }
 
 export interface NativeBlastResult extends NativeProgress {
@@ -86,7 +93,7 @@ interface Addon {
   open(ifname: string, opts?: { qdiscBypass?: boolean; sndbuf?: number }): { fd: number; ifindex: number; qdiscBypass: boolean };
   close(fd: number): void;
   sendBatch(fd: number, buf: Buffer, offsets: Uint32Array, lengths: Uint32Array): NativeBatchResult;
-  blast(p: NativeBlastParams, onProgress: (p: NativeProgress) => void, onDone: (err: Error | null, r?: NativeBlastResult) => void): { stop(): void };
+  blast(p: NativeBlastParams, onProgress: (p: NativeProgress) => void, onDone: (err: Error | null, r?: NativeBlastResult) => void): { stop(): void; threads: number };
 }
 
 /** Where the addon is looked for: $RAWPOLL_NATIVE, then native/build/Release under the package root. */
@@ -150,6 +157,26 @@ export interface NativeBlastHandle {
   stop(): void;
 }
 
+function sum<T>(xs: T[], k: keyof T): number {
+  return xs.reduce((a, x) => a + (x[k] as unknown as number), 0);
+}
+
+/** The figures of several sender threads as one run. */
+function merge(rs: NativeBlastResult[]): NativeBlastResult {
+  if (rs.length === 1) return rs[0];
+  const started = rs.filter((r) => r.sent > 0);
+  const first = started.length ? started.reduce((a, r) => (r.firstNs < a.firstNs ? r : a)) : rs[0];
+  return {
+    sent: sum(rs, 'sent'), bytes: sum(rs, 'bytes'), waits: sum(rs, 'waits'), notSent: sum(rs, 'notSent'),
+    elapsedNs: Math.max(...rs.map((r) => r.elapsedNs)),
+    errno: rs.find((r) => r.errno)?.errno ?? 0, error: rs.find((r) => r.error)?.error ?? null,
+    firstNs: first.firstNs, lastNs: Math.max(...rs.map((r) => r.lastNs)), firstRealSec: first.firstRealSec, firstRealNsec: first.firstRealNsec,
+    startedLateNs: Math.max(...rs.map((r) => r.startedLateNs)), lateMaxNs: Math.max(...rs.map((r) => r.lateMaxNs)),
+    lateMeanNs: sum(rs, 'lateMeanNs') / rs.length, sendCalls: sum(rs, 'sendCalls'),
+    nextIpId: rs[rs.length - 1].nextIpId, nextSeq: rs[rs.length - 1].nextSeq,
+  };
+}
+
 /** One AF_PACKET socket bound to an interface, send-only (protocol 0: it is handed no received frames). */
 export class NativeLink {
   readonly iface: string;
@@ -198,7 +225,27 @@ export class NativeLink {
     this.check();
     let stop: () => void = () => {};
     const done = new Promise<NativeBlastResult>((res, rej) => {
-      const h = this.addon.blast({ ...p, fd: this.fd }, onProgress, (err, r) => (err ? rej(err) : res(r!)));
+      // One onDone per sender thread; the run is done when all are, and its figures are their sum.
+      const results: NativeBlastResult[] = [];
+      let failed: Error | null = null;
+      const last = new Map<number, NativeProgress>();
+      const progress = (q: NativeProgress) => {
+        last.set(q.worker ?? 0, q);
+        if (last.size === 1) return onProgress(q);
+        const all = [...last.values()];
+        onProgress({ sent: sum(all, 'sent'), bytes: sum(all, 'bytes'), waits: sum(all, 'waits'), elapsedNs: Math.max(...all.map((x) => x.elapsedNs)) });
+      };
+      let threads = 1;
+      let calls = 0;
+      const h = this.addon.blast({ ...p, fd: this.fd }, progress, (err, r) => {
+        calls++;
+        if (err) failed = failed ?? err;
+        else results.push(r!);
+        if (calls < threads) return;
+        if (failed) rej(failed);
+        else res(merge(results));
+      });
+      threads = h.threads;
       stop = () => h.stop();
     });
     return { done, stop: () => stop() };

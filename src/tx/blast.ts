@@ -311,6 +311,8 @@ export interface BlastRunOptions {
   pacing: Pacing;
   startAt?: { sec: number; nsec: number };
   batch?: number;
+  /** Native engine, unpaced runs: sender threads (one per CPU). */
+  threads?: number;
   qdiscBypass?: boolean;
   progressMs?: number;
   onProgress?: (p: { sent: number; bytes: number; waits: number; elapsedNs: number }) => void;
@@ -395,7 +397,7 @@ function startNative(o: BlastRunOptions): BlastRun {
       ipOff: t.ipOff, seqOff: t.seqOff, ipId: t.ipIdStart, seqStart: 1, timestamps: true,
       count: o.count, durationNs: o.durationNs ?? 0, gapNs: s.gapNs, nsPerByte: s.nsPerByte,
       burst: o.pacing.burst ?? 1, burstGapNs: o.pacing.burstGapNs ?? 0, batch: o.batch ?? 64,
-      progressMs: o.progressMs ?? 200, startAtSec: o.startAt?.sec ?? 0, startAtNsec: o.startAt?.nsec ?? 0,
+      progressMs: o.progressMs ?? 200, threads: o.threads ?? 1, startAtSec: o.startAt?.sec ?? 0, startAtNsec: o.startAt?.nsec ?? 0,
     }, o.onProgress);
   } catch (e) {
     link.close();
@@ -404,6 +406,11 @@ function startNative(o: BlastRunOptions): BlastRun {
   const done = h.done.then(
     (r) => {
       link.close();
+      if ((o.threads ?? 1) > 1) {
+        // Threads share no counters: the k-th frame of the run carries IP ID first + k and the seq its order slot gives.
+        r.nextIpId = (t.ipIdStart + r.sent) & 0xffff;
+        r.nextSeq = seqAfter(t, r.sent);
+      }
       return summarise(o, r, link.qdiscBypass);
     },
     (e) => {
@@ -412,6 +419,16 @@ function startNative(o: BlastRunOptions): BlastRun {
     },
   );
   return { done, stop: h.stop };
+}
+
+/** Next seq per flow after the first `n` frames of the order cycle (seqs start at 1). */
+export function seqAfter(t: Templates, n: number): number[] {
+  const L = t.order.length;
+  const per = new Array<number>(t.nFlows).fill(0);
+  for (let i = 0; i < L; i++) per[t.flowOf[t.order[i]]]++;
+  const next = per.map((c) => 1 + Math.floor(n / L) * c);
+  for (let i = 0; i < n % L; i++) next[t.flowOf[t.order[i]]]++;
+  return next;
 }
 
 // The pcap engine: the same schedule and the same per-frame patching as native/src/rawpoll_native.cc, in JS.

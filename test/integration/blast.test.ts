@@ -146,6 +146,33 @@ describe('rawpoll blast', () => {
     assert.deepEqual(Object.fromEntries(sizes), { 64: 700, 576: 400, 1514: 100 });
   });
 
+  if (engines.includes('native')) {
+    test('native --threads 2: every IP ID and every per-flow seq goes out exactly once, checksums right', async () => {
+      const n = 6000;
+      const recs = await capture(L, n, async () => {
+        const r = await rawpollAsync(L.a, ['blast', '-i', L.ifA, '--to', L.ipB, '--count', String(n), '--threads', '2', '--flows', '3',
+          '--sport', '100-102', '--size', '60,100', '--json']);
+        assert.equal(r.code, 0, r.stderr);
+        const j = JSON.parse(r.stdout);
+        assert.equal(j.sent, n);
+        assert.deepEqual(j.lastSeq, [2000, 2000, 2000]);
+      });
+      const ids = new Set<number>();
+      const seqs = new Map<number, number[]>();
+      for (const rec of recs) {
+        const f = check(rec.data, L.macA, L.macB, L.ipA, L.ipB);
+        ids.add(f.ipId);
+        seqs.set(f.sport, [...(seqs.get(f.sport) ?? []), f.seq]);
+      }
+      assert.equal(ids.size, n);
+      assert.ok([...ids].every((id) => id >= 1 && id <= n));
+      for (const port of [100, 101, 102]) {
+        const got = (seqs.get(port) ?? []).sort((a, b) => a - b);
+        assert.deepEqual(got, Array.from({ length: 2000 }, (_, i) => i + 1), `flow ${port}`);
+      }
+    });
+  }
+
   test('--burst 16 --burst-gap 3ms: the receiver sees groups of 16 with the large gap between them', async () => {
     const recs = await capture(L, 160, async () => {
       const r = await rawpollAsync(L.a, ['blast', '-i', L.ifA, '--to', `${L.ipB}:9`, '--burst', '16', '--burst-gap', '3ms', '--count', '160', '--engine', engines[0]]);
@@ -182,6 +209,7 @@ describe('rawpoll blast', () => {
       [['--size', '70000'], /frame size 70000 is out of range/],
       [['--engine', 'dpdk'], /bad --engine 'dpdk'/],
       [['--rate', '1kpps', '--gap', '1ms'], /--rate and --gap/],
+      [['--rate', '1kpps', '--threads', '2'], /--threads > 1 is for unpaced runs/],
     ];
     for (const [args, re] of cases) {
       const r = rawpoll(L.a, ['blast', '-i', L.ifA, '--to', `${L.ipB}:9`, '--count', '1', ...args]);
