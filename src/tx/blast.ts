@@ -469,10 +469,6 @@ function startPcap(o: BlastRunOptions): BlastRun {
       udpPartial[i] = p;
     }
   }
-  const fold = (x: number) => {
-    while (x > 0xffff) x = (x & 0xffff) + Math.floor(x / 65536);
-    return x;
-  };
   const seqs = new Array<number>(t.nFlows).fill(1);
   let ipId = t.ipIdStart;
   let stopped = false;
@@ -481,25 +477,49 @@ function startPcap(o: BlastRunOptions): BlastRun {
   const st = { sent: 0, bytes: 0, waits: 0, notSent: 0, firstNs: 0, lastNs: 0, firstReal: 0, lateMax: 0, lateSum: 0, groups: 0, startedLateNs: 0 };
   let err: string | null = null;
 
-  const sendOne = (ti: number, realMs: number): void => {
+  const ipOff = t.ipOff;
+  const seqOff = t.seqOff;
+  const udpCs = ipOff + 26;
+  const order = t.order;
+  const flowOf = t.flowOf;
+  const lengths = t.lengths;
+  // Per group: the timestamp's bytes and its contribution to the UDP checksum, computed once.
+  let tsSum = 0;
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0, u0 = 0, u1 = 0, u2 = 0, u3 = 0;
+  const setTime = (realMs: number): void => {
+    const sec = Math.floor(realMs / 1000) >>> 0;
+    const usec = Math.floor((realMs % 1000) * 1000) >>> 0;
+    tsSum = (sec >>> 16) + (sec & 0xffff) + (usec >>> 16) + (usec & 0xffff);
+    s0 = sec >>> 24; s1 = (sec >>> 16) & 255; s2 = (sec >>> 8) & 255; s3 = sec & 255;
+    u0 = usec >>> 24; u1 = (usec >>> 16) & 255; u2 = (usec >>> 8) & 255; u3 = usec & 255;
+  };
+  // Plain byte stores and 32-bit folds: this runs once per frame, so no Buffer.write* calls or divisions.
+  const sendOne = (ti: number): void => {
     const f = views[ti];
     if (ipOn) {
       const id = ipId & 0xffff;
       ipId++;
-      f.writeUInt16BE(id, t.ipOff + 4);
-      f.writeUInt16BE(~fold(ipPartial[ti] + id) & 0xffff, t.ipOff + 10);
+      f[ipOff + 4] = id >>> 8;
+      f[ipOff + 5] = id & 255;
+      let c = ipPartial[ti] + id;
+      c = (c & 0xffff) + (c >>> 16);
+      c = ~((c & 0xffff) + (c >>> 16)) & 0xffff;
+      f[ipOff + 10] = c >>> 8;
+      f[ipOff + 11] = c & 255;
     }
     if (hasSeq[ti]) {
-      const fl = t.flowOf[ti];
-      const seq = seqs[fl]++ >>> 0;
-      const sec = Math.floor(realMs / 1000) >>> 0;
-      const usec = Math.floor((realMs % 1000) * 1000) >>> 0;
-      f.writeUInt32BE(seq, t.seqOff + 4);
-      f.writeUInt32BE(sec, t.seqOff + 8);
-      f.writeUInt32BE(usec, t.seqOff + 12);
+      const seq = seqs[flowOf[ti]]++ >>> 0;
+      const h = seqOff;
+      f[h + 4] = seq >>> 24; f[h + 5] = (seq >>> 16) & 255; f[h + 6] = (seq >>> 8) & 255; f[h + 7] = seq & 255;
+      f[h + 8] = s0; f[h + 9] = s1; f[h + 10] = s2; f[h + 11] = s3;
+      f[h + 12] = u0; f[h + 13] = u1; f[h + 14] = u2; f[h + 15] = u3;
       if (udpOn[ti]) {
-        const c = ~fold(udpPartial[ti] + (seq >>> 16) + (seq & 0xffff) + (sec >>> 16) + (sec & 0xffff) + (usec >>> 16) + (usec & 0xffff)) & 0xffff;
-        f.writeUInt16BE(c === 0 ? 0xffff : c, t.ipOff + 26);
+        let c = udpPartial[ti] + (seq >>> 16) + (seq & 0xffff) + tsSum;
+        c = (c & 0xffff) + (c >>> 16);
+        c = ~((c & 0xffff) + (c >>> 16)) & 0xffff;
+        if (c === 0) c = 0xffff;
+        f[udpCs] = c >>> 8;
+        f[udpCs + 1] = c & 255;
       }
     }
     link.send(f);
@@ -565,6 +585,7 @@ function startPcap(o: BlastRunOptions): BlastRun {
           next = d;
         } else n = Math.min(64, left);
         const realMs = timeOrigin + performance.now();
+        setTime(realMs);
         const tSend = monoNs();
         if (!st.firstNs) {
           st.firstNs = tSend;
@@ -580,19 +601,19 @@ function startPcap(o: BlastRunOptions): BlastRun {
         st.groups++;
         const retries0 = link.sendRetries;
         for (let k = 0; k < n; k++) {
-          const ti = t.order[pos];
+          const ti = order[pos];
           try {
-            sendOne(ti, realMs);
+            sendOne(ti);
           } catch (e) {
             err = (e as Error).message;
             // Undo this frame's counters: it did not go out.
             if (ipOn) ipId--;
-            if (hasSeq[ti]) seqs[t.flowOf[ti]]--;
+            if (hasSeq[ti]) seqs[flowOf[ti]]--;
             st.notSent += o.count ? o.count - st.sent : n - k;
             break;
           }
           st.sent++;
-          st.bytes += t.lengths[ti];
+          st.bytes += lengths[ti];
           pos = pos + 1 === L ? 0 : pos + 1;
         }
         st.waits += link.sendRetries - retries0;
