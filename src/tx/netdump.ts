@@ -16,6 +16,7 @@ import {
   netdumpChunkSize, writeNetdumpHeader,
 } from '../proto/netdump.js';
 import { formatIpv4 } from '../wire/addr.js';
+import { parseUdpFrame } from '../wire/udpframe.js';
 import { UdpSender, type SenderOptions } from './sender.js';
 
 /**
@@ -105,8 +106,10 @@ export interface NetdumpSummary {
   bytes: number;
   /** Datagrams in the session (herald + VMCORE + KDH + FINISHED), each counted once. */
   packets: number;
-  /** Datagrams sent again. */
+  /** Datagrams sent again (all causes), and of those in --window mode: after 3 younger ACKs, after an RTO. */
   retransmits: number;
+  fastRetransmits: number;
+  timeoutRetransmits: number;
   /** Frames put on the wire in total. */
   sent: number;
   seconds: number;
@@ -188,6 +191,8 @@ export class NetdumpClient {
   private msgBuf = Buffer.alloc(NETDUMP_HDR_LEN + 4096);
   private chunk = 0;
   private retransmits = 0;
+  private fastResends = 0;
+  private timeoutResends = 0;
   private packets = 0;
   private bytesAcked = 0;
   private t0 = 0;
@@ -231,16 +236,25 @@ export class NetdumpClient {
     }
     this.sender = await UdpSender.open({
       ...o, dstMac, to: { ip: o.server, port: o.serverPort ?? NETDUMP_PORT }, srcPort: NETDUMP_ACKPORT,
-      ttl: 255, df: true, ipId: 'zero', filter,
+      ttl: 255, df: true, ipId: 'zero',
     });
     keepAlive.push(this.sender.link);
     this.arpMs = arpMs;
+    let ackLink: PcapLink | null = null;
     try {
+      // ACKs come in on a capture handle of their own: npm cap opens in immediate mode with a 64 KiB snaplen,
+      // so libpcap's ring holds buffer / ~64 KiB frames — about 64 with the usual 4 MiB, fewer than the ACKs of
+      // one --window 256 burst. Size the ring for twice the window (at most 64 MiB).
+      const inFlight = o.window || DEBUGNET_MAX_IN_FLIGHT;
+      ackLink = PcapLink.open(o.iface, filter, Math.min(64 << 20, Math.max(4 << 20, 2 * inFlight * 66 * 1024)));
+      keepAlive.push(ackLink);
       await this.holdPort();
       this.chunk = netdumpChunkSize(this.sender.mtu);
       if (this.chunk <= 0) throw new RuntimeError(`MTU ${this.sender.mtu} is too small for netdump (needs > 52)`);
-      this.sender.onUdp((p) => {
-        if (p.srcIp !== o.server || p.dstPort !== NETDUMP_ACKPORT) return;
+      const srcIp = this.sender.srcIp;
+      ackLink.onFrame((frame) => {
+        const p = parseUdpFrame(frame);
+        if (!p || p.srcIp !== o.server || p.dstIp !== srcIp || p.dstPort !== NETDUMP_ACKPORT) return;
         const seq = decodeAck(p.payload);
         if (seq === null) return;
         if (this.serverPort === 0) {
@@ -276,16 +290,19 @@ export class NetdumpClient {
       await this.rounds([this.flight(NETDUMP_FINISHED, 0, Buffer.alloc(0))]);
       const secs = (performance.now() - this.t0) / 1000;
       this.progress(true);
+      ackLink.close();
       await this.sender.close();
       return {
         server: formatIpv4(o.server), serverPort: this.serverPort, src: formatIpv4(this.sender.srcIp), bytes: size,
-        packets: this.packets, retransmits: this.retransmits, sent: this.sender.stats.sent,
+        packets: this.packets, retransmits: this.retransmits, fastRetransmits: this.fastResends,
+        timeoutRetransmits: this.timeoutResends, sent: this.sender.stats.sent,
         seconds: Math.round(secs * 1e6) / 1e6, MBps: Math.round((size / 1e6 / secs) * 1000) / 1000,
         mode: o.window ? `window ${o.window}` : `kernel rounds (64 KiB, ${Math.ceil(NETDUMP_ROUND_BYTES / this.chunk)} datagrams)`,
         chunk: this.chunk,
         arpMs: this.arpMs === null ? null : Math.round(this.arpMs * 1000) / 1000,
       };
     } catch (e) {
+      ackLink?.close();
       this.sender.abort();
       throw e;
     } finally {
@@ -444,6 +461,7 @@ export class NetdumpClient {
             if (!f.acked && f.fastAt === undefined) {
               f.fastAt = now;
               resent++;
+              this.fastResends++;
               this.transmit(f);
               break;
             }
@@ -459,7 +477,7 @@ export class NetdumpClient {
         try {
           for (let i = head; i < order.length; i++) {
             const f = order[i];
-            if (!f.acked && now - f.sentAt >= rto) this.transmit(f);
+            if (!f.acked && now - f.sentAt >= rto) { this.timeoutResends++; this.transmit(f); }
           }
         } catch (e) {
           return done(e as Error);
