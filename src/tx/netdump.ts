@@ -28,8 +28,9 @@ import { UdpSender, type SenderOptions } from './sender.js';
  * Two pacing modes, both wire-compatible with netdumpd (it only echoes seqnos and writes at offsets):
  * - rounds (default, the kernel's): one 64 KiB buffer (≤ 64 datagrams) back to back, then wait until all are ACKed; after a
  *   round of `pollMs` without all ACKs, resend only the un-ACKed ones; give up after 1 + `retries` tries.
- * - window N: up to N datagrams in flight, each ACK frees a slot at once; an un-ACKed datagram is resent after an
- *   RTO measured from the ACKs (never above pollMs); give up after (1 + retries) × pollMs with no progress.
+ * - window N: up to N datagrams in flight, each ACK frees a slot at once; an un-ACKed datagram is resent when 3
+ *   younger ones have been ACKed (unless the path has shown reordering) or after an RTO measured from the ACKs
+ *   (never above pollMs); give up after (1 + retries) × pollMs with no progress.
  */
 
 export interface NetdumpSource {
