@@ -126,6 +126,32 @@ int send_all(int fd, mmsghdr* msgs, unsigned n, unsigned* sent, uint64_t* waits)
 
 // ---- socket ----
 
+// A second send socket like `fd`: same interface, protocol 0, send buffer and qdisc bypass. -1 on failure.
+int clone_socket(int fd) {
+  sockaddr_ll sll;
+  socklen_t len = sizeof sll;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&sll), &len) < 0) return -1;
+  int s = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+  if (s < 0) return -1;
+  sockaddr_ll b;
+  memset(&b, 0, sizeof b);
+  b.sll_family = AF_PACKET;
+  b.sll_ifindex = sll.sll_ifindex;
+  if (bind(s, reinterpret_cast<sockaddr*>(&b), sizeof b) < 0) {
+    close(s);
+    return -1;
+  }
+  int v = 0;
+  socklen_t vl = sizeof v;
+  if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, &vl) == 0 && v > 0) {
+    v /= 2;  // the kernel reports double what was set
+    if (setsockopt(s, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof v) < 0) setsockopt(s, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
+  }
+  vl = sizeof v;
+  if (getsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &v, &vl) == 0 && v) setsockopt(s, SOL_PACKET, PACKET_QDISC_BYPASS, &v, sizeof v);
+  return s;
+}
+
 Napi::Value Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "open(ifname, opts?): ifname must be a string");
@@ -296,7 +322,15 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
       CPU_SET(job_->cpu, &set);
       pinned = pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0;
     }
+    // Extra threads get their own socket (as trafgen's processes do): one socket shared by several CPUs makes them
+    // contend on its send-buffer accounting on every frame.
+    int own = -1;
+    if (job_->worker > 0) {
+      own = clone_socket(job_->fd);
+      if (own >= 0) job_->fd = own;
+    }
     Run(ep);
+    if (own >= 0) close(own);
     if (pinned) pthread_setaffinity_np(pthread_self(), sizeof oldSet, &oldSet);
     if (oldSlack > 0) prctl(PR_SET_TIMERSLACK, oldSlack, 0, 0, 0);
   }

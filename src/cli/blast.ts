@@ -60,7 +60,7 @@ export function register(program: Command): void {
     .option('--no-seq', 'no pktgen test header: the payload is zeros')
     .option('--start-at <EPOCH>', 'start at this Unix time (date +%s.%N; e.g. 1795000000.250): sleeps, then busy-waits the last stretch, so senders on several hosts with synced clocks start together')
     .option('--engine <ENGINE>', 'native (AF_PACKET, sendmmsg batches, C pacing) or pcap (libpcap, portable); default native when built')
-    .option('--batch <N>', 'native engine: most frames per sendmmsg call', '64')
+    .option('--batch <N>', 'native engine: most frames per sendmmsg call (default 256 unpaced; 64 paced, which also bounds how many go back to back when catching up)')
     .option('--threads <N>', 'native engine, unpaced runs: N sender threads, one per CPU (trafgen forks one process per CPU). ' +
       'IP IDs and seqs are still each sent once, but threads interleave, so a sink sees reordering', '1')
     .option('--qdisc-bypass', 'native engine: PACKET_QDISC_BYPASS — straight to the driver; local tcpdump will not see the frames')
@@ -110,7 +110,8 @@ export function register(program: Command): void {
       throw new UsageError(`--start-at ${f.startAt} is in the past (now ${(Number(realtimeNowNs() / 1_000_000n) / 1000).toFixed(3)}); give a future Unix time, e.g. $(( $(date +%s) + 5 ))`);
     }
     const engine = parseEngine(f.engine);
-    const batch = intArg(f.batch, '--batch', 1, 1024)!;
+    const paced = !!(pacing.pps || pacing.bps || pacing.gapNs || pacing.burstGapNs);
+    const batch = intArg(f.batch ?? (paced ? '64' : '256'), '--batch', 1, 1024)!;
     const threads = intArg(f.threads, '--threads', 1, 64)!;
     if (threads > 1 && engine !== 'native') throw new UsageError('--threads needs --engine native');
     if (threads > 1 && (pacing.pps || pacing.bps || pacing.gapNs || pacing.burst || startAt)) {
