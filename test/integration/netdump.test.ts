@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { netdumpLab, randomFile, runClient, sha256, startServer, type NetdumpLab } from '../../scripts/bench-netdump.js';
-import { must, snmp } from '../helpers/lab.js';
+import { must, RAWPOLL, snmp } from '../helpers/lab.js';
 
 const MB = 1_000_000;
 const labs: NetdumpLab[] = [];
@@ -132,7 +132,7 @@ test('20 MB with --window 64 and stdin as the source', async () => {
   const s = await server(l);
   const f = file(20 * MB);
   const r = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-    const p = spawn('ip', ['netns', 'exec', l.a, process.execPath, path.resolve('bin/rawpoll.js'), 'netdump', '-i', l.ifA,
+    const p = spawn('ip', ['netns', 'exec', l.a, process.execPath, RAWPOLL, 'netdump', '-i', l.ifA,
       '--server', l.ipB, '--file', '-', '--window', '64', '--json'], { stdio: [fs.openSync(f, 'r'), 'pipe', 'pipe'] });
     let out = '';
     let err = '';
@@ -196,7 +196,7 @@ test('server that never answers: exit 1 after 1 + retries tries, clear message',
   assert.match(r.stderr, /^rawpoll: netdump to [\d.]+:20023 failed after 3 tries of 200 ms: the herald was never ACKed/);
   assert.ok(Date.now() - t0 < 60000);
   // The kernel's own attempts (1 + 11 of ~1 s) are the default: say so in help.
-  const help = must('node', [path.resolve('bin/rawpoll.js'), 'netdump', '--help']);
+  const help = must(process.execPath, [RAWPOLL, 'netdump', '--help']);
   assert.match(help, /--retries <N>.*\(default: "11"\)/s);
 });
 
