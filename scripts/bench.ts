@@ -7,7 +7,7 @@
  *     own clock, delivered count at the receiver, and the receiver's inter-arrival p50/p99 from a tcpdump capture.
  *  3. RSS: the blast's max RSS at two --count values (flat = no per-packet allocation).
  *  4. netdump (scripts/bench-netdump.ts, when present).
- *   node dist/scripts/bench.js [--rounds N] [--count N] [--quick]
+ *   node dist/scripts/bench.js [--rounds N] [--count N] [--quick] [--deliver]
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -39,7 +39,9 @@ const CPUS = Math.max(1, (await import('node:os')).availableParallelism());
  * rx_packets counts them. On veth the receive path runs on the sender's CPU, so a cheap receiver is what lets the
  * bench measure the senders rather than the peer's UDP layer (tcpdump on the peer still sees them: promiscuous).
  */
-const DST_MAC = '02:00:00:00:00:99';
+const OTHERHOST_MAC = '02:00:00:00:00:99';
+/** --deliver: address the frames to the peer itself (UDP port 9, nothing listening): its whole receive path runs. */
+const DELIVER = process.argv.includes('--deliver');
 /** The naive loop, same frame as everyone: `cap.send` per frame, EAGAIN/ENOBUFS retried. */
 const NAIVE_SRC = `
 import { createRequire } from 'node:module';
@@ -91,6 +93,7 @@ function has(bin: string): boolean {
 async function main(): Promise<void> {
   if (process.getuid && process.getuid() !== 0) throw new Error('the bench creates network namespaces: run it as root');
   const L = twoHosts();
+  const DST_MAC = DELIVER ? L.macB : OTHERHOST_MAC;
   const files: string[] = [];
   try {
     // IPv6 autoconfiguration would add its own frames to rx_packets.
@@ -128,7 +131,7 @@ async function main(): Promise<void> {
     ];
 
     console.log(`rawpoll bench: veth pair ${L.ifA} -> ${L.ifB} in namespaces ${L.a}/${L.b}; ${COUNT} frames of 60 bytes per run ` +
-      `(UDP ${L.ipA}:9 -> ${L.ipB}:9, dst MAC ${DST_MAC}: the peer counts then drops them), ${ROUNDS} alternating round(s)`);
+      `(UDP ${L.ipA}:9 -> ${L.ipB}:9, dst MAC ${DST_MAC}: ${DELIVER ? "the peer's, so its IP/UDP stack takes each one" : 'not the peer\'s, so it counts then drops them; --deliver for the full receive path'}), ${ROUNDS} alternating round(s)`);
     console.log(`  native engine with --qdisc-bypass (trafgen bypasses the qdisc by default too) and --threads ${CPUS}, as trafgen runs one process per CPU by default;`);
     console.log('  "own clock" = the pps the blast reports itself (first to last frame, no process start-up)');
     const pps = new Map<string, number[]>();
