@@ -3,13 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { RuntimeError, UsageError } from '../errors.js';
-import { hostOwnsAddress, ifaceInfo } from '../link/iface.js';
+import { hostOwnsAddress } from '../link/iface.js';
 import { PcapLink } from '../link/pcap.js';
-import { arpReplyFilter, buildArpFrame } from '../resolve/arp.js';
-import { chooseNextHop } from '../resolve/nexthop.js';
-import { ARP_REPLY, ARP_REQUEST, parseArp } from '../wire/arp.js';
-import { ETH_HEADER_LEN } from '../wire/ethernet.js';
-import { MAC_BROADCAST, MAC_ZERO } from '../wire/mac.js';
 import {
   DEBUGNET_MAX_IN_FLIGHT, DEBUGNET_RETRIES, DEBUGNET_ROUND_MS, NETDUMP_ACKPORT, NETDUMP_FINISHED, NETDUMP_HDR_LEN,
   NETDUMP_HERALD, NETDUMP_KDH, NETDUMP_PORT, NETDUMP_TYPE_NAMES, NETDUMP_VMCORE, buildKdh, decodeAck, heraldPayload,
@@ -132,43 +127,6 @@ interface Flight {
   fastAt?: number;
 }
 
-/**
- * Workaround for npm cap: when a *closed* Pcap handle is garbage-collected, its destructor calls
- * AsyncWrap::EmitDestroy and node segfaults (seen mid-dump, in GC, after arpResolve's handle was closed).
- * Every handle this module causes to be opened stays reachable for the life of the process.
- */
-const keepAlive: unknown[] = [];
-
-/** netdump's ARP (debugnet_arp_gw): who-has the next hop, `retries` tries of `timeoutMs`, on a handle we keep alive. */
-async function arpNextHop(iface: string, srcMac: Buffer, srcIp: number, target: number, retries: number, timeoutMs: number): Promise<{ mac: Buffer; ms: number }> {
-  const link = PcapLink.open(iface, arpReplyFilter(target), 1 << 20);
-  keepAlive.push(link);
-  const t0 = performance.now();
-  try {
-    const req = buildArpFrame(ARP_REQUEST, srcMac, srcIp, MAC_BROADCAST, MAC_ZERO, target);
-    for (let i = 0; i < retries; i++) {
-      const mac = await new Promise<Buffer | null>((resolve) => {
-        const timer = setTimeout(() => { off(); resolve(null); }, timeoutMs);
-        const off = link.onFrame((frame) => {
-          if (frame.length < ETH_HEADER_LEN + 28) return;
-          let a;
-          try { a = parseArp(frame, ETH_HEADER_LEN); } catch { return; }
-          if (a.op === ARP_REPLY && a.senderIp === target) {
-            clearTimeout(timer);
-            off();
-            resolve(Buffer.from(a.senderMac));
-          }
-        });
-        link.send(req);
-      });
-      if (mac) return { mac, ms: performance.now() - t0 };
-    }
-  } finally {
-    link.close();
-  }
-  throw new RuntimeError(`no ARP reply from ${formatIpv4(target)} on ${iface} after ${retries} ${retries === 1 ? 'try' : 'tries'}`);
-}
-
 /** nd_buf in netdump_client.c: MAXDUMPPGS (DFLTPHYS / PAGE_SIZE = 16) pages of 4 KiB per debugnet_send. */
 export const NETDUMP_ROUND_BYTES = 64 * 1024;
 
@@ -201,7 +159,6 @@ export class NetdumpClient {
   /** RTT estimate (RFC 6298 style), ms. */
   private srtt = 0;
   private rttvar = 0;
-  private arpMs: number | null = null;
 
   constructor(o: NetdumpOptions) {
     this.o = o;
@@ -223,24 +180,10 @@ export class NetdumpClient {
   private async session(): Promise<NetdumpSummary> {
     const o = this.o;
     const filter = `udp and src host ${formatIpv4(o.server)} and dst port ${NETDUMP_ACKPORT} and udp[4:2] = ${8 + 4}`;
-    let dstMac = o.dstMac;
-    let arpMs: number | null = null;
-    if (!dstMac) {
-      const info = ifaceInfo(o.iface);
-      const src = o.from ?? (info.ipv4[0] ? { ip: info.ipv4[0].addr, prefix: info.ipv4[0].prefix } : undefined);
-      if (!src) throw new UsageError(`${o.iface} has no IPv4 address; give the source address with --from IP[/PREFIX]`);
-      const prefix = src.prefix ?? info.ipv4.find((a) => a.addr === src.ip)?.prefix;
-      const hop = chooseNextHop(o.server, o.gateway, { ip: src.ip, prefix });
-      const r = await arpNextHop(o.iface, o.srcMac ?? info.mac, src.ip, hop.ip, o.arpRetries ?? 3, o.arpTimeoutMs ?? 1000);
-      dstMac = r.mac;
-      arpMs = r.ms;
-    }
     this.sender = await UdpSender.open({
-      ...o, dstMac, to: { ip: o.server, port: o.serverPort ?? NETDUMP_PORT }, srcPort: NETDUMP_ACKPORT,
+      ...o, to: { ip: o.server, port: o.serverPort ?? NETDUMP_PORT }, srcPort: NETDUMP_ACKPORT,
       ttl: 255, df: true, ipId: 'zero',
     });
-    keepAlive.push(this.sender.link);
-    this.arpMs = arpMs;
     let ackLink: PcapLink | null = null;
     try {
       // ACKs come in on a capture handle of their own: npm cap opens in immediate mode with a 64 KiB snaplen,
@@ -248,7 +191,6 @@ export class NetdumpClient {
       // one --window 256 burst. Size the ring for twice the window (at most 64 MiB).
       const inFlight = o.window || DEBUGNET_MAX_IN_FLIGHT;
       ackLink = PcapLink.open(o.iface, filter, Math.min(64 << 20, Math.max(4 << 20, 2 * inFlight * 66 * 1024)));
-      keepAlive.push(ackLink);
       await this.holdPort();
       this.chunk = netdumpChunkSize(this.sender.mtu);
       if (this.chunk <= 0) throw new RuntimeError(`MTU ${this.sender.mtu} is too small for netdump (needs > 52)`);
@@ -300,7 +242,7 @@ export class NetdumpClient {
         seconds: Math.round(secs * 1e6) / 1e6, MBps: Math.round((size / 1e6 / secs) * 1000) / 1000,
         mode: o.window ? `window ${o.window}` : `kernel rounds (64 KiB, ${Math.ceil(NETDUMP_ROUND_BYTES / this.chunk)} datagrams)`,
         chunk: this.chunk,
-        arpMs: this.arpMs === null ? null : Math.round(this.arpMs * 1000) / 1000,
+        arpMs: this.sender.arpMs === null ? null : Math.round(this.sender.arpMs * 1000) / 1000,
       };
     } catch (e) {
       ackLink?.close();
