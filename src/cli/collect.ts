@@ -36,6 +36,7 @@ export function formatEvent(e: CollectEvent, json: boolean, now = new Date()): s
 export function register(program: Command): void {
   program
     .command('collect')
+    .summary('receive netconsole logs and netoops crash reports into a directory (ordinary UDP sockets)')
     .description('Receive netconsole logs and netoops crash reports on ordinary UDP sockets and write them to a directory\n' +
       '(no root needed for ports >= 1024). One line per event on stdout: new-host, dump-complete, dump-partial, dropped.')
     .requiredOption('-d, --dir <DIR>', 'where logs and dumps go (created if missing)')
