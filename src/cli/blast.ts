@@ -105,7 +105,8 @@ export function register(program: Command): void {
       burstGapNs: f.burstGap !== undefined ? parseDuration(f.burstGap, '--burst-gap', 'ns') : undefined,
     };
     if (pacing.burstGapNs && !pacing.burst) throw new UsageError('--burst-gap needs --burst N (how many frames each burst holds)');
-    const sizes = parseSizes(f.size, f.imix);
+    // Default: the smallest frame; with an 802.1Q tag that is 64 bytes (60 cannot hold tag + headers + test header).
+    const sizes = parseSizes(f.size ?? (f.vlan !== undefined && !f.imix ? '64' : undefined), f.imix);
     const startAt = f.startAt !== undefined ? parseStartAt(f.startAt) : undefined;
     if (startAt && BigInt(startAt.sec) * 1_000_000_000n + BigInt(startAt.nsec) <= realtimeNowNs()) {
       throw new UsageError(`--start-at ${f.startAt} is in the past (now ${(Number(realtimeNowNs() / 1_000_000n) / 1000).toFixed(3)}); give a future Unix time, e.g. $(( $(date +%s) + 5 ))`);

@@ -3,20 +3,21 @@ import { UsageError, RuntimeError } from '../errors.js';
 
 /**
  * Every subcommand lives in its own module under src/cli/ and exports `register(program)`.
- * Add one import + one line to COMMANDS to wire a new subcommand in.
+ * Add one line here to wire a new subcommand in. Only the module of the command being run is loaded (a blast or
+ * send starts ~0.1 s sooner); `rawpoll --help` and unknown commands load them all.
  */
 type Register = (program: Command) => void;
-const COMMANDS: Array<() => Promise<{ register: Register }>> = [
-  () => import('./arp.js'),
-  () => import('./send.js'),
-  () => import('./sink.js'),
-  () => import('./blast.js'),
-  () => import('./collect.js'),
-  () => import('./oops.js'),
-  () => import('./netdump-server.js'),
-  () => import('./netconsole.js'),
-  () => import('./netdump.js'),
-];
+const COMMANDS: Record<string, () => Promise<{ register: Register }>> = {
+  arp: () => import('./arp.js'),
+  send: () => import('./send.js'),
+  netconsole: () => import('./netconsole.js'),
+  oops: () => import('./oops.js'),
+  collect: () => import('./collect.js'),
+  netdump: () => import('./netdump.js'),
+  'netdump-server': () => import('./netdump-server.js'),
+  blast: () => import('./blast.js'),
+  sink: () => import('./sink.js'),
+};
 
 export async function main(argv: string[]): Promise<void> {
   // `rawpoll … | head`: a closed pipe ends the program quietly, as it does for tcpdump, not with a stack trace.
@@ -36,7 +37,9 @@ export async function main(argv: string[]): Promise<void> {
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     // Our help texts are laid out by hand at up to ~120 columns; don't re-wrap them at 80 when stdout is not a TTY.
     .configureHelp({ helpWidth: Math.max(process.stdout.columns ?? 0, 120) });
-  for (const load of COMMANDS) (await load()).register(program);
+  const name = argv[2];
+  const wanted = name !== undefined && Object.hasOwn(COMMANDS, name) ? [COMMANDS[name]] : Object.values(COMMANDS);
+  for (const load of wanted) (await load()).register(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {
