@@ -94,6 +94,22 @@ interface Addon {
   close(fd: number): void;
   sendBatch(fd: number, buf: Buffer, offsets: Uint32Array, lengths: Uint32Array): NativeBatchResult;
   blast(p: NativeBlastParams, onProgress: (p: NativeProgress) => void, onDone: (err: Error | null, r?: NativeBlastResult) => void): { stop(): void; threads: number };
+  muteStderr?(): number;
+  restoreStderr?(fd: number): void;
+}
+
+/**
+ * Runs `fn` with file descriptor 2 pointed at /dev/null when the addon can do it (else just runs it): for C code that
+ * prints warnings we know to be harmless (cap's "no IPv4 address assigned").
+ */
+export function withStderrMuted<T>(fn: () => T): T {
+  const a = tryLoad();
+  const saved = a?.muteStderr ? a.muteStderr() : -1;
+  try {
+    return fn();
+  } finally {
+    if (saved >= 0) a!.restoreStderr!(saved);
+  }
 }
 
 /** Where the addon is looked for: $RAWPOLL_NATIVE, then native/build/Release under the package root. */

@@ -1,7 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Cap as CapT } from 'cap';
+import { networkInterfaces } from 'node:os';
 import { RuntimeError } from '../errors.js';
+import { withStderrMuted } from './native.js';
 
 const require = createRequire(import.meta.url);
 
@@ -17,6 +19,10 @@ const CAP_NET_RAW = 13;
  * (a few hundred bytes each; rawpoll opens a handful), and we check what we can before calling open at all.
  */
 const retiredHandles: unknown[] = [];
+
+function hasIpv4Address(iface: string): boolean {
+  return (networkInterfaces()[iface] ?? []).some((a) => a.family === 'IPv4');
+}
 
 function hasNetRaw(): boolean {
   try {
@@ -63,7 +69,9 @@ export class PcapLink {
     retiredHandles.push(cap);
     const link = new PcapLink(iface, cap);
     try {
-      const linktype = cap.open(iface, filter, bufferBytes, link.rxBuf);
+      // With no IPv4 address on the link cap prints libpcap's netmask warning to fd 2: expected here, so muted.
+      const open = () => cap.open(iface, filter, bufferBytes, link.rxBuf);
+      const linktype = hasIpv4Address(iface) ? open() : withStderrMuted(open);
       if (linktype !== 'ETHERNET') {
         cap.close();
         throw new RuntimeError(`${iface} is not an Ethernet link (libpcap says ${linktype}); rawpoll builds Ethernet frames`);
