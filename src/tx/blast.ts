@@ -17,7 +17,7 @@ import { formatIpv4 } from '../wire/addr.js';
 import { ETH_HEADER_LEN, ETH_MIN_FRAME } from '../wire/ethernet.js';
 import { IPV4_HEADER_LEN } from '../wire/ipv4.js';
 import { UDP_HEADER_LEN } from '../wire/udp.js';
-import { udpHeaderLen, UdpFramer, type VlanTag } from '../wire/udpframe.js';
+import { udpHeaderLen, UdpFramer, type FrameProfile, type VlanTag } from '../wire/udpframe.js';
 
 // ---------- flag parsing (pure) ----------
 
@@ -184,7 +184,7 @@ export function makeFlows(f: FlowSpec): Flow[] {
   }));
 }
 
-export interface TemplateOptions {
+export interface TemplateOptions extends FrameProfile {
   srcMac: Buffer;
   dstMac: Buffer;
   dstIp: number;
@@ -193,12 +193,6 @@ export interface TemplateOptions {
   /** Frames carry the pktgen test header (magic, seq, tv_sec, tv_usec) unless false. */
   seq: boolean;
   mtu: number;
-  ttl?: number;
-  tos?: number;
-  df?: boolean;
-  vlan?: VlanTag;
-  ipChecksum?: 'good' | 'bad';
-  udpChecksum?: 'good' | 'bad' | 'none';
   /** 'counter' from 1 (netpoll), 'zero', or a fixed value. */
   ipId: 'counter' | 'zero' | number;
   rand?: () => number;

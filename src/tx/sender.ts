@@ -9,9 +9,9 @@ import { ETH_HEADER_LEN, ETH_MIN_FRAME } from '../wire/ethernet.js';
 import { IPV4_HEADER_LEN } from '../wire/ipv4.js';
 import { formatMac } from '../wire/mac.js';
 import { UDP_HEADER_LEN } from '../wire/udp.js';
-import { parseUdpFrame, patchIpId, udpHeaderLen, UdpFramer, type ParsedUdpFrame, type VlanTag } from '../wire/udpframe.js';
+import { parseUdpFrame, patchIpId, udpHeaderLen, UdpFramer, type FrameProfile, type ParsedUdpFrame } from '../wire/udpframe.js';
 
-export interface SenderOptions {
+export interface SenderOptions extends FrameProfile {
   /** Required unless writePcap is given together with dstMac, srcMac and from. */
   iface?: string;
   to: { ip: number; port: number };
@@ -21,12 +21,6 @@ export interface SenderOptions {
   gateway?: number;
   dstMac?: Buffer;
   srcMac?: Buffer;
-  ttl?: number;
-  tos?: number;
-  df?: boolean;
-  vlan?: VlanTag;
-  ipChecksum?: 'good' | 'bad';
-  udpChecksum?: 'good' | 'bad' | 'none';
   frameSize?: number;
   /** 'counter' (default): netpoll's, from 1, +1 per datagram. A number: fixed. 'zero': FreeBSD's. */
   ipId?: number | 'counter' | 'zero';

@@ -9,20 +9,26 @@ export interface VlanTag {
   pcp?: number;
 }
 
-export interface UdpFrameOptions {
-  srcMac: Buffer;
-  dstMac: Buffer;
-  srcIp: number;
-  dstIp: number;
-  srcPort: number;
-  dstPort: number;
-  /** netpoll's profile is the default: TTL 64, TOS 0, DF clear, checksums right. */
+/**
+ * The IPv4/UDP profile every sender shares; netpoll's is the default (TTL 64, TOS 0, DF clear, checksums right).
+ * Corruption is explicit and named ('bad', 'none'), never a side effect.
+ */
+export interface FrameProfile {
   ttl?: number;
   tos?: number;
   df?: boolean;
   vlan?: VlanTag;
   ipChecksum?: 'good' | 'bad';
   udpChecksum?: 'good' | 'bad' | 'none';
+}
+
+export interface UdpFrameOptions extends FrameProfile {
+  srcMac: Buffer;
+  dstMac: Buffer;
+  srcIp: number;
+  dstIp: number;
+  srcPort: number;
+  dstPort: number;
   /** Pad the UDP payload with zeros so the whole frame (without FCS) is exactly this many bytes. */
   frameSize?: number;
 }
