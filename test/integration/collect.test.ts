@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { twoHosts, rawpollAsync, waitFor, nsRun, RAWPOLL } from '../helpers/lab.js';
+import { startCollector } from '../helpers/collector.js';
 
 /** Runs in the sender namespace: node -e GARBAGE host port. Prints one JSON line of what it sent. */
 const GARBAGE = String.raw`
@@ -61,22 +62,8 @@ test('collect: garbage never stops it, memory stays bounded, drops are reported,
   const dir = mkdtempSync(join(tmpdir(), 'rawpoll-cg-'));
   try {
     const maxBytes = 2 * 1024 * 1024;
-    const proc = h.lab.spawn(h.b, [process.execPath, RAWPOLL, 'collect', '--dir', dir, '--oops', '2004', '--json',
-      '--idle', '30', '--max-dumps', '8', '--max-bytes', String(maxBytes)]);
-    const events: Record<string, unknown>[] = [];
-    let buf = '';
-    let err = '';
-    proc.stdout!.on('data', (d) => {
-      buf += d;
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        events.push(JSON.parse(buf.slice(0, i)));
-        buf = buf.slice(i + 1);
-      }
-    });
-    proc.stderr!.on('data', (d) => (err += d));
-    const exited = new Promise<number | null>((r) => proc.on('close', (code) => r(code)));
-    assert.ok(await waitFor(() => events.some((e) => e.event === 'listening'), 10000), err);
+    const c = await startCollector(h.lab, h.b, dir, ['--oops', '2004', '--idle', '30', '--max-dumps', '8', '--max-bytes', String(maxBytes)]);
+    const { proc, events } = c;
     const pid = proc.pid!; // `ip netns exec` execs the command: same pid
     const before = rssKiB(pid);
 
@@ -90,7 +77,7 @@ test('collect: garbage never stops it, memory stays bounded, drops are reported,
       assert.equal(g.code, 0, g.stderr);
       sent.push(JSON.parse(g.stdout));
       await new Promise((r) => setTimeout(r, 1500)); // let the collector drain its socket
-      assert.equal(proc.exitCode, null, `collector died: ${err}`);
+      assert.equal(proc.exitCode, null, `collector died: ${c.stderr()}`);
       rss.push(rssKiB(pid));
     }
     const after = rss[rss.length - 1];
@@ -105,8 +92,7 @@ test('collect: garbage never stops it, memory stays bounded, drops are reported,
     const done = events.find((e) => e.event === 'dump-complete' && e.dump_id === 7)!;
     assert.deepEqual(readFileSync(done.file as string), log);
 
-    proc.kill('SIGINT');
-    assert.equal(await exited, 0, err);
+    assert.equal(await c.stop(), 0, c.stderr());
     const dropped = events.filter((e) => e.event === 'dropped').pop();
     assert.ok(dropped, 'no dropped event');
     const summary = events.find((e) => e.event === 'summary')!;

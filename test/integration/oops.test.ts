@@ -7,46 +7,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ChildProcess } from 'node:child_process';
 import { twoHosts, rawpollAsync, udpReceiver, waitFor, sh, RAWPOLL, Lab } from '../helpers/lab.js';
+import { startCollector as startCollectorWith } from '../helpers/collector.js';
 
-interface Collector {
-  proc: ChildProcess;
-  events: Record<string, unknown>[];
-  stderr: () => string;
-  wait: (pred: (e: Record<string, unknown>) => boolean, ms?: number) => Promise<Record<string, unknown> | undefined>;
-  stop: () => Promise<void>;
-}
-
-async function startCollector(lab: Lab, ns: string, dir: string, extra: string[] = []): Promise<Collector> {
-  const proc = lab.spawn(ns, [process.execPath, RAWPOLL, 'collect', '--dir', dir, '--oops', '2004', '--json', ...extra]);
-  const events: Record<string, unknown>[] = [];
-  let buf = '';
-  let err = '';
-  proc.stdout!.on('data', (d) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      events.push(JSON.parse(buf.slice(0, i)));
-      buf = buf.slice(i + 1);
-    }
-  });
-  proc.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<void>((r) => proc.on('close', () => r()));
-  const wait = async (pred: (e: Record<string, unknown>) => boolean, ms = 15000) => {
-    await waitFor(() => events.some(pred), ms);
-    return events.find(pred);
-  };
-  const ok = await wait((e) => e.event === 'listening', 10000);
-  if (!ok) throw new Error(`collector did not start: ${err}`);
-  return {
-    proc, events, stderr: () => err, wait,
-    stop: async () => {
-      proc.kill('SIGINT');
-      await exited;
-    },
-  };
-}
+const startCollector = (lab: Lab, ns: string, dir: string, extra: string[] = []) => startCollectorWith(lab, ns, dir, ['--oops', '2004', ...extra]);
 
 function textLog(n: number, tag: string): Buffer {
   let s = '';
