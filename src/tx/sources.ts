@@ -8,6 +8,7 @@ import { openSync, readSync, closeSync, fstatSync, statSync, constants as C } fr
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RuntimeError } from '../errors.js';
+import { unescapeExtText } from '../proto/netconsole.js';
 
 /** Longest line handed on as one message; longer ones are cut (a kernel record is at most ~1 KiB of text). */
 export const MAX_LINE = 64 * 1024;
@@ -173,12 +174,8 @@ export function parseKmsgRecord(raw: Buffer): KmsgRecord | null {
   const prio = Number(f[0]);
   return {
     raw, prio, level: prio & 7, facility: prio >> 3, seq: Number(f[1]), usec: Number(f[2]), cont: f[3].startsWith('c'),
-    text: unescape(escaped),
+    text: unescapeExtText(escaped), // /dev/kmsg escapes text as the extended netconsole format does
   };
-}
-
-function unescape(s: Buffer): Buffer {
-  return Buffer.from(s.toString('latin1').replace(/\\x([0-9a-fA-F]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1');
 }
 
 /** What kmsgRecords reads from: /dev/kmsg itself, or a stand-in for tests. read() throws with code EAGAIN/EPIPE. */
