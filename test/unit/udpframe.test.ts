@@ -5,14 +5,7 @@ import { parseUdpFrame, UdpFramer } from '../../src/wire/udpframe.js';
 import { parseMac } from '../../src/wire/mac.js';
 import { chooseNextHop } from '../../src/resolve/nexthop.js';
 import { buildArpFrame, arpReplyFilter, arpRequestFilter } from '../../src/resolve/arp.js';
-
-const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
-function refChecksum(b: Uint8Array): number {
-  let s = 0;
-  for (let i = 0; i < b.length; i += 2) s += (b[i] << 8) + (i + 1 < b.length ? b[i + 1] : 0);
-  while (s >> 16) s = (s & 0xffff) + (s >> 16);
-  return ~s & 0xffff;
-}
+import { hex, refChecksum } from '../helpers/bytes.js';
 
 const base = {
   srcMac: parseMac('02:00:00:00:00:01'), dstMac: parseMac('02:00:00:00:00:02'),

@@ -12,16 +12,9 @@ import { formatIpv4, parseEndpoint, parseIpv4 as parseAddr, parseSource } from '
 import { emitPcapGlobalHeader, emitPcapRecordHeader, parsePcap } from '../../src/wire/pcapfile.js';
 import { WireError } from '../../src/wire/error.js';
 import { UsageError } from '../../src/errors.js';
+import { hex, refChecksum } from '../helpers/bytes.js';
 
-const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
-/** A reference checksum written the slow, obvious way, independent of src/wire/checksum.ts. */
-function refChecksum(b: Uint8Array): number {
-  let s = 0;
-  for (let i = 0; i < b.length; i += 2) s += (b[i] << 8) + (i + 1 < b.length ? b[i + 1] : 0);
-  while (s >> 16) s = (s & 0xffff) + (s >> 16);
-  return ~s & 0xffff;
-}
 
 // --- checksum -------------------------------------------------------------------------------------------------------
 test('checksum: RFC 1071 §3 example sums to 0xddf2', () => {

@@ -1,0 +1,12 @@
+/** Byte helpers for codec tests, written the slow, obvious way and independent of src/wire. */
+
+/** "0001 f203" → bytes (white space ignored). */
+export const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
+
+/** The Internet checksum (RFC 1071) of `b`, summed word by word. */
+export function refChecksum(b: Uint8Array): number {
+  let s = 0;
+  for (let i = 0; i < b.length; i += 2) s += (b[i] << 8) + (i + 1 < b.length ? b[i + 1] : 0);
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return ~s & 0xffff;
+}
