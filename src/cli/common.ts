@@ -93,3 +93,41 @@ export function senderOptionsFromFlags(f: FrameFlags): Omit<SenderOptions, 'to'>
     writePcap: f.write,
   };
 }
+
+/**
+ * One convention for a run ended by SIGINT or SIGTERM, in every command (README, "Exit codes"): the command stops
+ * what it is doing, prints its summary (with `"interrupted":"SIGINT"` in --json), then exits
+ *  - 0 when its job is to run until stopped (collect, netdump-server, sink with no --count/--duration/--idle,
+ *    netconsole --follow/--kmsg, blast with neither --count nor --duration): being stopped is how it ends, as for
+ *    tcpdump, and a service manager's stop is not a failure;
+ *  - 128 + the signal number (130 SIGINT, 143 SIGTERM) when a job with an end of its own (a count, a duration, a file,
+ *    a dump, stdin) was cut short: a script can tell a finished run from an interrupted one, as the shell does.
+ */
+export const SIGNAL_EXIT: Record<'SIGINT' | 'SIGTERM', number> = { SIGINT: 130, SIGTERM: 143 };
+
+export type StopSignal = keyof typeof SIGNAL_EXIT;
+
+export function interruptedExitCode(sig: StopSignal, jobHasEnd: boolean): number {
+  return jobHasEnd ? SIGNAL_EXIT[sig] : 0;
+}
+
+/**
+ * Calls `handler` on the first SIGINT or SIGTERM (a second one of either kind is the user insisting: exit at once with
+ * 128+signal). Returns the function that removes both listeners.
+ */
+export function onStopSignal(handler: (sig: StopSignal) => void): () => void {
+  let seen = false;
+  const listen = (sig: StopSignal) => () => {
+    if (seen) process.exit(SIGNAL_EXIT[sig]);
+    seen = true;
+    handler(sig);
+  };
+  const onInt = listen('SIGINT');
+  const onTerm = listen('SIGTERM');
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
+  return () => {
+    process.removeListener('SIGINT', onInt);
+    process.removeListener('SIGTERM', onTerm);
+  };
+}
