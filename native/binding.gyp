@@ -1,10 +1,11 @@
 {
-  # rawpoll's native TX fast path: one AF_PACKET socket, batched sendmmsg, a paced send loop in C.
+  # rawpoll's native addon: the AF_PACKET batch sender (rawpoll_native.cc) and our libpcap binding (pcap.cc).
   # Linux only (AF_PACKET); the pcap engine stays the portable path.
   "targets": [
     {
       "target_name": "rawpoll_native",
-      "sources": ["src/rawpoll_native.cc"],
+      "sources": ["src/rawpoll_native.cc", "src/pcap.cc"],
+      "libraries": ["-lpcap"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],

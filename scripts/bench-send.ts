@@ -1,5 +1,5 @@
 /**
- * `rawpoll send -c N` against a naive `cap.send` loop, alternating, on a veth lab this creates and removes.
+ * `rawpoll send -c N` against a naive `pcap_inject` loop (our binding, one JS call per frame), alternating, on a veth lab this creates and removes.
  * Frames are 60 bytes and go to a MAC nobody owns, so the peer kernel counts them (rx_packets) and drops them at
  * once: the figure is the sender's. Run alone: node dist/scripts/bench-send.js [COUNT] [ROUNDS]
  */
@@ -18,7 +18,7 @@ export function benchSend(count = 100000, rounds = 3): SendBenchRow[] {
   const sink = '02:00:00:00:00:99';
   const rows: SendBenchRow[] = [
     { name: 'rawpoll send -c (pcap engine)', pps: [], delivered: [] },
-    { name: 'naive cap.send loop', pps: [], delivered: [] },
+    { name: 'naive pcap_inject loop', pps: [], delivered: [] },
   ];
   try {
     for (let r = 0; r < rounds; r++) {
@@ -29,7 +29,7 @@ export function benchSend(count = 100000, rounds = 3): SendBenchRow[] {
       rows[0].delivered.push(rxPackets(h.b, h.ifB) - before);
 
       before = rxPackets(h.b, h.ifB);
-      const n = nsRun(h.a, [process.execPath, join(ROOT, 'dist', 'scripts', 'naive-cap-loop.js'), h.ifA, sink, String(count)]);
+      const n = nsRun(h.a, [process.execPath, join(ROOT, 'dist', 'scripts', 'naive-pcap-loop.js'), h.ifA, sink, String(count)]);
       if (n.code !== 0) throw new Error(`naive loop failed: ${n.stderr}`);
       rows[1].pps.push(JSON.parse(n.stdout).pps);
       rows[1].delivered.push(rxPackets(h.b, h.ifB) - before);
@@ -44,7 +44,7 @@ const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length
 
 export function printSendBench(rows: SendBenchRow[], count: number): void {
   const base = median(rows[1].pps);
-  console.log(`send: ${count} x 60-byte frames per run, ${rows[0].pps.length} alternating rounds, median pps (ratio to the naive cap.send loop)`);
+  console.log(`send: ${count} x 60-byte frames per run, ${rows[0].pps.length} alternating rounds, median pps (ratio to the naive pcap_inject loop)`);
   for (const r of rows) {
     console.log(`  ${r.name.padEnd(32)} ${String(median(r.pps)).padStart(8)} pps  ${(median(r.pps) / base).toFixed(2)}x  runs: ${r.pps.join(', ')}  delivered: ${r.delivered.join(', ')}`);
   }

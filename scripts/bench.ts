@@ -1,7 +1,7 @@
 /**
  * `npm run bench` — a benchmark, not a test. On a veth lab it creates and removes:
  *  1. Throughput, 60-byte frames, alternating rounds of: rawpoll blast (native engine), rawpoll blast (pcap engine),
- *     trafgen (netsniff-ng), tcpreplay --topspeed, and a naive cap.send loop. Packets are counted at the receiver
+ *     trafgen (netsniff-ng), tcpreplay --topspeed, and a naive pcap_inject loop. Packets are counted at the receiver
  *     (rx_packets of the peer veth) and each whole process is timed (start-up included). Median of the rounds.
  *  2. Pacing: rawpoll blast --rate 10k/100k/500kpps for a second with each engine: achieved rate from the sender's
  *     own clock, delivered count at the receiver, and the receiver's inter-arrival p50/p99 from a tcpdump capture.
@@ -44,19 +44,18 @@ const CPUS = Math.max(1, (await import('node:os')).availableParallelism());
 const OTHERHOST_MAC = '02:00:00:00:00:99';
 /** --deliver: address the frames to the peer itself (UDP port 9, nothing listening): its whole receive path runs. */
 const DELIVER = process.argv.includes('--deliver');
-/** The naive loop, same frame as everyone: `cap.send` per frame, EAGAIN/ENOBUFS retried. */
+/** The naive loop, same frame as everyone: pcap_inject through our binding, one JS call per frame, EAGAIN/ENOBUFS retried. */
 const NAIVE_SRC = `
 import { createRequire } from 'node:module';
 const require = createRequire(${JSON.stringify(join(ROOT, 'package.json'))});
-const { Cap } = require('cap');
+const addon = require(${JSON.stringify(join(ROOT, 'native', 'build', 'Release', 'rawpoll_native.node'))});
 const [iface, hex, n] = process.argv.slice(2);
-const c = new Cap();
-c.open(iface, 'arp and arp[6:2] = 9', 1 << 20, Buffer.alloc(65536));
+const h = addon.pcapOpen(iface, { filter: 'arp and arp[6:2] = 9' }, () => {}, () => {});
 const frame = Buffer.from(hex, 'hex');
 for (let i = 0, count = Number(n); i < count; i++) {
-  for (;;) { try { c.send(frame, frame.length); break; } catch { /* queue full: retry */ } }
+  for (;;) { try { h.inject(frame); break; } catch { /* queue full: retry */ } }
 }
-c.close();
+h.close();
 `;
 
 function nsExec(ns: string, args: string[]): { code: number | null; stdout: string; stderr: string; seconds: number } {
@@ -129,7 +128,7 @@ async function main(): Promise<void> {
       { name: 'trafgen -P 1', available: has('trafgen'), cmd: (n) => ['trafgen', '--dev', L.ifA, '--conf', cfg, '--num', String(n), '--no-cpu-stats', '-Q', '-P', '1'] },
       { name: 'trafgen', available: has('trafgen'), cmd: (n) => ['trafgen', '--dev', L.ifA, '--conf', cfg, '--num', String(n), '--no-cpu-stats', '-Q'] },
       { name: 'tcpreplay --topspeed', available: has('tcpreplay'), cmd: (n) => ['tcpreplay', '-q', '-i', L.ifA, '--topspeed', '--preload-pcap', `--loop=${Math.ceil(n / 1000)}`, pcap] },
-      { name: 'naive cap.send loop', available: true, cmd: (n) => [process.execPath, naive, L.ifA, frame.toString('hex'), String(n)] },
+      { name: 'naive pcap_inject loop', available: true, cmd: (n) => [process.execPath, naive, L.ifA, frame.toString('hex'), String(n)] },
     ];
 
     console.log(`rawpoll bench: veth pair ${L.ifA} -> ${L.ifB} in namespaces ${L.a}/${L.b}; ${COUNT} frames of 60 bytes per run ` +
@@ -220,7 +219,7 @@ async function main(): Promise<void> {
   }
 
   if (!QUICK) {
-    // The foundation's own figure (issue 2): `rawpoll send -c` next to a naive cap.send loop, same lab kind.
+    // The foundation's own figure (issue 2): `rawpoll send -c` next to a naive pcap_inject loop, same lab kind.
     console.log('');
     printSendBench(benchSend(COUNT >= 100000 ? 100000 : COUNT, ROUNDS), COUNT >= 100000 ? 100000 : COUNT);
     // netdump (issue 4): 100 MB on the veth and on a 20 ms delay link, kernel rounds vs windows vs socat.

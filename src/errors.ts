@@ -19,3 +19,21 @@ export class RuntimeError extends Error {
     this.name = 'RuntimeError';
   }
 }
+
+/** The link is down (administratively, or no carrier): a sender may wait for it, queue, or count what it could not send. */
+export class LinkDownError extends RuntimeError {
+  readonly code = 'ENETDOWN';
+  constructor(readonly iface: string) {
+    super(`link ${iface} is down`);
+    this.name = 'LinkDownError';
+  }
+}
+
+/** The interface was deleted (or replaced by another of the same name): nothing will bring this one back. */
+export class LinkGoneError extends RuntimeError {
+  readonly code = 'ENXIO';
+  constructor(readonly iface: string) {
+    super(`interface ${iface} disappeared`);
+    this.name = 'LinkGoneError';
+  }
+}

@@ -1,16 +1,10 @@
 /**
  * The native TX fast path (native/, an N-API addon): an AF_PACKET socket on the interface and a send loop in C that
  * hands the kernel batches of frames with sendmmsg, paced on CLOCK_MONOTONIC, patching per-frame fields itself.
- * Linux only, and only when built (`npm run build:native`); the pcap engine stays the portable path.
+ * The pcap engine (pcap_inject through our libpcap binding, one frame per call) is the simpler path beside it.
  */
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { RuntimeError, UsageError } from '../errors.js';
-
-const require = createRequire(import.meta.url);
-const here = dirname(fileURLToPath(import.meta.url));
+import { addonLoadError, loadAddon, tryLoadAddon, type Addon } from './addon.js';
 
 export type Engine = 'pcap' | 'native';
 
@@ -89,71 +83,14 @@ export interface NativeBlastResult extends NativeProgress {
   nextSeq: number[];
 }
 
-interface Addon {
-  open(ifname: string, opts?: { qdiscBypass?: boolean; sndbuf?: number }): { fd: number; ifindex: number; qdiscBypass: boolean };
-  close(fd: number): void;
-  sendBatch(fd: number, buf: Buffer, offsets: Uint32Array, lengths: Uint32Array): NativeBatchResult;
-  blast(p: NativeBlastParams, onProgress: (p: NativeProgress) => void, onDone: (err: Error | null, r?: NativeBlastResult) => void): { stop(): void; threads: number };
-  muteStderr?(): number;
-  restoreStderr?(fd: number): void;
-}
-
-/**
- * Runs `fn` with file descriptor 2 pointed at /dev/null when the addon can do it (else just runs it): for C code that
- * prints warnings we know to be harmless (cap's "no IPv4 address assigned").
- */
-export function withStderrMuted<T>(fn: () => T): T {
-  const a = tryLoad();
-  const saved = a?.muteStderr ? a.muteStderr() : -1;
-  try {
-    return fn();
-  } finally {
-    if (saved >= 0) a!.restoreStderr!(saved);
-  }
-}
-
-/** Where the addon is looked for: $RAWPOLL_NATIVE, then native/build/Release under the package root. */
-export function nativeAddonPath(): string {
-  if (process.env.RAWPOLL_NATIVE) return process.env.RAWPOLL_NATIVE;
-  // src/link (tsx/ts-node) or dist/src/link (compiled): the package root is the first ancestor with native/.
-  for (const up of ['../..', '../../..']) {
-    const p = resolve(here, up, 'native', 'build', 'Release', 'rawpoll_native.node');
-    if (existsSync(p)) return p;
-  }
-  return resolve(here, '../../..', 'native', 'build', 'Release', 'rawpoll_native.node');
-}
-
-let cached: Addon | null = null;
-let loadError: string | null = null;
-
-function tryLoad(): Addon | null {
-  if (cached || loadError) return cached;
-  if (process.platform !== 'linux') {
-    loadError = `the native engine needs Linux (AF_PACKET); this is ${process.platform}`;
-    return null;
-  }
-  const p = nativeAddonPath();
-  if (!existsSync(p)) {
-    loadError = `the native engine is not built (no ${p}); build it with "npm run build:native" (needs a C++ compiler and node-gyp)`;
-    return null;
-  }
-  try {
-    cached = require(p) as Addon;
-  } catch (e) {
-    loadError = `cannot load the native engine ${p}: ${(e as Error).message}; rebuild it with "npm run build:native"`;
-  }
-  return cached;
-}
-
 export function nativeAvailable(): boolean {
-  return tryLoad() !== null;
+  return tryLoadAddon() !== null;
 }
 
-/** The addon, or a RuntimeError saying how to build it (and that --engine pcap works without it). */
+/** The addon for the native engine, or a RuntimeError saying how to build it. */
 export function loadNative(): Addon {
-  const a = tryLoad();
-  if (!a) throw new RuntimeError(`${loadError}; or use --engine pcap`);
-  return a;
+  if (!tryLoadAddon()) throw new RuntimeError(`${addonLoadError()} (both --engine native and --engine pcap need it)`);
+  return loadAddon();
 }
 
 /** 'native' when the addon is built and loads, else 'pcap'. */

@@ -1,28 +1,23 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import type { Cap as CapT } from 'cap';
-import { networkInterfaces } from 'node:os';
-import { RuntimeError } from '../errors.js';
-import { withStderrMuted } from './native.js';
+/**
+ * One libpcap handle on one interface through rawpoll's own binding (native/src/pcap.cc): injection with
+ * pcap_inject, a BPF-filtered receive side delivered in batches, pcap_stats, timestamp type and precision.
+ *
+ * It rides out link outages (README, "When the link goes down"): libpcap reports a link taken down as an error on
+ * the capture socket, after which the handle is closed and, when the link is back, opened again with the same
+ * filter and options; frame handlers stay registered throughout. While the link is down send() throws
+ * LinkDownError; once the interface is gone, LinkGoneError. Its LinkWatch (`watch`) emits 'down', 'up' and 'gone'.
+ */
+import { readFileSync } from 'node:fs';
+import { LinkDownError, LinkGoneError, RuntimeError, UsageError } from '../errors.js';
+import { loadAddon, type PcapHandle, type PcapStats } from './addon.js';
+import { LinkWatch } from './watch.js';
 
-const require = createRequire(import.meta.url);
-
-/** Large enough for a jumbo frame; libpcap copies each captured frame here before the 'packet' event. */
-const RX_BUF_LEN = 65536;
 const SEND_RETRY_LIMIT_MS = 2000;
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 const CAP_NET_RAW = 13;
-/**
- * cap's handles must never be garbage-collected: after close() its uv_poll handle is stopped but never uv_close'd, and
- * a handle whose pcap_activate failed is half set up — either way its destructor crashes the process (uv_poll_stop
- * assertion, or a segfault in EmitDestroy). So every Cap object we create stays referenced here for the process's life
- * (a few hundred bytes each; rawpoll opens a handful), and we check what we can before calling open at all.
- */
-const retiredHandles: unknown[] = [];
-
-function hasIpv4Address(iface: string): boolean {
-  return (networkInterfaces()[iface] ?? []).some((a) => a.family === 'IPv4');
-}
+const DLT_EN10MB = 1;
+/** Most frames one receive batch holds (the data buffer may end a batch sooner). */
+const BATCH_FRAMES = 4096;
 
 function hasNetRaw(): boolean {
   try {
@@ -33,61 +28,167 @@ function hasNetRaw(): boolean {
   }
 }
 
-export type FrameHandler = (frame: Buffer) => void;
+/**
+ * Called for every captured frame. `frame` is a view into the batch buffer, valid only during the call; the
+ * timestamp is libpcap's (the kernel's, for Linux): seconds and the fraction in ns (`link.nanosecond`) or µs.
+ */
+export type FrameHandler = (frame: Buffer, tsSec: number, tsFrac: number) => void;
 
-/** One libpcap handle (npm `cap`) on one interface: injection with pcap_sendpacket and a BPF-filtered receive side. */
+export interface PcapLinkOptions {
+  /** BPF expression for what to receive (default 'arp'). */
+  filter?: string;
+  /** Kernel capture ring in bytes (pcap_set_buffer_size). */
+  bufferBytes?: number;
+  /** Bytes kept of each frame (default 65535). */
+  snaplen?: number;
+  /** Promiscuous mode (default on, as tcpdump; off = only frames for this host, broadcast and multicast). */
+  promisc?: boolean;
+  /** Deliver each frame as it comes (default) or let the kernel fill blocks for up to timeoutMs (fewer wake-ups). */
+  immediate?: boolean;
+  timeoutMs?: number;
+  /** pcap_set_tstamp_type: 'host', 'adapter', 'adapter_unsynced', … (pcapTimestampTypes(IF) lists them). */
+  tstampType?: string;
+  /** Nanosecond timestamps instead of microseconds. */
+  nanosecond?: boolean;
+}
+
+/** What pcap_set_tstamp_type accepts on IF (libpcap's names). */
+export function pcapTimestampTypes(iface: string): string[] {
+  return loadAddon().pcapTstampTypes(iface);
+}
+
 export class PcapLink {
   readonly iface: string;
-  /** Kept on the object: cap writes every captured frame into it, so it must live as long as the handle. */
-  private readonly rxBuf = Buffer.alloc(RX_BUF_LEN);
-  private readonly cap: CapT;
+  readonly watch: LinkWatch;
+  /** Timestamps handed to frame handlers are ns (true) or µs (false). */
+  readonly nanosecond: boolean;
+  private readonly opts: PcapLinkOptions & { filter: string };
+  private readonly data: Buffer;
+  private readonly meta = new Uint32Array(5 * BATCH_FRAMES);
+  private handle: PcapHandle | null = null;
   private readonly handlers: FrameHandler[] = [];
   private closed = false;
+  /** Stats of the handles this link closed (outages reopen it): stats() adds the open one's. */
+  private statsBefore: PcapStats = { received: 0, dropped: 0, ifdropped: 0 };
+  private reopenTimer: NodeJS.Timeout | null = null;
   /** How many sends had to wait for the kernel queue (EAGAIN/ENOBUFS) before going through. */
   sendRetries = 0;
+  /** How many times the capture handle was opened again after an outage. */
+  reopens = 0;
 
-  private constructor(iface: string, cap: CapT) {
+  private constructor(iface: string, opts: PcapLinkOptions & { filter: string }) {
     this.iface = iface;
-    this.cap = cap;
-  }
-
-  /** Opens IF for capture and injection. `filter` is a BPF expression for what we want to receive. */
-  static open(iface: string, filter = 'arp', bufferBytes = 4 << 20): PcapLink {
-    let CapCtor: typeof CapT;
-    try {
-      CapCtor = require('cap').Cap;
-    } catch (e) {
-      throw new RuntimeError(`the libpcap binding (npm cap) is not built: ${(e as Error).message}; run "npm ci" with libpcap-dev installed`);
+    this.opts = opts;
+    this.data = Buffer.allocUnsafe((1 << 20) + (opts.snaplen ?? 65535));
+    this.watch = new LinkWatch(iface);
+    this.handle = this.openHandle();
+    this.nanosecond = this.handle.nanosecond;
+    if (this.handle.linktype !== DLT_EN10MB) {
+      const name = this.handle.linktypeName;
+      this.close();
+      throw new RuntimeError(`${iface} is not an Ethernet link (libpcap says ${name}); rawpoll builds Ethernet frames`);
     }
-    if (!hasNetRaw()) {
-      throw new RuntimeError(explainOpenError(iface, 'this process lacks CAP_NET_RAW'));
-    }
-    if (existsSync('/sys/class/net') && !existsSync(`/sys/class/net/${iface}`)) {
-      throw new RuntimeError(explainOpenError(iface, 'No such device'));
-    }
-    const cap = new CapCtor();
-    retiredHandles.push(cap);
-    const link = new PcapLink(iface, cap);
-    try {
-      // With no IPv4 address on the link cap prints libpcap's netmask warning to fd 2: expected here, so muted.
-      const open = () => cap.open(iface, filter, bufferBytes, link.rxBuf);
-      const linktype = hasIpv4Address(iface) ? open() : withStderrMuted(open);
-      if (linktype !== 'ETHERNET') {
-        cap.close();
-        throw new RuntimeError(`${iface} is not an Ethernet link (libpcap says ${linktype}); rawpoll builds Ethernet frames`);
-      }
-    } catch (e) {
-      if (e instanceof RuntimeError) throw e;
-      throw new RuntimeError(explainOpenError(iface, (e as Error).message));
-    }
-    cap.on('packet', (nbytes: number) => {
-      const frame = link.rxBuf.subarray(0, nbytes);
-      for (const h of link.handlers) h(frame);
+    this.watch.on('up', () => {
+      if (!this.handle) this.reopen();
     });
-    return link;
+    this.watch.on('gone', () => this.dropHandle());
   }
 
-  /** Called for every captured frame; the Buffer is a view into the receive buffer, valid only during the call. */
+  /**
+   * Opens IF for capture and injection. `filter` is a BPF expression for what we want to receive; `bufferBytes` the
+   * kernel's capture ring.
+   */
+  static open(iface: string, filter = 'arp', bufferBytes = 4 << 20, opts: PcapLinkOptions = {}): PcapLink {
+    loadAddon();
+    if (!hasNetRaw()) throw new RuntimeError(explainOpenError(iface, 'this process lacks CAP_NET_RAW', 'EPERM'));
+    if (loadAddon().linkState(iface).index === 0) throw new RuntimeError(explainOpenError(iface, 'No such device', 'ENODEV'));
+    return new PcapLink(iface, { bufferBytes, ...opts, filter: opts.filter ?? filter });
+  }
+
+  private openHandle(): PcapHandle {
+    const o = this.opts;
+    try {
+      return loadAddon().pcapOpen(this.iface, {
+        snaplen: o.snaplen ?? 65535, bufferSize: o.bufferBytes, promisc: o.promisc ?? true, immediate: o.immediate ?? true,
+        timeoutMs: o.timeoutMs ?? 10, tstampType: o.tstampType, nanosecond: o.nanosecond ?? false, filter: o.filter,
+        data: this.data, meta: this.meta,
+      }, (n) => this.deliver(n), (msg, code) => this.onHandleError(msg, code));
+    } catch (e) {
+      const err = e as Error & { code?: string };
+      if (err.code === 'EINVAL' && /filter/.test(err.message)) throw new UsageError(err.message);
+      if (err.code === 'ENOTSUP') throw new UsageError(`${err.message} (supported here: ${pcapTimestampTypes(this.iface).join(', ') || 'none'})`);
+      throw new RuntimeError(explainOpenError(this.iface, err.message, err.code ?? ''));
+    }
+  }
+
+  private deliver(n: number): void {
+    const m = this.meta;
+    const hs = this.handlers;
+    for (let i = 0, k = 0; i < n; i++, k += 5) {
+      const frame = this.data.subarray(m[k], m[k] + m[k + 1]);
+      for (let j = 0; j < hs.length; j++) hs[j](frame, m[k + 3], m[k + 4]);
+    }
+  }
+
+  /** The capture socket failed: an outage (wait for the link), the end (gone), or a fault worth one reopen. */
+  private onHandleError(msg: string, code: string): void {
+    this.dropHandle();
+    if (this.closed) return;
+    const s = this.watch.check();
+    if (s === 'up') this.scheduleReopen(msg, code);
+  }
+
+  private dropHandle(): void {
+    if (this.reopenTimer) clearTimeout(this.reopenTimer);
+    this.reopenTimer = null;
+    if (!this.handle) return;
+    try {
+      const s = this.handle.stats();
+      this.statsBefore = { received: this.statsBefore.received + s.received, dropped: this.statsBefore.dropped + s.dropped, ifdropped: this.statsBefore.ifdropped + s.ifdropped };
+    } catch {
+      /* the socket is gone with the interface: its last counts are lost with it */
+    }
+    this.handle.close();
+    this.handle = null;
+  }
+
+  private reopen(): void {
+    if (this.closed || this.handle || this.watch.status !== 'up') return;
+    try {
+      this.handle = this.openHandle();
+      this.reopens++;
+    } catch {
+      this.scheduleReopen(); // flapped again between the watch's read and the open: try once the state settles
+    }
+  }
+
+  private scheduleReopen(msg?: string, code?: string): void {
+    if (this.reopenTimer || this.closed) return;
+    this.reopenTimer = setTimeout(() => {
+      this.reopenTimer = null;
+      if (this.watch.check() === 'up') this.reopen();
+    }, 100);
+    this.reopenTimer.unref();
+    if (msg !== undefined) this.lastError = `${msg}${code ? ` (${code})` : ''}`;
+  }
+
+  /** The last receive-side error libpcap reported that was not an outage (for diagnostics). */
+  lastError: string | null = null;
+
+  /** 'up', 'down' or 'gone', as last seen. */
+  get status(): 'up' | 'down' | 'gone' {
+    return this.watch.status;
+  }
+
+  /** Frames received and dropped by the capture ring, over every handle this link has had. */
+  stats(): PcapStats {
+    const b = this.statsBefore;
+    if (!this.handle) return { ...b };
+    const s = this.handle.stats();
+    return { received: b.received + s.received, dropped: b.dropped + s.dropped, ifdropped: b.ifdropped + s.ifdropped };
+  }
+
+  /** Called for every captured frame (see FrameHandler). Returns the function that removes the handler. */
   onFrame(h: FrameHandler): () => void {
     this.handlers.push(h);
     return () => {
@@ -97,25 +198,30 @@ export class PcapLink {
   }
 
   /**
-   * pcap_sendpacket. cap puts the handle in non-blocking mode, so a full device queue answers EAGAIN/ENOBUFS:
-   * wait (a real sleep, not a spin) and try again — a frame is never dropped silently.
+   * pcap_inject. The handle is non-blocking, so a full device queue answers EAGAIN/ENOBUFS: wait (a real sleep, not a
+   * spin) and try again — a frame is never dropped silently. A down link throws LinkDownError, a vanished one
+   * LinkGoneError: the caller decides whether to queue, count or stop.
    */
   send(frame: Uint8Array): void {
     if (this.closed) throw new RuntimeError(`link ${this.iface} is closed`);
-    const buf = Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+    if (this.watch.status === 'gone') throw new LinkGoneError(this.iface);
+    if (!this.handle || this.watch.status === 'down') throw new LinkDownError(this.iface);
     let waitedMs = 0;
     let backoffMs = 0.05;
     for (;;) {
       try {
-        this.cap.send(buf, buf.length);
+        this.handle.inject(frame);
         return;
       } catch (e) {
-        const msg = (e as Error).message;
-        if (!/temporarily unavailable|no buffer space|EAGAIN|ENOBUFS/i.test(msg)) {
-          throw new RuntimeError(`send on ${this.iface} failed: ${msg}`);
+        const err = e as Error & { code?: string };
+        if (err.code !== 'EAGAIN' && err.code !== 'ENOBUFS') {
+          const s = this.watch.check();
+          if (s === 'gone') throw new LinkGoneError(this.iface);
+          if (s === 'down' || err.code === 'ENETDOWN') throw new LinkDownError(this.iface);
+          throw new RuntimeError(`send on ${this.iface} failed: ${err.message}`);
         }
         if (waitedMs > SEND_RETRY_LIMIT_MS) {
-          throw new RuntimeError(`send on ${this.iface}: the device queue stayed full for ${SEND_RETRY_LIMIT_MS} ms (${msg})`);
+          throw new RuntimeError(`send on ${this.iface}: the device queue stayed full for ${SEND_RETRY_LIMIT_MS} ms (${err.message})`);
         }
         this.sendRetries++;
         Atomics.wait(sleepCell, 0, 0, backoffMs);
@@ -129,22 +235,19 @@ export class PcapLink {
     if (this.closed) return;
     this.closed = true;
     this.handlers.length = 0;
-    try {
-      this.cap.close();
-    } catch {
-      /* already closed by libpcap */
-    }
+    this.dropHandle();
+    this.watch.close();
   }
 }
 
-function explainOpenError(iface: string, msg: string): string {
-  if (/permission|not permitted|EPERM|EACCES|CAP_NET_RAW/i.test(msg)) {
+function explainOpenError(iface: string, msg: string, code: string): string {
+  if (code === 'EPERM' || /permission|not permitted|EPERM|EACCES|CAP_NET_RAW/i.test(msg)) {
     return `no permission to open ${iface} for raw access (${msg}); run as root (sudo) or give node CAP_NET_RAW and CAP_NET_ADMIN`;
   }
-  if (/No such device|doesn't exist|not exist/i.test(msg)) {
+  if (code === 'ENODEV' || /No such device|doesn't exist|not exist/i.test(msg)) {
     return `no interface '${iface}' (${msg})`;
   }
-  if (/not up|down/i.test(msg)) {
+  if (code === 'ENETDOWN') {
     return `interface ${iface} is down (${msg}); bring it up with: ip link set ${iface} up`;
   }
   return `cannot open ${iface} with libpcap: ${msg}`;

@@ -2,13 +2,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RuntimeError, UsageError } from '../../src/errors.js';
 
-test('native loader: a clear RuntimeError naming the build command when the addon is missing', async () => {
+test('addon loader: a clear RuntimeError naming the build command when the addon is missing, for both engines', async () => {
   process.env.RAWPOLL_NATIVE = '/nonexistent/rawpoll_native.node';
   const m = await import('../../src/link/native.js');
+  const { PcapLink } = await import('../../src/link/pcap.js');
   assert.equal(m.nativeAvailable(), false);
-  assert.equal(m.defaultEngine(), 'pcap');
-  assert.throws(() => m.loadNative(), (e: unknown) => e instanceof RuntimeError && /npm run build:native/.test(e.message) && /--engine pcap/.test(e.message));
+  assert.throws(() => m.loadNative(), (e: unknown) => e instanceof RuntimeError && /npm run build/.test(e.message) && /--engine pcap/.test(e.message));
   assert.throws(() => m.NativeLink.open('lo'), RuntimeError);
+  assert.throws(() => PcapLink.open('lo'), (e: unknown) => e instanceof RuntimeError && /npm run build/.test(e.message) && /libpcap-dev/.test(e.message));
   delete process.env.RAWPOLL_NATIVE;
 });
 

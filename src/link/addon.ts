@@ -1,0 +1,113 @@
+/**
+ * rawpoll's native addon (native/, N-API): our libpcap binding and the AF_PACKET batch sender. Every link goes
+ * through it, so it is built by `npm run build` (needs libpcap-dev and a C++ compiler) and loaded once here.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RuntimeError } from '../errors.js';
+import type { NativeBatchResult, NativeBlastParams, NativeBlastResult, NativeProgress } from './native.js';
+
+const require = createRequire(import.meta.url);
+const here = dirname(fileURLToPath(import.meta.url));
+
+export interface PcapStats {
+  /** Frames the kernel handed the socket (that passed the filter). */
+  received: number;
+  /** Frames dropped because the capture ring was full: ours, not the network's. */
+  dropped: number;
+  /** Frames the interface/driver dropped (as the kernel reports it; often 0 on Linux). */
+  ifdropped: number;
+}
+
+export interface PcapOpenParams {
+  snaplen?: number;
+  bufferSize?: number;
+  promisc?: boolean;
+  immediate?: boolean;
+  timeoutMs?: number;
+  tstampType?: string;
+  nanosecond?: boolean;
+  filter?: string;
+  /** Receive batch: frames are copied here back to back; meta holds [offset, caplen, wirelen, sec, frac] each. */
+  data?: Buffer;
+  meta?: Uint32Array;
+}
+
+export interface PcapHandle {
+  readonly linktype: number;
+  readonly linktypeName: string;
+  readonly nanosecond: boolean;
+  readonly snaplen: number;
+  readonly fd: number;
+  readonly warning: string | null;
+  setFilter(expr: string): void;
+  /** Bytes sent, or throws an Error whose `code` is the errno name (EAGAIN, ENOBUFS, ENETDOWN, ENXIO, ...). */
+  inject(frame: Uint8Array): number;
+  stats(): PcapStats;
+  close(): void;
+}
+
+export interface LinkStateRaw {
+  /** 0: no interface of that name in this network namespace. */
+  index: number;
+  up: boolean;
+  running: boolean;
+}
+
+export interface Addon {
+  open(ifname: string, opts?: { qdiscBypass?: boolean; sndbuf?: number }): { fd: number; ifindex: number; qdiscBypass: boolean };
+  close(fd: number): void;
+  sendBatch(fd: number, buf: Buffer, offsets: Uint32Array, lengths: Uint32Array): NativeBatchResult;
+  blast(p: NativeBlastParams, onProgress: (p: NativeProgress) => void, onDone: (err: Error | null, r?: NativeBlastResult) => void): { stop(): void; threads: number };
+  pcapOpen(ifname: string, opts: PcapOpenParams, onBatch: (n: number) => void, onError: (msg: string, code: string) => void): PcapHandle;
+  pcapTstampTypes(ifname: string): string[];
+  linkState(ifname: string): LinkStateRaw;
+  pcapLibVersion(): string;
+}
+
+/** Where the addon is looked for: $RAWPOLL_NATIVE, then native/build/Release under the package root. */
+export function nativeAddonPath(): string {
+  if (process.env.RAWPOLL_NATIVE) return process.env.RAWPOLL_NATIVE;
+  // src/link (tsx/ts-node) or dist/src/link (compiled): the package root is the first ancestor with native/.
+  for (const up of ['../..', '../../..']) {
+    const p = resolve(here, up, 'native', 'build', 'Release', 'rawpoll_native.node');
+    if (existsSync(p)) return p;
+  }
+  return resolve(here, '../../..', 'native', 'build', 'Release', 'rawpoll_native.node');
+}
+
+let cached: Addon | null = null;
+let loadError: string | null = null;
+
+export function tryLoadAddon(): Addon | null {
+  if (cached || loadError) return cached;
+  if (process.platform !== 'linux') {
+    loadError = `rawpoll's links need Linux (AF_PACKET, libpcap's TPACKET_V3); this is ${process.platform}`;
+    return null;
+  }
+  const p = nativeAddonPath();
+  if (!existsSync(p)) {
+    loadError = `rawpoll's native addon is not built (no ${p}); build it with "npm run build" (needs libpcap-dev, a C++ compiler and node-gyp)`;
+    return null;
+  }
+  try {
+    cached = require(p) as Addon;
+  } catch (e) {
+    loadError = `cannot load rawpoll's native addon ${p}: ${(e as Error).message}; rebuild it with "npm run build:native"`;
+  }
+  return cached;
+}
+
+/** The addon, or a RuntimeError saying how to build it. */
+export function loadAddon(): Addon {
+  const a = tryLoadAddon();
+  if (!a) throw new RuntimeError(loadError!);
+  return a;
+}
+
+export function addonLoadError(): string | null {
+  tryLoadAddon();
+  return loadError;
+}
