@@ -10,7 +10,7 @@
 //   close(fd)
 //   sendBatch(fd, buf, offsets: Uint32Array, lengths: Uint32Array) -> {sent, waits, errno, error}
 //   blast(params, onProgress(p), onDone(err, result)) -> {stop(), threads}  (onDone once per sender thread)
-//   muteStderr() -> savedFd, restoreStderr(savedFd)   (see below)
+//   and, from pcap.cc, our libpcap binding: pcapOpen, pcapTstampTypes, linkState, pcapLibVersion
 // Nothing is dropped silently: EAGAIN/ENOBUFS wait for the queue (poll / a short sleep) and are counted as `waits`;
 // any other error stops the run and the frames the kernel refused are returned as `notSent`.
 
@@ -34,6 +34,10 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+namespace rawpoll_pcap {
+void RegisterPcap(Napi::Env env, Napi::Object exports);  // pcap.cc: our libpcap binding
+}
 
 namespace {
 
@@ -651,35 +655,8 @@ Napi::Value Blast(const Napi::CallbackInfo& info) {
   return handle;
 }
 
-// cap's open() prints "Warning: IF: no IPv4 address assigned - This may not actually work" straight to fd 2 when the
-// interface has no address (libpcap's netmask lookup for BPF). rawpoll works on such links by design (netdump's case),
-// so PcapLink points fd 2 at /dev/null around that one call. Errors are not lost: cap throws them as exceptions.
-Napi::Value MuteStderr(const Napi::CallbackInfo& info) {
-  fflush(stderr);
-  int saved = dup(2);
-  int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
-  if (saved < 0 || devnull < 0 || dup2(devnull, 2) < 0) {
-    if (saved >= 0) close(saved);
-    if (devnull >= 0) close(devnull);
-    return Napi::Number::New(info.Env(), -1);
-  }
-  close(devnull);
-  return Napi::Number::New(info.Env(), saved);
-}
-
-Napi::Value RestoreStderr(const Napi::CallbackInfo& info) {
-  int saved = info[0].As<Napi::Number>().Int32Value();
-  if (saved >= 0) {
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-  }
-  return info.Env().Undefined();
-}
-
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("muteStderr", Napi::Function::New(env, MuteStderr, "muteStderr"));
-  exports.Set("restoreStderr", Napi::Function::New(env, RestoreStderr, "restoreStderr"));
+  rawpoll_pcap::RegisterPcap(env, exports);
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("sendBatch", Napi::Function::New(env, SendBatch, "sendBatch"));
