@@ -3,6 +3,7 @@ import { UsageError } from '../errors.js';
 import { parseIpv4, parseSource } from '../wire/addr.js';
 import { parseMac } from '../wire/mac.js';
 import type { SenderOptions } from '../tx/sender.js';
+import type { LinkDownEvent, LinkUpEvent, LinkWatch } from '../link/watch.js';
 
 /** Options every sending command shares: where from, how to reach the next hop, and the IPv4/UDP profile. */
 export interface FrameFlags {
@@ -129,5 +130,43 @@ export function onStopSignal(handler: (sig: StopSignal) => void): () => void {
   return () => {
     process.removeListener('SIGINT', onInt);
     process.removeListener('SIGTERM', onTerm);
+  };
+}
+
+/**
+ * One event line: in --json a JSON object on stdout (one per line, the run's summary last), else one human line on
+ * stderr, prefixed with the command, so that stdout keeps only the summary for scripts that read it.
+ */
+export type EventWriter = (e: Record<string, unknown>, human: string) => void;
+
+export function eventWriter(command: string, json: boolean | undefined): EventWriter {
+  return (e, human) => {
+    if (json) process.stdout.write(JSON.stringify(e) + '\n');
+    else process.stderr.write(`rawpoll ${command}: ${human}\n`);
+  };
+}
+
+/**
+ * The link-state policy's report (README, "When the link goes down"): one event when the link goes down, one when it
+ * is back with how long it was down; `onGone` is told when the interface disappears (the command then prints its
+ * summary and exits 1 with "interface IF disappeared"). Returns the function that stops reporting.
+ */
+export function reportLinkEvents(watch: LinkWatch, ev: EventWriter, onGone?: () => void): () => void {
+  const down = (e: LinkDownEvent) =>
+    ev({ event: 'link-down', iface: e.iface, at: new Date(e.at).toISOString() }, `link ${e.iface} down; waiting for it to come back`);
+  const up = (e: LinkUpEvent) =>
+    ev({ event: 'link-up', iface: e.iface, at: new Date(e.at).toISOString(), downMs: e.downMs },
+      `link ${e.iface} up again after ${(e.downMs / 1000).toFixed(2)} s down`);
+  const gone = (e: LinkDownEvent) => {
+    ev({ event: 'link-gone', iface: e.iface, at: new Date(e.at).toISOString() }, `interface ${e.iface} disappeared`);
+    onGone?.();
+  };
+  watch.on('down', down);
+  watch.on('up', up);
+  watch.on('gone', gone);
+  return () => {
+    watch.removeListener('down', down);
+    watch.removeListener('up', up);
+    watch.removeListener('gone', gone);
   };
 }

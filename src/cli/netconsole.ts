@@ -1,16 +1,19 @@
 import { readFileSync } from 'node:fs';
 import { release as osRelease } from 'node:os';
 import { Command } from 'commander';
-import { RuntimeError, UsageError } from '../errors.js';
+import { LinkDownError, LinkGoneError, RuntimeError, UsageError } from '../errors.js';
 import { ifaceInfo, listInterfaces } from '../link/iface.js';
 import {
   NETCONSOLE_DST_PORT, NETCONSOLE_SRC_PORT, NetconsoleFormatter, parseNetconsoleConfig, type NetconsoleFormatOptions,
 } from '../proto/netconsole.js';
 import { UdpSender, type SenderOptions } from '../tx/sender.js';
+import { LinkQueue } from '../tx/linkqueue.js';
 import { followLines, kmsgRecords, streamLines } from '../tx/sources.js';
 import { formatIpv4, parseEndpoint } from '../wire/addr.js';
 import { MAC_BROADCAST, formatMac } from '../wire/mac.js';
-import { addFrameOptions, addLinkOptions, intArg, senderOptionsFromFlags, type FrameFlags } from './common.js';
+import {
+  addFrameOptions, addLinkOptions, eventWriter, intArg, reportLinkEvents, senderOptionsFromFlags, type FrameFlags,
+} from './common.js';
 
 interface NetconsoleFlags extends FrameFlags {
   to?: string;
@@ -25,6 +28,7 @@ interface NetconsoleFlags extends FrameFlags {
   sysdata?: boolean | string;
   broadcast?: boolean;
   count?: string;
+  linkQueue?: string;
 }
 
 const LEVELS = ['emerg', 'alert', 'crit', 'err', 'warning', 'notice', 'info', 'debug'];
@@ -39,6 +43,8 @@ interface Target {
   fmt: NetconsoleFormatter;
   extended: boolean;
   sent: number;
+  /** Datagrams waiting for the link to come back. */
+  queue: LinkQueue;
 }
 
 export function register(program: Command): void {
@@ -64,7 +70,8 @@ export function register(program: Command): void {
     .option('--userdata <KEY=VALUE>', 'append " KEY=VALUE" to every extended message (repeatable)', collect, [])
     .option('--sysdata [FIELDS]', `append kernel-style sysdata lines: comma list of ${SYSDATA_FIELDS.join(',')} (default all)`)
     .option('--broadcast', 'send to ff:ff:ff:ff:ff:ff like the kernel does without a target MAC (no ARP)')
-    .option('-c, --count <N>', 'stop after N messages');
+    .option('-c, --count <N>', 'stop after N messages')
+    .option('--link-queue <N>', 'datagrams kept per target while its link is down, sent when it is back; past N the oldest are dropped and counted', '1000');
   addLinkOptions(cmd);
   addFrameOptions(cmd);
   cmd.addHelpText('after', '\nExamples:\n' +
@@ -180,6 +187,7 @@ async function run(f: NetconsoleFlags): Promise<void> {
     throw new UsageError(`too many --userdata/--sysdata entries (${userdata.length + (sysFields?.size ?? 0)}): the kernel allows ${MAX_ENTRIES}`);
   }
   const plans = planTargets(f);
+  const queueLimit = intArg(f.linkQueue, '--link-queue', 0, 10_000_000)!;
   const rel = osRelease();
   const formatters = plans.map((p) => {
     const o: NetconsoleFormatOptions = { extended: p.extended, level };
@@ -203,7 +211,7 @@ async function run(f: NetconsoleFlags): Promise<void> {
   const targets: Target[] = [];
   try {
     for (let i = 0; i < plans.length; i++) {
-      targets.push({ sender: await UdpSender.open(plans[i].opts), fmt: formatters[i], extended: plans[i].extended, sent: 0 });
+      targets.push({ sender: await UdpSender.open(plans[i].opts), fmt: formatters[i], extended: plans[i].extended, sent: 0, queue: new LinkQueue(queueLimit) });
     }
   } catch (e) {
     for (const t of targets) t.sender.abort();
@@ -218,10 +226,35 @@ async function run(f: NetconsoleFlags): Promise<void> {
   process.once('SIGINT', sigint);
   process.once('SIGTERM', sigterm);
 
-  const event = (e: Record<string, unknown>, human: string) => {
-    if (f.json) process.stdout.write(JSON.stringify(e) + '\n');
-    else process.stderr.write(`rawpoll netconsole: ${human}\n`);
+  const event = eventWriter('netconsole', f.json);
+  // The link-state policy: a target whose link is down queues (--link-queue) and sends when it is back; a vanished
+  // interface ends the run after the summary, with exit 1.
+  let gone: string | null = null;
+  const endGone = (iface: string) => {
+    gone = gone ?? iface;
+    stopReason = `interface ${iface} disappeared`;
+    ac.abort();
   };
+  const send = (t: Target, d: Buffer) => {
+    t.sender.send(d);
+    t.sent++;
+  };
+  const detach = targets.map((t) => {
+    const link = t.sender.link;
+    if (!link) return () => {};
+    const flushOnUp = () => {
+      if (t.queue.length && t.queue.flush((d) => send(t, d))) {
+        event({ event: 'link-queue-flushed', iface: link.iface, sent: t.queue.queuedTotal - t.queue.dropped, dropped: t.queue.dropped },
+          `link ${link.iface}: queued datagrams sent${t.queue.dropped ? `, ${t.queue.dropped} dropped (queue full)` : ''}`);
+      }
+    };
+    link.watch.on('up', flushOnUp);
+    const off = reportLinkEvents(link.watch, event, () => endGone(link.iface));
+    return () => {
+      off();
+      link.watch.removeListener('up', flushOnUp);
+    };
+  });
   const ready = () => {
     const desc = targets.map((t) => {
       const d = t.sender.describe();
@@ -243,10 +276,18 @@ async function run(f: NetconsoleFlags): Promise<void> {
   const sendAll = (make: (t: Target) => Buffer[]) => {
     for (const t of targets) {
       for (const d of make(t)) {
-        t.sender.send(d);
-        t.sent++;
         datagrams++;
         payloadBytes += d.length;
+        if (t.queue.length === 0) {
+          try {
+            send(t, d);
+            continue;
+          } catch (e) {
+            if (e instanceof LinkGoneError) return endGone(e.iface);
+            if (!(e instanceof LinkDownError)) throw e;
+          }
+        }
+        t.queue.push(d);
       }
     }
     messages++;
@@ -284,20 +325,33 @@ async function run(f: NetconsoleFlags): Promise<void> {
     for (const t of targets) t.sender.abort();
     throw e instanceof UsageError || e instanceof RuntimeError ? e : new RuntimeError((e as Error).message);
   } finally {
+    for (const off of detach) off();
     process.removeListener('SIGINT', sigint);
     process.removeListener('SIGTERM', sigterm);
   }
+  // What still waits for a link that did not come back before the end is not sent: counted, never silent.
+  const unsent = targets.map((t) => t.queue.discard());
+  const linkStats = targets.map((t) => t.sender.link?.watch).map((w) => ({ outages: w?.outages ?? 0, downMs: w ? w.downMsTotal + (w.downSince !== null ? Date.now() - w.downSince : 0) : 0 }));
   for (const t of targets) await t.sender.close();
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const summary = {
     event: 'summary', stopped: stopReason, messages, datagrams, payloadBytes, lostKmsgRecords: lost,
     seconds: Math.round(seconds * 1000) / 1000,
-    targets: targets.map((t) => ({ dst: `${formatIpv4(t.sender.dstIp)}:${t.sender.dstPort}`, dstMac: formatMac(t.sender.dstMac), datagrams: t.sent })),
+    targets: targets.map((t, i) => ({
+      dst: `${formatIpv4(t.sender.dstIp)}:${t.sender.dstPort}`, dstMac: formatMac(t.sender.dstMac), datagrams: t.sent,
+      linkOutages: linkStats[i].outages, linkDownMs: linkStats[i].downMs, queuedWhileDown: t.queue.queuedTotal,
+      droppedQueueFull: t.queue.dropped, notSentLinkDown: unsent[i],
+    })),
   };
+  const dropped = summary.targets.reduce((a, t) => a + t.droppedQueueFull + t.notSentLinkDown, 0);
+  const outages = summary.targets.reduce((a, t) => a + t.linkOutages, 0);
   if (f.json) process.stdout.write(JSON.stringify(summary) + '\n');
   else {
     process.stdout.write(`${messages} message${messages === 1 ? '' : 's'} in ${datagrams} datagram${datagrams === 1 ? '' : 's'} (${payloadBytes} bytes) to ` +
-      `${summary.targets.map((t) => t.dst).join(', ')}${lost ? `, ${lost} kernel records lost to overruns` : ''} — stopped: ${stopReason}\n`);
+      `${summary.targets.map((t) => t.dst).join(', ')}${lost ? `, ${lost} kernel records lost to overruns` : ''}` +
+      (outages ? `; ${outages} link outage${outages === 1 ? '' : 's'}, ${summary.targets.reduce((a, t) => a + t.queuedWhileDown, 0)} datagrams queued, ${dropped} dropped while down` : '') +
+      ` — stopped: ${stopReason}\n`);
   }
+  if (gone) throw new LinkGoneError(gone);
   if (!process.stdin.destroyed && !f.kmsg && !f.follow) process.stdin.destroy();
 }

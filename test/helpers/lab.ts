@@ -202,3 +202,23 @@ export async function udpReceiver(lab: Lab, ns: string, port: number, count: num
 export function rxPackets(ns: string, ifname: string): number {
   return Number(must('ip', ['netns', 'exec', ns, 'cat', `/sys/class/net/${ifname}/statistics/rx_packets`]).trim());
 }
+
+/** Takes a link down for `downMs` and brings it back: `ip link set IF down; sleep; ip link set IF up`, as a user would. */
+export async function flap(ns: string, ifname: string, downMs: number): Promise<void> {
+  must('ip', ['-n', ns, 'link', 'set', ifname, 'down']);
+  await new Promise((r) => setTimeout(r, downMs));
+  must('ip', ['-n', ns, 'link', 'set', ifname, 'up']);
+}
+
+/** Waits for a child to exit; rejects naming the signal if it died by one (an abort, a crash) it was not sent. */
+export function exitOf(p: ChildProcess, timeoutMs = 20000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return new Promise((res, rej) => {
+    const done = () => res({ code: p.exitCode, signal: p.signalCode });
+    if (p.exitCode !== null || p.signalCode !== null) return done();
+    const t = setTimeout(() => rej(new Error(`process ${p.pid} still running after ${timeoutMs} ms`)), timeoutMs);
+    p.once('exit', () => {
+      clearTimeout(t);
+      done();
+    });
+  });
+}
