@@ -3,7 +3,7 @@ import { UsageError } from '../errors.js';
 import { parseIpv4 } from '../wire/addr.js';
 import { CollectServer, CollectEvent } from '../rx/collect.js';
 import { OOPS_DEFAULTS } from '../rx/oopscollect.js';
-import { intArg } from './common.js';
+import { intArg, interruptedExitCode, onStopSignal, type StopSignal } from './common.js';
 
 interface CollectFlags {
   dir: string;
@@ -38,7 +38,9 @@ export function register(program: Command): void {
     .command('collect')
     .summary('receive netconsole logs and netoops crash reports into a directory (ordinary UDP sockets)')
     .description('Receive netconsole logs and netoops crash reports on ordinary UDP sockets and write them to a directory\n' +
-      '(no root needed for ports >= 1024). One line per event on stdout: new-host, dump-complete, dump-partial, dropped.')
+      '(no root needed for ports >= 1024). One line per event on stdout: new-host, dump-complete, dump-partial, dropped,\n' +
+      'disk-full, write-resumed. Runs until SIGINT/SIGTERM, then writes open dumps out as partial, prints a summary line\n' +
+      'and exits 0.')
     .requiredOption('-d, --dir <DIR>', 'where logs and dumps go (created if missing)')
     .option('--netconsole [PORT]', 'receive netconsole on this UDP port (kernel default target port: 6666)')
     .option('--oops [PORT]', 'receive netoops on this UDP port (netoops uses 2004)')
@@ -57,6 +59,15 @@ netoops datagrams are grouped by (source address, boot_id, dump_id); the sender'
 and dropped. Garbage never stops the collector: drops are counted by reason (truncated, version, offsets, packet_no,
 too_big, conflict, duplicate, late, backlog) and reported in 'dropped' lines. Memory is bounded by --max-dumps,
 --max-dump-bytes and --max-bytes.
+
+Full disk: a write that fails leaves no temp file and no half netconsole line behind. The first failure prints one
+'disk-full' line (other errors: 'write-error') naming the file and the reason; what is lost after it is only counted,
+until a write succeeds again: then one 'write-resumed' line says how many dumps/records/bytes were lost. Nothing to
+restart: free space and the collector carries on. Temp files (.<name>.tmp-<pid>) that a killed collector left in
+--dir are removed at start ('stale-temp-removed').
+
+Stop: SIGINT or SIGTERM writes open dumps out as partial (reason shutdown), prints the 'summary' line (with
+interrupted=SIGINT|SIGTERM) and exits 0; a second signal exits at once (130/143).
 
 Examples:
   rawpoll collect --dir /var/crash/rawpoll --netconsole 6666 --oops 2004
@@ -84,18 +95,18 @@ Examples:
         onEvent: out,
       });
       out({ event: 'listening', host: f.bind ?? '0.0.0.0', netconsole: server.ports.netconsole ?? undefined, oops: server.ports.oops ?? undefined, dir: f.dir });
-      await new Promise<void>((resolve) => {
-        const stop = () => resolve();
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
+      // Running until stopped is this command's job: a stop exits 0 after the summary (common.ts).
+      const sig = await new Promise<StopSignal>((resolve) => onStopSignal(resolve));
       await server.close();
       const o = server.oops;
       const nonzero = (r: Record<string, number>) => Object.fromEntries(Object.entries(r).filter(([, v]) => v > 0));
+      const failures = nonzero(server.disk.totals);
       out({
-        event: 'summary', host: '-',
+        event: 'summary', host: '-', interrupted: sig,
         ...(o ? { oops_datagrams: o.stats.datagrams, dumps_complete: o.stats.dumpsComplete, dumps_partial: o.stats.dumpsPartial, oops_drops: nonzero(o.drops) } : {}),
         ...(server.nc ? { netconsole: nonzero(server.nc.stats as unknown as Record<string, number>) } : {}),
+        ...(Object.keys(failures).length ? { write_failures: { ...failures, failing_now: server.disk.failing } } : {}),
       });
+      process.exitCode = interruptedExitCode(sig, false);
     });
 }

@@ -1,14 +1,16 @@
 import * as dgram from 'node:dgram';
 import { promises as fsp } from 'node:fs';
 import { RuntimeError } from '../errors.js';
-import { OopsCollector, OopsEvent, OOPS_DEFAULTS } from './oopscollect.js';
+import { OopsCollector, OopsEvent, OOPS_DEFAULTS, DiskWatch, removeStaleTemps } from './oopscollect.js';
 import { NetconsoleCollector } from './nclog.js';
 
 /**
  * `rawpoll collect`: ordinary UDP sockets (receiving needs no raw access) feeding the netconsole and netoops
  * receivers, one event stream out. Events: new-host (once per source address, whichever protocol saw it first),
  * dump-complete, dump-partial, dropped (counts by reason, at most every dropReportMs and at close), plus whatever
- * the netconsole receiver reports.
+ * the netconsole receiver reports. Both receivers share one DiskWatch: disk-full / write-error once per episode,
+ * write-resumed when writing works again. At start, temp files a killed predecessor left are removed
+ * (stale-temp-removed).
  */
 
 export interface CollectEvent {
@@ -49,6 +51,7 @@ export class CollectServer {
   readonly ports: { netconsole: number | null; oops: number | null } = { netconsole: null, oops: null };
   readonly oops: OopsCollector | null = null;
   nc: NetconsoleCollector | null = null;
+  readonly disk: DiskWatch;
   private socks: dgram.Socket[] = [];
   private hosts = new Set<string>();
   private lastDrops = '';
@@ -57,9 +60,11 @@ export class CollectServer {
 
   private constructor(private readonly o: CollectOptions) {
     this.onEvent = o.onEvent;
+    this.disk = new DiskWatch(o.dir, (e) => this.emit(e));
     if (o.oopsPort !== undefined && o.oopsPort !== null) {
       this.oops = new OopsCollector({
         dir: o.dir,
+        disk: this.disk,
         onEvent: (e) => this.emit(e),
         idleMs: o.idleMs ?? OOPS_DEFAULTS.idleMs,
         maxOpenDumps: o.maxOpenDumps,
@@ -71,10 +76,13 @@ export class CollectServer {
 
   static async start(o: CollectOptions): Promise<CollectServer> {
     await fsp.mkdir(o.dir, { recursive: true });
+    // A collector killed mid-write left hidden temp files that hold space nobody can see: remove them first.
+    const stale = await removeStaleTemps(o.dir);
     const s = new CollectServer(o);
+    if (stale.files.length > 0) s.emit({ event: 'stale-temp-removed', host: '-', dir: o.dir, files: stale.files.length, bytes: stale.bytes });
     try {
       if (o.netconsolePort !== undefined && o.netconsolePort !== null) {
-        s.nc = new NetconsoleCollector({ dir: o.dir, onEvent: (e) => s.emit(e) });
+        s.nc = new NetconsoleCollector({ dir: o.dir, disk: s.disk, onEvent: (e) => s.emit(e) });
         const sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20 });
         s.socks.push(sock);
         s.ports.netconsole = await bindSocket(sock, o.netconsolePort, o.bind, 'netconsole');

@@ -12,10 +12,13 @@
  *   source, maxRecordBytes per record, maxSources tracked seq counters / known hosts and maxOpenFiles open log
  *   files (LRU). With the defaults reassembly holds at most 64 x 256 KiB = 16 MiB.
  *   Whatever is dropped is reported as an event; nothing here throws on garbage.
+ * - A write that fails (full disk) is cut back off the log, so the file holds whole records only, and goes to a
+ *   DiskWatch: one line per full-disk episode, and writing resumes by itself with the first datagram that fits.
  */
-import { mkdirSync, openSync, writeSync, closeSync } from 'node:fs';
+import { mkdirSync, openSync, writeSync, closeSync, fstatSync, ftruncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseExtDatagram, NcfragReassembler, type EvictedPartial } from '../proto/netconsole.js';
+import { DiskWatch } from './oopscollect.js';
 
 export interface CollectorEvent { event: string; host: string; [k: string]: unknown }
 
@@ -32,17 +35,21 @@ export interface NetconsoleCollectorOptions {
   maxOpenFiles?: number;
   /** Sources whose seq is tracked (default 4096, least recently heard forgotten first). */
   maxSources?: number;
+  /** Where write failures go; shared with the netoops receiver by `collect`. Default: one for `dir`. */
+  disk?: DiskWatch;
 }
 
 export interface NetconsoleCollectorStats {
   datagrams: number; basic: number; records: number; fragments: number; dropped: number; bytesWritten: number;
+  /** Lines or records not written because the write failed (full disk). */
+  notWritten: number;
 }
 
 interface SourceState { lastSeq: number }
 
 export class NetconsoleCollector {
   readonly dir: string;
-  readonly stats: NetconsoleCollectorStats = { datagrams: 0, basic: 0, records: 0, fragments: 0, dropped: 0, bytesWritten: 0 };
+  readonly stats: NetconsoleCollectorStats = { datagrams: 0, basic: 0, records: 0, fragments: 0, dropped: 0, bytesWritten: 0, notWritten: 0 };
   private readonly onEvent: (e: CollectorEvent) => void;
   private readonly reasm: NcfragReassembler;
   private readonly files = new Map<string, number>();        // host -> fd, in LRU order
@@ -50,6 +57,7 @@ export class NetconsoleCollector {
   private readonly sources = new Map<string, SourceState>();  // "addr:port" -> seq state, in LRU order
   private readonly maxOpenFiles: number;
   private readonly maxSources: number;
+  private readonly disk: DiskWatch;
   private closed = false;
 
   constructor(opts: NetconsoleCollectorOptions) {
@@ -58,6 +66,7 @@ export class NetconsoleCollector {
     this.onEvent = opts.onEvent;
     this.maxOpenFiles = Math.max(1, opts.maxOpenFiles ?? 32);
     this.maxSources = Math.max(1, opts.maxSources ?? 4096);
+    this.disk = opts.disk ?? new DiskWatch(opts.dir, opts.onEvent);
     this.reasm = new NcfragReassembler({
       maxOpen: opts.maxOpenFragments ?? 64,
       maxBytesPerKey: opts.maxBytesPerHost ?? 1024 * 1024,
@@ -111,7 +120,7 @@ export class NetconsoleCollector {
           break;
       }
     } catch (err) {
-      // A full disk or a vanished directory must not kill the receiver; say so and go on.
+      // A receiver bug must not kill the receiver (write failures are the DiskWatch's); say so and go on.
       this.stats.dropped++;
       this.emit({ event: 'error', host, reason: (err as Error).message });
     }
@@ -158,20 +167,31 @@ export class NetconsoleCollector {
 
   private write(host: string, bytes: Buffer): void {
     let fd = this.files.get(host);
-    if (fd === undefined) {
-      while (this.files.size >= this.maxOpenFiles) {
-        const [oldHost, oldFd] = this.files.entries().next().value as [string, number];
-        this.files.delete(oldHost);
-        try { closeSync(oldFd); } catch { /* ignore */ }
-      }
-      fd = openSync(this.logPath(host), 'a');
-    } else {
-      this.files.delete(host);
-    }
-    this.files.set(host, fd);
     let off = 0;
-    while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+    try {
+      if (fd === undefined) {
+        while (this.files.size >= this.maxOpenFiles) {
+          const [oldHost, oldFd] = this.files.entries().next().value as [string, number];
+          this.files.delete(oldHost);
+          try { closeSync(oldFd); } catch { /* ignore */ }
+        }
+        fd = openSync(this.logPath(host), 'a');
+      } else {
+        this.files.delete(host);
+      }
+      this.files.set(host, fd);
+      while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+    } catch (err) {
+      // A full disk takes part of a record: cut it off again, so the log never holds half a line.
+      if (off > 0 && fd !== undefined) {
+        try { ftruncateSync(fd, fstatSync(fd).size - off); } catch { /* the record stays cut */ }
+      }
+      this.stats.notWritten++;
+      this.disk.failed(err, this.logPath(host), { records: 1, bytes: bytes.length });
+      return;
+    }
     this.stats.bytesWritten += bytes.length;
+    this.disk.ok();
   }
 
   private emit(e: CollectorEvent): void {

@@ -1,4 +1,5 @@
 import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import {
   NETOOPS_DATA_BYTES, NetoopsRepr, parseNetoops, decodeUserBlob, netoopsTypeName,
@@ -14,7 +15,9 @@ import {
  * - A dump is written when all packet_count chunks are in, or after `idleMs` without a new chunk (partial), with a
  *   JSON sidecar holding every header field and the list of missing packet_no.
  * - Files are written to a temp name, fsync'ed and renamed: a crash never leaves a half file under a final name.
- *   The .log is renamed before the .json, so a .json always describes a finished .log.
+ *   The .log is renamed before the .json, so a .json always describes a finished .log. A failed write removes its
+ *   temp file (a hidden file would keep a full disk full); removeStaleTemps clears those of a killed predecessor.
+ * - Write failures go to a DiskWatch: a full disk is reported once per episode, not once per dump.
  * - Bounded memory: at most `maxOpenDumps` dumps in reassembly, at most `maxBytesPerDump` bytes each (a datagram
  *   announcing more chunks than that is dropped as `too_big`), at most `maxTotalBytes` buffered in all; going over a
  *   cap writes the least recently active dump out as partial (reason `evicted`). Finished-dump memory is a bounded LRU.
@@ -40,6 +43,8 @@ export interface OopsCollectorOptions {
   /** Finished dumps remembered to recognise late retransmits (LRU), by count and by fingerprint bytes. */
   maxFinished?: number;
   maxFinishedBytes?: number;
+  /** Where write failures go; shared with the netconsole receiver by `collect`. Default: one for `dir`. */
+  disk?: DiskWatch;
 }
 
 export const OOPS_DEFAULTS = {
@@ -143,7 +148,7 @@ export class OopsCollector {
   constructor(opts: OopsCollectorOptions) {
     // An undefined limit means "the default", not "no limit".
     const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
-    this.opts = { ...OOPS_DEFAULTS, ...given } as Required<OopsCollectorOptions>;
+    this.opts = { ...OOPS_DEFAULTS, disk: new DiskWatch(opts.dir, opts.onEvent), ...given } as Required<OopsCollectorOptions>;
     const sweepMs = Math.max(50, Math.min(1000, Math.floor(this.opts.idleMs / 4)));
     this.timer = setInterval(() => this.sweep(Date.now()), sweepMs);
     this.timer.unref();
@@ -288,8 +293,6 @@ export class OopsCollector {
       last_seen: new Date(d.lastSeen).toISOString(),
       log_file: path.basename(log),
     };
-    if (complete) this.stats.dumpsComplete++;
-    else this.stats.dumpsPartial++;
     const ev: OopsEvent = {
       event: complete ? 'dump-complete' : 'dump-partial',
       host: d.host,
@@ -316,14 +319,27 @@ export class OopsCollector {
     }
     const body = Buffer.concat(parts);
     this.pendingWriteBytes += body.length;
+    const disk = this.opts.disk;
     this.writes = this.writes
       .then(async () => {
-        await atomicWrite(log, body);
-        await atomicWrite(sidecar, Buffer.from(JSON.stringify(meta, null, 2) + '\n'));
+        try {
+          await atomicWrite(log, body);
+        } catch (err) {
+          disk.failed(err, log, { dumps: 1 });
+          return;
+        }
+        if (complete) this.stats.dumpsComplete++;
+        else this.stats.dumpsPartial++;
+        try {
+          await atomicWrite(sidecar, Buffer.from(JSON.stringify(meta, null, 2) + '\n'));
+          disk.ok();
+        } catch (err) {
+          // The .log is the crash report itself: keep it, and say its sidecar is missing.
+          disk.failed(err, sidecar, { sidecars: 1 });
+          ev.sidecar = undefined;
+          ev.sidecar_error = (err as Error).message;
+        }
         this.opts.onEvent(ev);
-      })
-      .catch((err: Error) => {
-        this.opts.onEvent({ event: 'write-error', host: d.host, file: log, error: err.message });
       })
       .finally(() => {
         this.pendingWriteBytes -= body.length;
@@ -363,15 +379,123 @@ export class OopsCollector {
   }
 }
 
-/** temp file in the same directory, fsync, rename: readers see the old name absent or the whole file. */
+/** `.<name>.tmp-<pid>`: hidden, and naming the process that writes it, so a successor can tell it was left behind. */
+const TEMP_NAME = /^\..+\.tmp-(\d+)$/;
+
+function tempPath(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}`);
+}
+
+/**
+ * Temp file in the same directory, fsync, rename: readers see the old name absent or the whole file. On any failure
+ * the temp file is removed before the error is passed on: left behind, a hidden half file keeps a full disk full
+ * while deleting the visible logs frees nothing.
+ */
 export async function atomicWrite(file: string, data: Uint8Array): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}`);
-  const fh = await fsp.open(tmp, 'w', 0o644);
+  const tmp = tempPath(file);
+  let fh: FileHandle | null = null;
   try {
+    fh = await fsp.open(tmp, 'w', 0o644);
     await fh.writeFile(data);
     await fh.sync();
-  } finally {
-    await fh.close();
+    const closing = fh;
+    fh = null;
+    await closing.close();
+    await fsp.rename(tmp, file);
+  } catch (err) {
+    await fh?.close().catch(() => {});
+    await fsp.rm(tmp, { force: true }).catch(() => {});
+    throw err;
   }
-  await fsp.rename(tmp, file);
+}
+
+function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return true; // another receiver in this process (tests, a library user) may be writing
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
+  }
+}
+
+/**
+ * Removes the temp files a killed collector left in `dir` (`.<name>.tmp-<pid>` whose pid is no running process).
+ * A collector writing into the same directory right now keeps its own. Call before receiving.
+ */
+export async function removeStaleTemps(dir: string): Promise<{ files: string[]; bytes: number }> {
+  const files: string[] = [];
+  let bytes = 0;
+  for (const name of await fsp.readdir(dir)) {
+    const m = TEMP_NAME.exec(name);
+    const pid = m ? Number(m[1]) : 0;
+    if (!(pid > 0) || pidAlive(pid)) continue;
+    const p = path.join(dir, name);
+    try {
+      const st = await fsp.lstat(p);
+      if (st.isDirectory()) continue;
+      await fsp.unlink(p);
+      files.push(name);
+      bytes += st.size;
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return { files, bytes };
+}
+
+/** What failed writes lost: whole dumps, sidecars of dumps whose .log was written, netconsole records and bytes. */
+export interface WriteLoss {
+  dumps?: number;
+  sidecars?: number;
+  records?: number;
+  bytes?: number;
+}
+
+/** ENOSPC: the filesystem is full; EDQUOT: the user's quota is. Both pass when someone frees space. */
+const DISK_FULL = new Set(['ENOSPC', 'EDQUOT']);
+
+/**
+ * One line per episode of failing writes instead of one per datagram: the first failure says `disk-full` (ENOSPC,
+ * EDQUOT) or `write-error` (anything else) with the file and the reason; later failures with the same error only
+ * count what they lost; the first write that succeeds again says `write-resumed` with the count. One DiskWatch per
+ * directory, shared by the receivers writing into it.
+ */
+export class DiskWatch {
+  /** Episodes and losses since start, for the summary. */
+  readonly totals = { episodes: 0, dumps: 0, sidecars: 0, records: 0, bytes: 0 };
+  private episode: { code: string; since: number; lost: Required<WriteLoss> } | null = null;
+
+  constructor(private readonly dir: string, private readonly onEvent: (e: OopsEvent) => void) {}
+
+  /** True between a failed write and the next one that succeeds. */
+  get failing(): boolean {
+    return this.episode !== null;
+  }
+
+  /** A write succeeded: ends an episode. Cheap when there is none (called per netconsole datagram). */
+  ok(): void {
+    const ep = this.episode;
+    if (!ep) return;
+    this.episode = null;
+    const lost = Object.fromEntries(Object.entries(ep.lost).filter(([, v]) => v > 0).map(([k, v]) => [`lost_${k}`, v]));
+    this.onEvent({ event: 'write-resumed', host: '-', dir: this.dir, after_s: Math.round((Date.now() - ep.since) / 100) / 10, ...lost });
+  }
+
+  failed(err: unknown, file: string, lost: WriteLoss): void {
+    const e = err as NodeJS.ErrnoException;
+    const code = e.code ?? 'unknown';
+    let ep = this.episode;
+    if (ep?.code !== code) {
+      // A new episode, or the same one failing for another reason now (say so: the fix differs).
+      if (!ep) ep = this.episode = { code, since: Date.now(), lost: { dumps: 0, sidecars: 0, records: 0, bytes: 0 } };
+      ep.code = code;
+      this.totals.episodes++;
+      this.onEvent({ event: DISK_FULL.has(code) ? 'disk-full' : 'write-error', host: '-', dir: this.dir, file, error: e.message ?? String(err) });
+    }
+    for (const k of ['dumps', 'sidecars', 'records', 'bytes'] as const) {
+      ep.lost[k] += lost[k] ?? 0;
+      this.totals[k] += lost[k] ?? 0;
+    }
+  }
 }
