@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { parseIpv4, formatIpv4, parsePort } from '../wire/addr.js';
 import { NETDUMP_PORT } from '../proto/netdump.js';
 import { NetdumpServer, type DumpResult } from '../rx/netdumpd.js';
-import { intArg } from './common.js';
+import { intArg, interruptedExitCode, onStopSignal, type StopSignal } from './common.js';
 
 interface ServerFlags {
   dir: string;
@@ -18,38 +18,59 @@ export function register(program: Command): void {
     .summary('receive FreeBSD netdump kernel dumps (a netdumpd-compatible server)')
     .description('A netdumpd-compatible server: listens for netdump heralds on UDP 20023, gives each client its own\n' +
       'socket on a new port connected to client:20024, ACKs every valid message with its seqno, writes VMCORE data\n' +
-      'at its offset into vmcore.<client>.<n> and the decoded kernel dump header into info.<client>.<n>, and\n' +
-      'points vmcore.<client>.last / info.<client>.last at a complete dump. A herald path (rawpoll netdump --path,\n' +
-      'FreeBSD net.netdump.path) picks a subdirectory of --dir; it can never leave --dir.\n' +
-      'Runs until SIGINT/SIGTERM; open sessions then end as "Dump incomplete".')
+      'at its offset into vmcore.<client>.<n>.incomplete and the decoded kernel dump header into info.<client>.<n>;\n' +
+      'when FINISHED comes and all is written, renames the dump to vmcore.<client>.<n> and points\n' +
+      'vmcore.<client>.last / info.<client>.last at it. A herald path (rawpoll netdump --path, FreeBSD\n' +
+      'net.netdump.path) picks a subdirectory of --dir; it can never leave --dir.\n' +
+      'Runs until SIGINT/SIGTERM; open sessions then end as "Dump incomplete: server stopped".')
     .requiredOption('--dir <DIR>', 'directory the dumps go into (must exist)')
     .option('--bind <IP>', 'listen on this address only (also the source of ACKs); default: all')
     .option('--port <PORT>', 'herald port', String(NETDUMP_PORT))
     .option('--timeout <SECONDS>', 'end a session after this long without a message (netdumpd: 600)', '600')
-    .option('--json', 'one JSON object per finished dump instead of log lines')
-    .addHelpText('after', '\nExamples:\n' +
-      '  rawpoll netdump-server --dir /var/crash\n' +
-      '  rawpoll netdump-server --dir /var/crash --bind 10.0.0.9 --timeout 60 --json\n\n' +
-      'Exit codes: 0 stopped by a signal, 1 cannot listen, 2 bad usage.')
+    .option('--json', 'one JSON object per line instead of log lines: {"event":"dump",…} per finished session, {"event":"write-error",…}, {"event":"stop",…}')
+    .addHelpText('after', `
+Incomplete dumps: a dump keeps the name vmcore.<client>.<n>.incomplete unless it completed, so a dump cut short
+(client timed out, write error, server stopped or killed) never looks whole. Its info file ends with a status
+line: "Dump complete", "Dump incomplete: client timed out|server stopped", "Dump unsuccessful: <reason>", or
+"Dump started" when the server died before the end. A new dump never reuses an index that has a vmcore.
+
+Full disk: a write error (ENOSPC …) ends that session at once (the client stops getting ACKs and gives up); the
+reason and the path are printed on stdout ("Dump from client … unsuccessful: write error @ offset … in …: ENOSPC …"),
+in --json as the dump's "error", and as the info file's status line. What was received stays in the .incomplete
+file; free space and the next dump is written normally.
+
+Stop: SIGINT or SIGTERM ends open sessions as "Dump incomplete: server stopped", prints a stop line (--json:
+{"event":"stop","interrupted":"SIGINT",…}) and exits 0; a second signal exits at once (130/143).
+
+Examples:
+  rawpoll netdump-server --dir /var/crash
+  rawpoll netdump-server --dir /var/crash --bind 10.0.0.9 --timeout 60 --json
+
+Exit codes: 0 stopped by a signal, 1 cannot listen, 2 bad usage.`)
     .action(async (f: ServerFlags) => {
       const bind = f.bind !== undefined ? formatIpv4(parseIpv4(f.bind, '--bind')) : undefined;
       const port = parsePort(f.port, '--port');
       const timeoutSec = intArg(f.timeout, '--timeout', 1, 86400)!;
-      const log = f.json ? () => {} : (l: string) => process.stdout.write(l + '\n');
+      const print = (l: string) => process.stdout.write(l + '\n');
+      const log = f.json ? () => {} : print;
       const server = await NetdumpServer.start({ dir: f.dir, bind, port, timeoutSec, log });
-      server.on('dump', (r: DumpResult) => {
-        if (!f.json) return;
-        const kdh = r.kdh ? {
-          hostname: r.kdh.hostname, versionstring: r.kdh.versionstring, panicstring: r.kdh.panicstring,
-          dumplength: Number(r.kdh.dumplength), dumptime: Number(r.kdh.dumptime), parityOk: r.kdh.parityOk,
-        } : null;
-        process.stdout.write(JSON.stringify({ ...r, kdh }) + '\n');
-      });
-      await new Promise<void>((resolve) => {
-        const stop = () => resolve();
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
+      if (f.json) {
+        server.on('dump', (r: DumpResult) => {
+          const kdh = r.kdh ? {
+            hostname: r.kdh.hostname, versionstring: r.kdh.versionstring, panicstring: r.kdh.panicstring,
+            dumplength: Number(r.kdh.dumplength), dumptime: Number(r.kdh.dumptime), parityOk: r.kdh.parityOk,
+          } : null;
+          print(JSON.stringify({ event: 'dump', ...r, kdh }));
+        });
+        // Failures outside a dump's own record (files that cannot be created, an info file that cannot be written).
+        server.on('failure', (e: { client: string; file?: string; error: string }) => print(JSON.stringify({ event: 'write-error', ...e })));
+      }
+      // Running until stopped is this command's job: a stop exits 0 after the stop line (common.ts).
+      const sig = await new Promise<StopSignal>((resolve) => onStopSignal(resolve));
+      const open = server.active;
       await server.close();
+      if (f.json) print(JSON.stringify({ event: 'stop', interrupted: sig, open_sessions: open }));
+      else print(`Stopped by ${sig}: ${open} open dump${open === 1 ? '' : 's'} left as "Dump incomplete: server stopped"`);
+      process.exitCode = interruptedExitCode(sig, false);
     });
 }

@@ -20,6 +20,11 @@ import {
  * - Files: <dir>/[<herald path>/]vmcore.<host>.<n> and info.<host>.<n>, plus *.<host>.last symlinks on completion.
  *   host = the client's address. Herald paths are reduced to plain components under --dir: no '..', no absolute
  *   paths, no following symlinks out of it.
+ * - Unlike netdumpd, a dump is received as vmcore.<host>.<n>.incomplete and renamed to vmcore.<host>.<n> only once
+ *   FINISHED came and everything is written and fsync'ed: a dump cut short by a timeout, a write error, a stop or a
+ *   killed server never looks complete. The info file always ends with one status line: "Dump started" while it
+ *   runs (and forever, if the server is killed), then netdumpd's "Dump complete", "Dump incomplete: <why>" or
+ *   "Dump unsuccessful: <why>".
  */
 
 export interface NetdumpServerOptions {
@@ -39,7 +44,10 @@ export interface DumpResult {
   index: number;
   vmcore: string;
   info: string;
-  status: 'complete' | 'timeout' | 'error';
+  /** stopped: the server was closed (SIGINT/SIGTERM) while the dump was still coming. */
+  status: 'complete' | 'timeout' | 'error' | 'stopped';
+  /** Why an 'error' dump failed: one line naming the file and the reason (e.g. ENOSPC). */
+  error?: string;
   bytes: number;
   messages: number;
   duplicates: number;
@@ -53,6 +61,13 @@ const HERALD_MAX = NETDUMP_HDR_LEN + 1024;
 const PKT_MAX = NETDUMP_HDR_LEN + NETDUMP_DATASIZE;
 /** How long a completed session's socket stays to re-ACK FINISHED: the client gives up after 12 × ~1 s. */
 const LINGER_MS = 15_000;
+/** Suffix of a vmcore still being received (or cut short): removed by the rename that marks it complete. */
+export const INCOMPLETE_SUFFIX = '.incomplete';
+/**
+ * Status while the dump runs. The info file is rewritten in place, never shorter than before (no truncate, so no
+ * moment without a status line): this is the shortest status, and netdumpd's "Dump complete" is only one byte longer.
+ */
+const STATUS_STARTED = 'Dump started';
 
 /** Keep a name to [A-Za-z0-9._-] and never "." or "..": safe as a file name component. */
 export function sanitizeComponent(s: string): string {
@@ -78,6 +93,12 @@ class Session {
   dirAbs = '';
   vmcoreName = '';
   infoName = '';
+  /** The info file but its status line: the "Dump from" line, then the KDH as decoded. */
+  infoText = '';
+  /** Why the dump failed (status 'error'). */
+  error = '';
+  infoFailed = false;
+  status = STATUS_STARTED;
   buf = Buffer.alloc(VMCORE_BUFSZ);
   bufOff = 0;
   bufStart = 0;
@@ -140,10 +161,13 @@ export class NetdumpServer extends EventEmitter {
     return s;
   }
 
-  /** Like netdumpd on SIGTERM: every open session ends as a timeout. */
+  /**
+   * Stops: every open session ends as "Dump incomplete: server stopped" (netdumpd calls it a timeout, which sends
+   * the admin looking at the client), its vmcore left under the .incomplete name.
+   */
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    for (const c of [...this.sessions.values()]) this.finish(c, 'timeout');
+    for (const c of [...this.sessions.values()]) this.finish(c, 'stopped');
     for (const s of [...this.lingering]) this.closeSock(s);
     await new Promise<void>((r) => this.sock.close(() => r()));
   }
@@ -182,7 +206,9 @@ export class NetdumpServer extends EventEmitter {
     try {
       this.openFiles(c, sanitizeHeraldPath(herald));
     } catch (e) {
+      // No ACK: the client retries its herald, then gives up saying the server never answered.
       this.log(`Can't create output files for new client ${ip}: ${(e as Error).message}`);
+      this.emit('failure', { client: ip, error: `can't create output files: ${(e as Error).message}` });
       this.sessions.delete(ip);
       c.sock.close();
       return;
@@ -197,12 +223,11 @@ export class NetdumpServer extends EventEmitter {
         });
       });
     } catch (e) {
-      this.log(`client ${ip}: cannot open session socket: ${(e as Error).message}`);
+      c.error = `cannot open session socket: ${(e as Error).message}`;
       this.finish(c, 'error');
       return;
     }
     c.port = c.sock.address().port;
-    this.writeInfo(c, `Dump from ${c.host} [${ip}]\n`);
     this.log(`New dump from client ${ip} (to ${path.join(c.dirAbs, c.vmcoreName)}), session port ${c.port}`);
     this.sendAck(c, seqno);
   }
@@ -221,27 +246,61 @@ export class NetdumpServer extends EventEmitter {
         this.log(`client ${c.ip}: can't use path '${comps.join('/')}' (${(e as Error).message}), using the default`);
       }
     }
-    const { O_WRONLY, O_CREAT, O_EXCL, O_TRUNC, O_NOFOLLOW } = fs.constants;
+    const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
+    const taken = (name: string) => { try { fs.lstatSync(path.join(dir, name)); return true; } catch { return false; } };
     for (let n = 0; n < MAX_DUMPS; n++) {
       const info = `info.${c.host}.${n}`;
+      // The info file reserves the index (O_EXCL, as netdumpd); a vmcore whose info was deleted keeps its index too.
+      if (taken(`vmcore.${c.host}.${n}`) || taken(`vmcore.${c.host}.${n}${INCOMPLETE_SUFFIX}`)) continue;
       try {
         c.infoFd = fs.openSync(path.join(dir, info), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
-        throw e;
+        throw new Error(`${path.join(dir, info)}: ${(e as Error).message}`);
       }
       c.index = n;
       c.infoName = info;
       break;
     }
-    if (c.index < 0) throw new Error(`no free index below ${MAX_DUMPS}`);
-    c.vmcoreName = `vmcore.${c.host}.${c.index}`;
-    c.coreFd = fs.openSync(path.join(dir, c.vmcoreName), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600);
+    if (c.index < 0) throw new Error(`${dir}: no free index below ${MAX_DUMPS}`);
     c.dirAbs = dir;
+    c.vmcoreName = `vmcore.${c.host}.${c.index}${INCOMPLETE_SUFFIX}`;
+    c.infoText = `Dump from ${c.host} [${c.ip}]\n`;
+    try {
+      c.coreFd = fs.openSync(path.join(dir, c.vmcoreName), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+      this.renderInfo(c, STATUS_STARTED);
+    } catch (e) {
+      // Nothing received yet: leave no empty files (nor an info file without a status line) behind.
+      const failed = c.coreFd < 0 ? c.vmcoreName : c.infoName;
+      for (const fd of [c.infoFd, c.coreFd]) if (fd >= 0) try { fs.closeSync(fd); } catch { /* ignore */ }
+      c.infoFd = c.coreFd = -1;
+      fs.rmSync(path.join(dir, c.infoName), { force: true });
+      if (failed !== c.vmcoreName) fs.rmSync(path.join(dir, c.vmcoreName), { force: true });
+      throw new Error(`${path.join(dir, failed)}: ${(e as Error).message}`);
+    }
   }
 
-  private writeInfo(c: Session, s: string): void {
-    if (c.infoFd >= 0) fs.writeSync(c.infoFd, s);
+  /** Writes the whole info file, ending with `status`. It only ever grows (see STATUS_STARTED): plain pwrite. */
+  private renderInfo(c: Session, status: string): void {
+    const b = Buffer.from(`${c.infoText}${status}\n`);
+    let off = 0;
+    while (off < b.length) off += fs.writeSync(c.infoFd, b, off, b.length - off, off);
+  }
+
+  /** Adds a line to the info file (above the status line) or sets its status; a failure is said once per dump. */
+  private writeInfo(c: Session, o: { add?: string; status?: string }): void {
+    if (o.add) c.infoText += o.add;
+    if (o.status) c.status = o.status;
+    if (c.infoFd < 0) return;
+    try {
+      this.renderInfo(c, c.status);
+    } catch (e) {
+      if (c.infoFailed) return;
+      c.infoFailed = true;
+      const file = path.join(c.dirAbs, c.infoName);
+      this.log(`client ${c.ip}: cannot write ${file}: ${(e as Error).message}`);
+      this.emit('failure', { client: c.ip, file, error: (e as Error).message });
+    }
   }
 
   private sendAck(c: Session, seqno: number): void {
@@ -302,7 +361,8 @@ export class NetdumpServer extends EventEmitter {
       c.bufOff = 0;
       return true;
     } catch (e) {
-      this.writeInfo(c, `Dump unsuccessful: write error @ offset ${c.bufStart.toString(16).padStart(8, '0')}: ${(e as Error).message}\n`);
+      // netdumpd's words; the path too, because the CLI prints this line as it is.
+      c.error = `write error @ offset ${c.bufStart.toString(16).padStart(8, '0')} in ${path.join(c.dirAbs, c.vmcoreName)}: ${(e as Error).message}`;
       this.finish(c, 'error');
       return false;
     }
@@ -312,11 +372,11 @@ export class NetdumpServer extends EventEmitter {
     c.anyData = true;
     this.sendAck(c, h.seqno);
     if (data.length < KDH_LEN) {
-      this.writeInfo(c, 'Bad KDH: packet too small\n');
+      this.writeInfo(c, { add: 'Bad KDH: packet too small\n' });
       return;
     }
     c.kdh = parseKdh(data);
-    this.writeInfo(c, formatKdhInfo(c.kdh!));
+    this.writeInfo(c, { add: formatKdhInfo(c.kdh!) });
   }
 
   private onKey(c: Session, h: NetdumpHeader, data: Buffer): void {
@@ -336,12 +396,22 @@ export class NetdumpServer extends EventEmitter {
   private onFinished(c: Session, h: NetdumpHeader): void {
     if (!this.flush(c)) return;
     try { fs.fsyncSync(c.coreFd); } catch { /* not fatal, as in netdumpd */ }
+    // Only now does the dump get its ordinary name (rename is atomic: the complete name never shows a partial dump).
+    const final = `vmcore.${c.host}.${c.index}`;
+    try {
+      fs.renameSync(path.join(c.dirAbs, c.vmcoreName), path.join(c.dirAbs, final));
+    } catch (e) {
+      c.error = `cannot rename ${path.join(c.dirAbs, c.vmcoreName)} to ${final}: ${(e as Error).message}`;
+      this.finish(c, 'error');
+      return;
+    }
+    c.vmcoreName = final;
     for (const [kind, target] of [['vmcore', c.vmcoreName], ['info', c.infoName]]) {
       const link = path.join(c.dirAbs, `${kind}.${c.host}.last`);
       try { fs.unlinkSync(link); } catch { /* ENOENT */ }
       try { fs.symlinkSync(target, link); } catch (e) { this.log(`symlink ${link}: ${(e as Error).message}`); }
     }
-    this.writeInfo(c, 'Dump complete\n');
+    this.writeInfo(c, { status: 'Dump complete' });
     this.sendAck(c, h.seqno);
     this.log(`Completed dump from client ${c.ip}: ${c.bytes} bytes in ${c.messages} messages (${c.duplicates} duplicates)`);
     this.finish(c, 'complete');
@@ -356,11 +426,15 @@ export class NetdumpServer extends EventEmitter {
 
   private finish(c: Session, status: DumpResult['status']): void {
     if (c.closed) return;
-    if (status === 'timeout') {
-      this.flush(c);
+    if (status === 'timeout' || status === 'stopped') {
+      this.flush(c); // may end the session itself as a write error
       if (c.closed) return;
-      this.log(`Client ${c.ip} timed out`);
-      this.writeInfo(c, 'Dump incomplete: client timed out\n');
+      const why = status === 'timeout' ? 'client timed out' : 'server stopped';
+      this.log(`Dump from client ${c.ip} incomplete: ${why} (kept as ${path.join(c.dirAbs, c.vmcoreName)})`);
+      this.writeInfo(c, { status: `Dump incomplete: ${why}` });
+    } else if (status === 'error') {
+      this.log(`Dump from client ${c.ip} unsuccessful: ${c.error} (kept as ${path.join(c.dirAbs, c.vmcoreName)})`);
+      this.writeInfo(c, { status: `Dump unsuccessful: ${c.error}` });
     }
     c.closed = true;
     if (this.sessions.get(c.ip) === c) this.sessions.delete(c.ip);
@@ -376,6 +450,7 @@ export class NetdumpServer extends EventEmitter {
       info: path.join(c.dirAbs, c.infoName), status, bytes: c.bytes, messages: c.messages, duplicates: c.duplicates,
       kdh: c.kdh,
     };
+    if (status === 'error') r.error = c.error;
     this.emit('dump', r);
   }
 
