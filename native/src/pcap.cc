@@ -5,7 +5,7 @@
 // no timestamp types or nanosecond precision, no non-promiscuous capture, and one JS call per captured frame.
 //
 // Here every libpcap or socket error reaches JS as a thrown Error (open, filter, inject, stats) or as one call of the
-// handle's onError(message, errnoName) (receive side) — after which the handle stops polling and waits to be closed.
+// handle's onError(message, errnoName) (receive side) — after which the handle pauses until JS calls resume() or close().
 // Nothing in any link state aborts the process. Received frames are delivered in batches: pcap_dispatch copies
 // frames back to back into a Buffer that JS owns, with five u32 per frame in a Uint32Array
 // [offset, caplen, wirelen, tv_sec, tv_frac] (tv_frac in ns or µs, as the handle's precision says), and JS is
@@ -15,10 +15,10 @@
 //   pcapOpen(ifname, opts, onBatch(n), onError(msg, code)) -> handle
 //     opts: {snaplen, bufferSize, promisc, immediate, timeoutMs, tstampType, nanosecond, filter, data: Buffer,
 //            meta: Uint32Array}
-//     handle: {linktype, linktypeName, nanosecond, tstampType, fd, setFilter(expr), inject(buf) -> bytes,
-//              stats() -> {received, dropped, ifdropped}, close()}
+//     handle: {linktype, linktypeName, nanosecond, snaplen, fd, warning, setFilter(expr), inject(buf) -> bytes,
+//              stats() -> {received, dropped, ifdropped}, resume() (poll again after onError), close()}
 //   pcapTstampTypes(ifname) -> string[]          (what pcap_set_tstamp_type accepts on this interface)
-//   linkState(ifname) -> {index, up, running}    (index 0: no such interface; SIOCGIFFLAGS in this netns)
+//   linkState(ifname) -> {index, up, running, carrier}  (index 0: no such interface; ioctls in this netns)
 //   pcapLibVersion() -> string
 
 #include <napi.h>
@@ -26,6 +26,8 @@
 #include <uv.h>
 
 #include <errno.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
 #include <net/if.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -79,6 +81,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
       InstanceMethod("setFilter", &Handle::SetFilter),
       InstanceMethod("inject", &Handle::Inject),
       InstanceMethod("stats", &Handle::Stats),
+      InstanceMethod("resume", &Handle::Resume),
       InstanceMethod("close", &Handle::Close),
     });
   }
@@ -196,6 +199,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
   std::string warning_;
   uv_poll_t* poll_ = nullptr;
   bool polling_ = false;
+  bool paused_ = false;
   Napi::ObjectReference dataRef_, metaRef_;
   Napi::FunctionReference onBatch_, onError_;
   Napi::AsyncContext* async_ = nullptr;
@@ -317,7 +321,17 @@ class Handle : public Napi::ObjectWrap<Handle> {
         e = errno;
         if (rc < 0) msg = pcap_geterr(self->p_);
       }
-      if (msg.empty()) msg = std::string("capture socket error: ") + uv_strerror(status);
+      if (msg.empty()) {
+        // libuv reports POLLERR as EBADF; the socket's own error says what happened (ENETDOWN: link down or gone).
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (self->p_ && getsockopt(pcap_get_selectable_fd(self->p_), SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) {
+          e = err;
+          msg = std::string("capture socket error: ") + strerror(err);
+        } else {
+          msg = std::string("capture socket error: ") + uv_strerror(status);
+        }
+      }
       self->Fail(env, msg, e);
       return;
     }
@@ -344,9 +358,24 @@ class Handle : public Napi::ObjectWrap<Handle> {
     }
   }
 
+  // After an error: poll again. The socket stays bound through a link outage (the kernel unhooks it on NETDEV_DOWN
+  // and hooks it again on NETDEV_UP), and what arrived since is in its ring; clear the pending socket error first.
+  Napi::Value Resume(const Napi::CallbackInfo& info) {
+    CheckOpen(info.Env());
+    if (poll_ && paused_) {
+      int err = 0;
+      socklen_t len = sizeof err;
+      getsockopt(pcap_get_selectable_fd(p_), SOL_SOCKET, SO_ERROR, &err, &len);
+      paused_ = false;
+      uv_poll_start(poll_, UV_READABLE, OnPoll);
+    }
+    return info.Env().Undefined();
+  }
+
   void Fail(Napi::Env env, const std::string& msg, int e) {
-    // Stop polling but keep the pcap handle: JS decides (wait for the link, reopen, or close) and calls close().
-    StopPolling();
+    // Pause polling but keep the pcap handle: JS decides (resume when the link is back, reopen, or close).
+    if (poll_) uv_poll_stop(poll_);
+    paused_ = true;
     // libpcap reports a link taken down and an interface deleted alike (SO_ERROR is ENETDOWN for both): JS tells
     // them apart with linkState().
     const char* code = errnoName(e);
@@ -398,7 +427,7 @@ Napi::Value LinkState(const Napi::CallbackInfo& info) {
   std::string ifname = info[0].As<Napi::String>();
   Napi::Object r = Napi::Object::New(env);
   unsigned index = ifname.size() < IFNAMSIZ ? if_nametoindex(ifname.c_str()) : 0;
-  bool up = false, running = false;
+  bool up = false, running = false, carrier = false;
   if (index) {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0) s = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -408,7 +437,13 @@ Napi::Value LinkState(const Napi::CallbackInfo& info) {
       memcpy(ifr.ifr_name, ifname.c_str(), ifname.size());
       if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
         up = ifr.ifr_flags & IFF_UP;
-        running = ifr.ifr_flags & IFF_RUNNING;  // operationally up: carrier, and for a veth, its peer up too
+        running = ifr.ifr_flags & IFF_RUNNING;  // operstate up: the kernel's linkwatch sets it up to ~1 s late
+        // The carrier itself (netif_carrier_ok, for a veth: its peer is up) with no such lag, where the driver says.
+        struct ethtool_value ev;
+        memset(&ev, 0, sizeof ev);
+        ev.cmd = ETHTOOL_GLINK;
+        ifr.ifr_data = reinterpret_cast<char*>(&ev);
+        carrier = ioctl(s, SIOCETHTOOL, &ifr) == 0 ? (up && ev.data != 0) : running;
       } else if (errno == ENODEV) {
         index = 0;
       }
@@ -418,6 +453,7 @@ Napi::Value LinkState(const Napi::CallbackInfo& info) {
   r.Set("index", index);
   r.Set("up", up);
   r.Set("running", running);
+  r.Set("carrier", carrier);
   return r;
 }
 

@@ -46,14 +46,20 @@ export interface PcapHandle {
   /** Bytes sent, or throws an Error whose `code` is the errno name (EAGAIN, ENOBUFS, ENETDOWN, ENXIO, ...). */
   inject(frame: Uint8Array): number;
   stats(): PcapStats;
+  /** Poll again after onError (the socket stayed bound through the outage; its ring kept what arrived). */
+  resume(): void;
   close(): void;
 }
 
 export interface LinkStateRaw {
   /** 0: no interface of that name in this network namespace. */
   index: number;
+  /** IFF_UP: administratively up. */
   up: boolean;
+  /** IFF_RUNNING: operstate up (set by the kernel's linkwatch, up to ~1 s after the carrier). */
   running: boolean;
+  /** Carrier now (ETHTOOL_GLINK; IFF_RUNNING where the driver cannot say). */
+  carrier: boolean;
 }
 
 export interface Addon {

@@ -3,8 +3,10 @@
  * pcap_inject, a BPF-filtered receive side delivered in batches, pcap_stats, timestamp type and precision.
  *
  * It rides out link outages (README, "When the link goes down"): libpcap reports a link taken down as an error on
- * the capture socket, after which the handle is closed and, when the link is back, opened again with the same
- * filter and options; frame handlers stay registered throughout. While the link is down send() throws
+ * the capture socket; the handle then pauses, and resumes when the link is back — the packet socket stays bound
+ * through the outage (the kernel hooks it in again on NETDEV_UP), so frames that arrive before we notice are kept in
+ * its ring, not lost. Any other receive error closes the handle and opens it again with the same filter and options.
+ * Frame handlers stay registered throughout. While the link is down send() throws
  * LinkDownError; once the interface is gone, LinkGoneError. Its LinkWatch (`watch`) emits 'down', 'up' and 'gone'.
  */
 import { readFileSync } from 'node:fs';
@@ -66,6 +68,8 @@ export class PcapLink {
   private readonly data: Buffer;
   private readonly meta = new Uint32Array(5 * BATCH_FRAMES);
   private handle: PcapHandle | null = null;
+  /** The handle reported an outage and waits for the link (see onHandleError). */
+  private paused = false;
   private readonly handlers: FrameHandler[] = [];
   private closed = false;
   /** Stats of the handles this link closed (outages reopen it): stats() adds the open one's. */
@@ -89,7 +93,11 @@ export class PcapLink {
       throw new RuntimeError(`${iface} is not an Ethernet link (libpcap says ${name}); rawpoll builds Ethernet frames`);
     }
     this.watch.on('up', () => {
-      if (!this.handle) this.reopen();
+      if (!this.handle) return this.reopen();
+      if (this.paused) {
+        this.paused = false;
+        this.handle.resume();
+      }
     });
     this.watch.on('gone', () => this.dropHandle());
   }
@@ -130,11 +138,15 @@ export class PcapLink {
     }
   }
 
-  /** The capture socket failed: an outage (wait for the link), the end (gone), or a fault worth one reopen. */
+  /** The capture socket failed: an outage (pause until the link is back), the end (gone), or a fault (reopen). */
   private onHandleError(msg: string, code: string): void {
-    this.dropHandle();
     if (this.closed) return;
     const s = this.watch.check();
+    if (s === 'down') {
+      this.paused = true;
+      return;
+    }
+    this.dropHandle();
     if (s === 'up') this.scheduleReopen(msg, code);
   }
 
@@ -150,6 +162,7 @@ export class PcapLink {
     }
     this.handle.close();
     this.handle = null;
+    this.paused = false;
   }
 
   private reopen(): void {

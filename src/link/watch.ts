@@ -1,6 +1,6 @@
 /**
  * Link state, as every long-running command needs it (README, "When the link goes down"): is the interface there,
- * administratively up and operationally running? Read with SIOCGIFFLAGS in this process's network namespace through
+ * administratively up, and has it a carrier? Read with SIOCGIFFLAGS in this process's network namespace through
  * the addon, polled on a timer (a few syscalls per poll), so it sees `ip link set IF down`, a peer or carrier going
  * away, and the interface being deleted — the last for good, even if one of the same name comes back (a new ifindex).
  */
@@ -24,7 +24,7 @@ export interface LinkUpEvent extends LinkDownEvent {
 export function linkStatus(iface: string, index?: number): { status: LinkStatus; index: number } {
   const s = loadAddon().linkState(iface);
   if (s.index === 0 || (index !== undefined && index !== 0 && s.index !== index)) return { status: 'gone', index: s.index };
-  return { status: s.up && s.running ? 'up' : 'down', index: s.index };
+  return { status: s.up && s.carrier ? 'up' : 'down', index: s.index };
 }
 
 /**

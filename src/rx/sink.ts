@@ -14,6 +14,8 @@ import { RuntimeError, UsageError } from '../errors.js';
 import { PKTGEN_HDR_LEN, PKTGEN_MAGIC } from '../proto/pktgen.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import { PcapLink } from '../link/pcap.js';
+import type { PcapStats } from '../link/addon.js';
+import type { LinkWatch } from '../link/watch.js';
 
 const TWO32 = 2 ** 32;
 
@@ -399,8 +401,18 @@ export interface SinkReport {
   /** Socket mode: the receive buffer the kernel granted, and datagrams it dropped because that buffer was full. */
   rcvbufBytes: number | null;
   socketDrops: number | null;
+  /** Capture mode: libpcap's counts (pcap_stats) over the run; `dropped` is frames our capture ring had no room for. */
+  capture: PcapStats | null;
+  /** Capture mode: link outages during the run and the time the link was down, in ms. */
+  linkOutages: number;
+  linkDownMs: number;
   totals: AccountingTotals;
   flows: FlowReport[];
+}
+
+/** Time the watched link was down so far, counting an outage still going on. */
+function downMs(w: LinkWatch): number {
+  return w.downMsTotal + (w.downSince !== null ? Date.now() - w.downSince : 0);
 }
 
 /** Monotonic ns as a Number: exact for 104 days of uptime, enough for inter-arrival arithmetic. */
@@ -454,6 +466,8 @@ export class Sink {
   private dropsEnd: number | null = null;
   private rcvbuf: number | null = null;
   private reason = 'stopped';
+  private captureStats: PcapStats | null = null;
+  private linkSeen = { outages: 0, downMs: 0 };
   private final: SinkReport | null = null;
   private state: 'new' | 'running' | 'stopped' = 'new';
 
@@ -484,6 +498,15 @@ export class Sink {
         if (last > 0 && monoNs() - last >= idleNs) this.finish('idle');
       }, step));
     }
+  }
+
+  /**
+   * Capture mode: the link's watch ('down', 'up', 'gone' events). The sink keeps running across an outage (the
+   * capture handle reopens when the link is back); a vanished interface stops it with reason
+   * "interface IF disappeared".
+   */
+  get watch(): LinkWatch | null {
+    return this.link?.watch ?? null;
   }
 
   private lastArrivalNs(): number {
@@ -551,7 +574,11 @@ export class Sink {
     const match = `udp dst port ${o.port}${o.bind !== undefined ? ` and dst host ${formatIpv4(o.bind)}` : ''}`;
     // libpcap needs the `vlan` keyword to look past an 802.1Q tag.
     const filter = `(${match}) or (vlan and ${match})`;
-    this.link = PcapLink.open(iface, filter, bufferBytes);
+    // Not immediate mode: libpcap then uses TPACKET_V3, whose blocks pack frames by their real size (immediate mode's
+    // TPACKET_V2 gives each a snaplen-sized slot: ~1000 frames in 64 MiB); the kernel hands over a block when it is
+    // full or 10 ms old, and timestamps are taken by the kernel on arrival either way.
+    this.link = PcapLink.open(iface, filter, bufferBytes, { immediate: false, timeoutMs: 10 });
+    this.link.watch.on('gone', () => this.finish(`interface ${iface} disappeared`));
     const at = { srcIp: 0, dstIp: 0, srcPort: 0, len: 0 };
     this.link.onFrame((frame) => {
       const off = locateUdpPayload(frame, o.port, at);
@@ -572,6 +599,8 @@ export class Sink {
       this.socket = null;
     }
     if (this.link) {
+      this.captureStats = this.link.stats();
+      this.linkSeen = { outages: this.link.watch.outages, downMs: downMs(this.link.watch) };
       this.link.close();
       this.link = null;
     }
@@ -603,6 +632,9 @@ export class Sink {
       reason: this.state === 'stopped' ? this.reason : 'running',
       rcvbufBytes: o.capture ? null : this.rcvbuf,
       socketDrops: o.capture || drops === null || this.drops0 === null ? null : drops - this.drops0,
+      capture: this.captureStats ?? (this.link ? this.link.stats() : null),
+      linkOutages: this.link ? this.link.watch.outages : this.linkSeen.outages,
+      linkDownMs: this.link ? downMs(this.link.watch) : this.linkSeen.downMs,
       totals: this.accounting.totals(),
       flows: this.accounting.flowReports(),
     };

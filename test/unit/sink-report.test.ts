@@ -5,6 +5,7 @@ import type { SinkReport } from '../../src/rx/sink.js';
 
 const report: SinkReport = {
   mode: 'socket', port: 9, bind: null, iface: null, seconds: 2.5, reason: 'idle', rcvbufBytes: 425984, socketDrops: 17,
+  capture: null, linkOutages: 0, linkDownMs: 0,
   totals: { datagrams: 1001, nonPktgen: 1, received: 1000, unique: 998, lost: 2, duplicates: 2, reordered: 3 },
   flows: [{
     src: '10.0.0.1:5001', dst: '*:9', srcIp: '10.0.0.1', srcPort: 5001, dstIp: '*', dstPort: 9,
