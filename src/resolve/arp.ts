@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { RuntimeError } from '../errors.js';
+import { LinkDownError, LinkGoneError, RuntimeError } from '../errors.js';
 import { PcapLink } from '../link/pcap.js';
 import { formatIpv4 } from '../wire/addr.js';
 import { ARP_LEN, ARP_REPLY, ARP_REQUEST, emitArp, parseArp } from '../wire/arp.js';
@@ -96,6 +96,8 @@ export async function arpResolve(o: ArpResolveOptions): Promise<ArpResult> {
  */
 export class ArpResponder {
   answered = 0;
+  /** Requests seen while the link could not send the reply. */
+  unanswered = 0;
   private readonly off: () => void;
 
   constructor(private readonly link: PcapLink, private readonly mac: Buffer, private readonly ip: number) {
@@ -103,8 +105,15 @@ export class ArpResponder {
       const arp = parseArpFrame(frame);
       if (!arp || arp.op !== ARP_REQUEST || arp.targetIp !== this.ip) return;
       if (arp.senderMac.equals(this.mac)) return; // our own request, seen on the way out
-      this.link.send(buildArpFrame(ARP_REPLY, this.mac, this.ip, arp.senderMac, arp.senderMac, arp.senderIp));
-      this.answered++;
+      try {
+        this.link.send(buildArpFrame(ARP_REPLY, this.mac, this.ip, arp.senderMac, arp.senderMac, arp.senderIp));
+        this.answered++;
+      } catch (e) {
+        // The link went down (or away) between the request and our reply: the asker will ask again; the command
+        // that owns the link reports the outage.
+        if (!(e instanceof LinkDownError || e instanceof LinkGoneError)) throw e;
+        this.unanswered++;
+      }
     });
   }
 
