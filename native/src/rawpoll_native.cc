@@ -78,7 +78,8 @@ inline uint32_t add_complements(uint32_t s, const uint8_t* p, unsigned len) {
 }
 inline uint32_t add_words32(uint32_t s, uint32_t v) { return s + (v >> 16) + (v & 0xffff); }
 
-// Waits until `deadline` on clock `c`: coarse sleeps (re-checking `stop`), then a busy-wait for the last stretch.
+// Waits until `deadline` on clock `c`: coarse sleeps (re-checking `stop`), then a busy-wait for the last stretch
+// (still checking `stop`: a stop() that lands in it must not let the first group out).
 void wait_until(clockid_t c, uint64_t deadline, const std::atomic<bool>& stop) {
   for (;;) {
     uint64_t now = clock_ns(c);
@@ -91,7 +92,10 @@ void wait_until(clockid_t c, uint64_t deadline, const std::atomic<bool>& stop) {
     nanosleep(&ts, nullptr);
     if (stop.load(std::memory_order_relaxed)) return;
   }
-  while (clock_ns(c) < deadline) cpu_relax();
+  while (clock_ns(c) < deadline) {
+    if (stop.load(std::memory_order_relaxed)) return;
+    cpu_relax();
+  }
 }
 
 // Sends msgs[0, n): retries EAGAIN/ENOBUFS by waiting for the queue; stops on any other error.

@@ -9,7 +9,7 @@ import {
 import { UdpSender } from '../tx/sender.js';
 import { parseIpv4, parsePort } from '../wire/addr.js';
 import { formatMac } from '../wire/mac.js';
-import { addLinkOptions, intArg, senderOptionsFromFlags, type FrameFlags } from './common.js';
+import { addLinkOptions, interruptedExitCode, intArg, onStopSignal, senderOptionsFromFlags, type FrameFlags, type StopSignal } from './common.js';
 
 interface BlastFlags extends FrameFlags {
   to: string;
@@ -87,7 +87,9 @@ export function register(program: Command): void {
     '  sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --rate 100kpps --start-at $(( $(date +%s) + 5 )).250 --json\n\n' +
     'The summary reports frames sent, any not sent (a hard send error: never dropped silently; a full queue is\n' +
     'waited for and counted as "queue waits"), achieved rate and its error against --rate, and how late frames\n' +
-    'left against their slots. Exit codes: 0 done, 1 runtime failure, 2 bad usage (nothing sent).');
+    'left against their slots. SIGINT/SIGTERM stop the run (before --start-at: nothing is sent) and print the summary.\n' +
+    'Exit codes: 0 done, or stopped by SIGINT/SIGTERM when neither --count nor --duration was given; 1 runtime failure;\n' +
+    '2 bad usage (nothing sent); 130 (SIGINT) or 143 (SIGTERM) when a run with --count or --duration was cut short.');
   cmd.action(async (f: BlastFlags) => {
     // Parse everything before any I/O: a typo must not cost an ARP round trip.
     const m = /^(.*?)(?::(\d+))?$/.exec(f.to.trim())!;
@@ -130,9 +132,22 @@ export function register(program: Command): void {
     }
 
     const from = opts.from ?? (srcIps ? { ip: srcIps[0] } : undefined);
-    const sender = (engine === 'native' && quickTarget(f.iface, opts.dstMac, opts.srcMac, from?.ip)) || await UdpSender.open({
-      ...opts, to: { ip: dstIp, port: dstPorts[0] }, srcPort: srcPorts[0], from,
+    // From here on a signal stops the run, not the process (one that comes during ARP takes effect when ARP is done).
+    let interrupted = null as StopSignal | null;
+    let stopRun = () => {};
+    const unlisten = onStopSignal((sig) => {
+      interrupted = sig;
+      stopRun();
     });
+    let sender: Target;
+    try {
+      sender = (engine === 'native' && quickTarget(f.iface, opts.dstMac, opts.srcMac, from?.ip)) || await UdpSender.open({
+        ...opts, to: { ip: dstIp, port: dstPorts[0] }, srcPort: srcPorts[0], from,
+      });
+    } catch (e) {
+      unlisten();
+      throw e;
+    }
     let result: BlastResult;
     try {
       const flows = makeFlows({ srcIps: srcIps ?? [sender.srcIp], srcPorts, dstPorts, flows: flowsN });
@@ -154,14 +169,11 @@ export function register(program: Command): void {
           process.stderr.write(`\r\x1b[K${p.sent} sent  ${s > 0 ? Math.round(p.sent / s) : 0} pps  ${s > 0 ? (p.bytes * 8 / s / 1e6).toFixed(1) : '0.0'} Mbit/s  ${p.waits} queue waits  ${((Date.now() - t0) / 1000).toFixed(1)} s`);
         } : undefined,
       });
-      const onSig = () => run.stop();
-      process.once('SIGINT', onSig);
-      process.once('SIGTERM', onSig);
+      stopRun = () => run.stop();
+      if (interrupted) run.stop();
       try {
         result = await run.done;
       } finally {
-        process.removeListener('SIGINT', onSig);
-        process.removeListener('SIGTERM', onSig);
         if (tty) process.stderr.write('\r\x1b[K');
       }
       await sender.close();
@@ -170,27 +182,33 @@ export function register(program: Command): void {
         ...result, iface: f.iface, flows: flows.length, flowDesc: describeFlows(flows, dstIp), dstMac: d.dstMac, via: d.via,
         arpMs: sender.arpMs === null ? null : Math.round(sender.arpMs * 1000) / 1000,
         meanFrameBytes: Math.round(templates.meanLen * 100) / 100, maxRssKiB: process.resourceUsage().maxRSS,
+        interrupted,
       };
       if (f.json) {
         const { nextSeq, ...rest } = summary;
         process.stdout.write(JSON.stringify({ ...rest, lastSeq: nextSeq.slice(0, 1024).map((s) => s - 1) }) + '\n');
       } else {
         const r = summary;
+        const sig = r.interrupted;
         const pace = r.requestedPps !== null && r.rateError !== null
           ? `, requested ${Math.round(r.requestedPps)} pps (error ${(r.rateError * 100).toFixed(3)}%, worst lateness ${r.lateMaxUs} µs)` : '';
-        process.stdout.write(`${r.sent} frames, ${r.bytes} bytes in ${r.seconds.toFixed(3)} s: ${r.pps} pps, ${(r.bitsPerSecond / 1e6).toFixed(1)} Mbit/s` +
+        if (sig && !r.started) {
+          process.stdout.write(`0 frames sent: interrupted (${sig}) before ${startAt ? '--start-at' : 'the first frame'}; engine ${r.engine}; ${r.flowDesc} via ${r.dstMac}\n`);
+        } else process.stdout.write(`${r.sent} frames, ${r.bytes} bytes in ${r.seconds.toFixed(3)} s: ${r.pps} pps, ${(r.bitsPerSecond / 1e6).toFixed(1)} Mbit/s` +
           `${pace}; engine ${r.engine}; ${r.flowDesc} via ${r.dstMac}` +
           (r.startedLateUs !== null ? `; started ${r.startedLateUs} µs after --start-at` : '') +
-          `; ${r.notSent} not sent, ${r.waits} queue waits\n`);
+          `; ${r.notSent} not sent, ${r.waits} queue waits` + (sig ? `; interrupted (${sig})` : '') + '\n');
       }
     } catch (e) {
+      unlisten();
       sender.abort();
       throw e;
     }
+    unlisten();
     if (result.error) {
       process.stderr.write(`rawpoll: blast stopped: ${result.error} (${result.notSent} frames not sent)\n`);
       process.exitCode = 1;
-    }
+    } else if (interrupted) process.exitCode = interruptedExitCode(interrupted, count > 0 || durationNs > 0);
   });
 }
 

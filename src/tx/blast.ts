@@ -327,7 +327,9 @@ export interface BlastResult {
   requestedPps: number | null;
   /** (achieved − requested) / requested, over the run; null when unpaced. */
   rateError: number | null;
-  /** How late the start was against --start-at, and the worst/mean lateness of a frame against its slot. */
+  /** False when stop() came before the first frame (e.g. a signal while waiting for --start-at): nothing went out. */
+  started: boolean;
+  /** How late the start was against --start-at (null if it never started), and the worst/mean lateness of a frame. */
   startedLateUs: number | null;
   lateMaxUs: number | null;
   lateMeanUs: number | null;
@@ -359,8 +361,9 @@ export function startBlast(o: BlastRunOptions): BlastRun {
   return o.engine === 'native' ? startNative(o) : startPcap(o);
 }
 
-function summarise(o: BlastRunOptions, r: NativeBlastResult, qdiscBypass: boolean): BlastResult {
+function summarise(o: BlastRunOptions, r: NativeBlastResult, qdiscBypass: boolean, stopCalled: boolean): BlastResult {
   const t = o.templates;
+  const started = !(stopCalled && r.sent === 0 && !r.error);
   const { requestedPps } = schedule(t, o.pacing);
   const paced = requestedPps !== null;
   const secs = r.sent > 1 ? (r.lastNs - r.firstNs) / 1e9 : 0;
@@ -372,7 +375,7 @@ function summarise(o: BlastRunOptions, r: NativeBlastResult, qdiscBypass: boolea
     seconds: Math.round(secs * 1e6) / 1e6, pps: Math.round(pps), bitsPerSecond: secs > 0 ? Math.round((r.bytes * 8 * (r.sent - 1)) / r.sent / secs) : 0,
     requestedPps: requestedPps === null ? null : Math.round(requestedPps * 1000) / 1000,
     rateError: paced && requestedPps && pps ? Math.round(((pps - requestedPps) / requestedPps) * 1e6) / 1e6 : null,
-    startedLateUs: o.startAt ? us(r.startedLateNs) : null,
+    started, startedLateUs: o.startAt && started ? us(r.startedLateNs) : null,
     lateMaxUs: requestedPps !== null || o.pacing.burstGapNs ? us(r.lateMaxNs) : null,
     lateMeanUs: requestedPps !== null || o.pacing.burstGapNs ? us(r.lateMeanNs) : null,
     firstSendEpoch: `${r.firstRealSec}.${String(Math.floor(r.firstRealNsec / 1000)).padStart(6, '0')}`,
@@ -397,6 +400,7 @@ function startNative(o: BlastRunOptions): BlastRun {
     link.close();
     throw e;
   }
+  let stopCalled = false;
   const done = h.done.then(
     (r) => {
       link.close();
@@ -405,14 +409,14 @@ function startNative(o: BlastRunOptions): BlastRun {
         r.nextIpId = (t.ipIdStart + r.sent) & 0xffff;
         r.nextSeq = seqAfter(t, r.sent);
       }
-      return summarise(o, r, link.qdiscBypass);
+      return summarise(o, r, link.qdiscBypass, stopCalled);
     },
     (e) => {
       link.close();
       throw new RuntimeError(`native blast on ${o.iface} failed: ${(e as Error).message}`);
     },
   );
-  return { done, stop: h.stop };
+  return { done, stop: () => { stopCalled = true; h.stop(); } };
 }
 
 /** Next seq per flow after the first `n` frames of the order cycle (seqs start at 1). */
@@ -466,6 +470,7 @@ function startPcap(o: BlastRunOptions): BlastRun {
   const seqs = new Array<number>(t.nFlows).fill(1);
   let ipId = t.ipIdStart;
   let stopped = false;
+  let stopCalled = false;
   const L = t.order.length;
   let pos = 0;
   const st = { sent: 0, bytes: 0, waits: 0, notSent: 0, firstNs: 0, lastNs: 0, firstReal: 0, lateMax: 0, lateSum: 0, groups: 0, startedLateNs: 0 };
@@ -533,15 +538,21 @@ function startPcap(o: BlastRunOptions): BlastRun {
   const done = (async (): Promise<BlastResult> => {
     if (o.startAt) {
       const at = Number(BigInt(o.startAt.sec) * 1000n + BigInt(Math.floor(o.startAt.nsec / 1e6))) + (o.startAt.nsec % 1e6) / 1e6;
+      // Timers while far off; in the last 20 ms, blocking waits of ≤ 1 ms each followed by a turn of the event loop,
+      // so a SIGINT until ~1 ms before the start is seen before any frame goes out (with one blocking wait to the
+      // start it was seen only after the first 20 ms slice of frames); the last stretch blocks, then spins.
       for (;;) {
-        const nowMs = performance.timeOrigin + performance.now();
-        const left = at - nowMs;
-        if (left <= 0 || stopped) {
-          st.startedLateNs = Math.max(0, -left * 1e6);
+        if (stopped) break;
+        const left = at - (performance.timeOrigin + performance.now());
+        if (left <= 0) {
+          st.startedLateNs = -left * 1e6;
           break;
         }
         if (left > 20) await new Promise((r) => setTimeout(r, Math.min(left - 10, 200)));
-        else if (left > 0.3) Atomics.wait(sleepCell, 0, 0, left - 0.2);
+        else if (left > 1.5) {
+          Atomics.wait(sleepCell, 0, 0, Math.min(1, left - 1.2));
+          await new Promise((r) => setImmediate(r));
+        } else if (left > 0.3) Atomics.wait(sleepCell, 0, 0, left - 0.2);
       }
     }
     const t0 = monoNs();
@@ -629,9 +640,9 @@ function startPcap(o: BlastRunOptions): BlastRun {
       startedLateNs: st.startedLateNs, lateMaxNs: st.lateMax, lateMeanNs: st.groups ? st.lateSum / st.groups : 0, sendCalls: st.sent,
       nextIpId: ipId & 0xffff, nextSeq: seqs,
     };
-    return summarise(o, r, false);
+    return summarise(o, r, false, stopCalled);
   })();
-  return { done, stop: () => { stopped = true; } };
+  return { done, stop: () => { stopCalled = true; stopped = true; } };
 }
 
 /** A short human label for a flow list: "10.0.0.1:10000-10015 -> 10.0.0.2:9 (16 flows)". */
