@@ -1,10 +1,10 @@
 import { Command } from 'commander';
-import { UsageError } from '../errors.js';
+import { RuntimeError, UsageError } from '../errors.js';
 import { parseIpv4, parseSource, parsePort } from '../wire/addr.js';
 import { parseMac } from '../wire/mac.js';
 import { DEBUGNET_RETRIES, DEBUGNET_ROUND_MS, NETDUMP_PORT } from '../proto/netdump.js';
-import { fileSource, netdump, type NetdumpProgress } from '../tx/netdump.js';
-import { intArg } from './common.js';
+import { bufferSource, fileSource, netdump, type NetdumpProgress, type NetdumpSource } from '../tx/netdump.js';
+import { interruptedExitCode, intArg, onStopSignal, type StopSignal } from './common.js';
 
 interface NetdumpFlags {
   iface?: string;
@@ -57,7 +57,10 @@ export function register(program: Command): void {
       '  sudo rawpoll netdump -i eth1 --server 10.0.0.9 --file /var/crash/vmcore.0 --path host7/\n' +
       '  sudo rawpoll netdump -i eth1 --server 10.0.0.9 --file core.bin --from 10.0.0.77 --window 64\n' +
       '  dmesg | sudo rawpoll netdump -i eth1 --server 10.0.0.9 --file - --panic "oops"\n\n' +
-      'Exit codes: 0 the server ACKed FINISHED, 1 runtime failure (no ARP reply, server silent), 2 bad usage.')
+      'SIGINT/SIGTERM stop the transfer (no FINISHED: the server keeps an incomplete dump) and print how many bytes\n' +
+      'the server ACKed, of how many.\n' +
+      'Exit codes: 0 the server ACKed FINISHED, 1 runtime failure (no ARP reply, server silent), 2 bad usage,\n' +
+      '130 (SIGINT) or 143 (SIGTERM) interrupted before the dump was complete.')
     .action(async (f: NetdumpFlags) => {
       const server = parseIpv4(f.server, '--server');
       const from = f.from !== undefined ? parseSource(f.from, '--from') : undefined;
@@ -67,7 +70,25 @@ export function register(program: Command): void {
       const retries = intArg(f.retries, '--retries', 0, 1000)!;
       const arpRetries = intArg(f.arpRetries, '--arp-retries', 1, 100)!;
       if (f.path !== undefined && Buffer.byteLength(f.path) > 1023) throw new UsageError('bad --path: at most 1023 bytes (the server reads MAXPATHLEN)');
-      const source = fileSource(f.file);
+      // From here on a signal stops the transfer, not the process: the summary says how far it got.
+      const stop = new AbortController();
+      const unlisten = onStopSignal((sig) => stop.abort(sig));
+      let source;
+      try {
+        source = f.file === '-' ? await readStdin(stop.signal) : fileSource(f.file);
+      } catch (e) {
+        unlisten();
+        throw e;
+      }
+      if (!source) {
+        // Interrupted while standard input was still being read: nothing was sent.
+        unlisten();
+        const sig = stop.signal.reason as StopSignal;
+        if (f.json) process.stdout.write(JSON.stringify({ bytes: 0, total: null, interrupted: sig }) + '\n');
+        else process.stdout.write(`netdump: interrupted (${sig}) while reading standard input; nothing sent\n`);
+        process.exitCode = interruptedExitCode(sig, true);
+        return;
+      }
       const tty = process.stderr.isTTY && !f.json;
       const onProgress = tty ? (p: NetdumpProgress) => {
         const pct = p.total ? ((100 * p.bytesAcked) / p.total).toFixed(1) : '100.0';
@@ -80,15 +101,36 @@ export function register(program: Command): void {
           iface: f.iface!, server, serverPort: parsePort(f.port, '--port'), source, path: f.path, from,
           gateway: f.gateway !== undefined ? parseIpv4(f.gateway, '--gateway') : undefined,
           dstMac: f.dstMac !== undefined ? parseMac(f.dstMac, '--dst-mac') : undefined,
-          panic: f.panic, hostname: f.hostname, window, pollMs, retries, arpRetries, onProgress,
+          panic: f.panic, hostname: f.hostname, window, pollMs, retries, arpRetries, onProgress, signal: stop.signal,
         });
       } finally {
+        unlisten();
         if (tty) process.stderr.write('\n');
       }
       if (f.json) process.stdout.write(JSON.stringify(summary) + '\n');
-      else {
+      else if (summary.interrupted) {
+        process.stdout.write(`netdump: interrupted (${summary.interrupted}) after ${summary.bytes} of ${summary.total} bytes ACKed by ` +
+          `${summary.server}:${summary.serverPort || NETDUMP_PORT} from ${summary.src} in ${summary.seconds.toFixed(3)} s, ${summary.packets} datagrams, ` +
+          `${summary.retransmits} retransmits; no FINISHED sent: the server's dump is incomplete\n`);
+      } else {
         process.stdout.write(`netdump: ${summary.bytes} bytes to ${summary.server}:${summary.serverPort} from ${summary.src} in ` +
           `${summary.seconds.toFixed(3)} s (${summary.MBps} MB/s), ${summary.packets} datagrams, ${summary.retransmits} retransmits, ${summary.mode}\n`);
       }
+      if (summary.interrupted) process.exitCode = interruptedExitCode(summary.interrupted as StopSignal, true);
     });
+}
+
+/** All of standard input, read without blocking the event loop (so a signal is seen); null if `signal` aborted. */
+async function readStdin(signal: AbortSignal): Promise<NetdumpSource | null> {
+  const chunks: Buffer[] = [];
+  const onAbort = () => process.stdin.destroy();
+  signal.addEventListener('abort', onAbort);
+  try {
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+  } catch (e) {
+    if (!signal.aborted) throw new RuntimeError(`cannot read --file - (standard input): ${(e as Error).message}`);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+  return signal.aborted ? null : bufferSource(Buffer.concat(chunks));
 }

@@ -93,13 +93,21 @@ export interface NetdumpOptions extends Omit<SenderOptions, 'to' | 'filter' | 's
   pollMs?: number;
   retries?: number;
   onProgress?: (p: NetdumpProgress) => void;
+  /** Aborting it stops the session at once (sockets and capture handles closed); run() then resolves with a
+   *  summary of what the server had ACKed, `interrupted` = the abort reason (e.g. "SIGINT"). */
+  signal?: AbortSignal;
 }
 
 export interface NetdumpSummary {
   server: string;
   serverPort: number;
   src: string;
+  /** Bytes of the source the server ACKed: all of them unless the run was interrupted. */
   bytes: number;
+  /** The source's size. */
+  total: number;
+  /** The abort reason when `signal` stopped the session (no FINISHED sent, the server's dump is incomplete). */
+  interrupted: string | null;
   /** Datagrams in the session (herald + VMCORE + KDH + FINISHED), each counted once. */
   packets: number;
   /** Datagrams sent again (all causes), and of those in --window mode: after 3 younger ACKs, after an RTO. */
@@ -127,6 +135,9 @@ interface Flight {
   fastAt?: number;
 }
 
+/** Thrown inside a session when the caller's signal aborts it; session() turns it into a partial summary. */
+class Interrupted extends Error {}
+
 /** nd_buf in netdump_client.c: MAXDUMPPGS (DFLTPHYS / PAGE_SIZE = 16) pages of 4 KiB per debugnet_send. */
 export const NETDUMP_ROUND_BYTES = 64 * 1024;
 
@@ -147,6 +158,8 @@ export class NetdumpClient {
   private serverPort = 0;
   private readonly flights = new Map<number, Flight>();
   private wake: ((f: Flight) => void) | null = null;
+  /** Rejects the wait in progress (rounds or window) when the caller's signal aborts. */
+  private cancel: ((e: Error) => void) | null = null;
   private msgBuf = Buffer.alloc(NETDUMP_HDR_LEN + 4096);
   private chunk = 0;
   private retransmits = 0;
@@ -185,6 +198,8 @@ export class NetdumpClient {
       ttl: 255, df: true, ipId: 'zero',
     });
     let ackLink: PcapLink | null = null;
+    const onAbort = () => this.cancel?.(new Interrupted());
+    o.signal?.addEventListener('abort', onAbort);
     try {
       // ACKs come in on a capture handle of their own: npm cap opens in immediate mode with a 64 KiB snaplen,
       // so libpcap's ring holds buffer / ~64 KiB frames — about 64 with the usual 4 MiB, fewer than the ACKs of
@@ -194,6 +209,7 @@ export class NetdumpClient {
       await this.holdPort();
       this.chunk = netdumpChunkSize(this.sender.mtu);
       if (this.chunk <= 0) throw new RuntimeError(`MTU ${this.sender.mtu} is too small for netdump (needs > 52)`);
+      this.checkAbort(); // an abort during ARP takes effect here
       const srcIp = this.sender.srcIp;
       ackLink.onFrame((frame) => {
         const p = parseUdpFrame(frame);
@@ -231,26 +247,37 @@ export class NetdumpClient {
       });
       await this.rounds([this.flight(NETDUMP_KDH, 0, kdh)]);
       await this.rounds([this.flight(NETDUMP_FINISHED, 0, Buffer.alloc(0))]);
-      const secs = (performance.now() - this.t0) / 1000;
       this.progress(true);
       ackLink.close();
       await this.sender.close();
-      return {
-        server: formatIpv4(o.server), serverPort: this.serverPort, src: formatIpv4(this.sender.srcIp), bytes: size,
-        packets: this.packets, retransmits: this.retransmits, fastRetransmits: this.fastResends,
-        timeoutRetransmits: this.timeoutResends, sent: this.sender.stats.sent,
-        seconds: Math.round(secs * 1e6) / 1e6, MBps: Math.round((size / 1e6 / secs) * 1000) / 1000,
-        mode: o.window ? `window ${o.window}` : `kernel rounds (64 KiB, ${Math.ceil(NETDUMP_ROUND_BYTES / this.chunk)} datagrams)`,
-        chunk: this.chunk,
-        arpMs: this.sender.arpMs === null ? null : Math.round(this.sender.arpMs * 1000) / 1000,
-      };
+      return this.summary(size, null);
     } catch (e) {
       ackLink?.close();
       this.sender.abort();
+      if (e instanceof Interrupted) return this.summary(this.bytesAcked, String(o.signal!.reason));
       throw e;
     } finally {
+      o.signal?.removeEventListener('abort', onAbort);
       this.holder?.close();
     }
+  }
+
+  private summary(bytes: number, interrupted: string | null): NetdumpSummary {
+    const o = this.o;
+    const secs = this.t0 ? (performance.now() - this.t0) / 1000 : 0;
+    return {
+      server: formatIpv4(o.server), serverPort: this.serverPort, src: formatIpv4(this.sender.srcIp), bytes, total: o.source.size,
+      interrupted, packets: this.packets, retransmits: this.retransmits, fastRetransmits: this.fastResends,
+      timeoutRetransmits: this.timeoutResends, sent: this.sender.stats.sent,
+      seconds: Math.round(secs * 1e6) / 1e6, MBps: secs > 0 ? Math.round((bytes / 1e6 / secs) * 1000) / 1000 : 0,
+      mode: o.window ? `window ${o.window}` : `kernel rounds (64 KiB, ${Math.ceil(NETDUMP_ROUND_BYTES / this.chunk)} datagrams)`,
+      chunk: this.chunk,
+      arpMs: this.sender.arpMs === null ? null : Math.round(this.sender.arpMs * 1000) / 1000,
+    };
+  }
+
+  private checkAbort(): void {
+    if (this.o.signal?.aborted) throw new Interrupted();
   }
 
   /**
@@ -322,20 +349,23 @@ export class NetdumpClient {
     cb({ bytesAcked: this.bytesAcked, total: this.o.source.size, retransmits: this.retransmits, seconds: (now - this.t0) / 1000 });
   }
 
-  /** Resolves when `pred` holds (checked on every ACK) or after `ms`. */
+  /** Resolves when `pred` holds (checked on every ACK) or after `ms`; rejects with Interrupted on abort. */
   private waitUntil(pred: () => boolean, ms: number): Promise<boolean> {
     if (pred()) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => { this.wake = null; resolve(pred()); }, ms);
+    return new Promise((resolve, reject) => {
+      const end = (ok: boolean) => { clearTimeout(timer); this.wake = null; this.cancel = null; resolve(ok); };
+      const timer = setTimeout(() => end(pred()), ms);
       this.wake = () => {
-        if (pred()) { clearTimeout(timer); this.wake = null; resolve(true); }
+        if (pred()) end(true);
       };
+      this.cancel = (e) => { clearTimeout(timer); this.wake = null; this.cancel = null; reject(e); };
     });
   }
 
   /** debugnet_send: send all, wait a round for every ACK, resend only the missing, 1 + retries tries. */
   private async rounds(fs: Flight[]): Promise<void> {
     for (let tries = 0; ; tries++) {
+      this.checkAbort();
       for (const f of fs) if (!f.acked) this.transmit(f);
       if (await this.waitUntil(() => fs.every((f) => f.acked), this.pollMs)) return;
       if (tries >= this.retries) throw this.giveUp(fs.find((f) => !f.acked)!, tries + 1);
@@ -359,6 +389,7 @@ export class NetdumpClient {
         finished = true;
         if (timer) clearInterval(timer);
         this.wake = null;
+        this.cancel = null;
         if (e) reject(e); else resolve();
       };
       const pump = () => {
@@ -431,6 +462,7 @@ export class NetdumpClient {
         }
       };
       timer = setInterval(tick, 10);
+      this.cancel = done;
       pump();
     });
   }
