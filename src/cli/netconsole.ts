@@ -12,7 +12,8 @@ import { followLines, kmsgRecords, streamLines } from '../tx/sources.js';
 import { formatIpv4, parseEndpoint } from '../wire/addr.js';
 import { MAC_BROADCAST, formatMac } from '../wire/mac.js';
 import {
-  addFrameOptions, addLinkOptions, eventWriter, intArg, reportLinkEvents, senderOptionsFromFlags, type FrameFlags,
+  addFrameOptions, addLinkOptions, eventWriter, interruptedExitCode, intArg, onStopSignal, reportLinkEvents, senderOptionsFromFlags,
+  type FrameFlags, type StopSignal,
 } from './common.js';
 
 interface NetconsoleFlags extends FrameFlags {
@@ -80,7 +81,9 @@ export function register(program: Command): void {
     '  sudo rawpoll netconsole -i eth1 --to 10.0.0.9 --extended --kmsg --userdata dc=fra1 --sysdata\n' +
     '  sudo rawpoll netconsole -i eth1 --to 10.0.0.9 --follow /var/log/app.log\n' +
     'Receive with: nc -u -l 6666, socat -u udp-recv:6666 -, or rawpoll collect --netconsole 6666.\n\n' +
-    'Exit codes: 0 done, 1 runtime failure (no ARP reply, no permission), 2 bad usage (nothing sent).');
+    'Exit codes: 0 done, or stopped by SIGINT/SIGTERM while following (--follow, --kmsg without --count);\n' +
+    '1 runtime failure (no ARP reply, no permission); 2 bad usage (nothing sent); 130 (SIGINT) or 143 (SIGTERM)\n' +
+    'when a signal cut short standard input or a --count run (after the summary).');
   cmd.action(async (f: NetconsoleFlags) => run(f));
 }
 
@@ -220,11 +223,13 @@ async function run(f: NetconsoleFlags): Promise<void> {
 
   const ac = new AbortController();
   let stopReason = 'end of input';
-  const onSignal = (sig: string) => { stopReason = sig; ac.abort(); };
-  const sigint = () => onSignal('SIGINT');
-  const sigterm = () => onSignal('SIGTERM');
-  process.once('SIGINT', sigint);
-  process.once('SIGTERM', sigterm);
+  let interrupted = null as StopSignal | null;
+  const unlisten = onStopSignal((sig) => {
+    if (ac.signal.aborted) return; // already ending (count reached, interface gone): the signal changes nothing
+    interrupted = sig;
+    stopReason = sig;
+    ac.abort();
+  });
 
   const event = eventWriter('netconsole', f.json);
   // The link-state policy: a target whose link is down queues (--link-queue) and sends when it is back; a vanished
@@ -326,8 +331,7 @@ async function run(f: NetconsoleFlags): Promise<void> {
     throw e instanceof UsageError || e instanceof RuntimeError ? e : new RuntimeError((e as Error).message);
   } finally {
     for (const off of detach) off();
-    process.removeListener('SIGINT', sigint);
-    process.removeListener('SIGTERM', sigterm);
+    unlisten();
   }
   // What still waits for a link that did not come back before the end is not sent: counted, never silent.
   const unsent = targets.map((t) => t.queue.discard());
@@ -335,7 +339,7 @@ async function run(f: NetconsoleFlags): Promise<void> {
   for (const t of targets) await t.sender.close();
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const summary = {
-    event: 'summary', stopped: stopReason, messages, datagrams, payloadBytes, lostKmsgRecords: lost,
+    event: 'summary', stopped: stopReason, interrupted, messages, datagrams, payloadBytes, lostKmsgRecords: lost,
     seconds: Math.round(seconds * 1000) / 1000,
     targets: targets.map((t, i) => ({
       dst: `${formatIpv4(t.sender.dstIp)}:${t.sender.dstPort}`, dstMac: formatMac(t.sender.dstMac), datagrams: t.sent,
@@ -353,5 +357,6 @@ async function run(f: NetconsoleFlags): Promise<void> {
       ` — stopped: ${stopReason}\n`);
   }
   if (gone) throw new LinkGoneError(gone);
+  if (interrupted) process.exitCode = interruptedExitCode(interrupted, count !== undefined || (!f.kmsg && !f.follow));
   if (!process.stdin.destroyed && !f.kmsg && !f.follow) process.stdin.destroy();
 }

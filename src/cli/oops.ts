@@ -9,7 +9,9 @@ import { readHostInfo, readKmsgSnapshot, bootIdFromUuid } from '../host/hostinfo
 import { OopsStateFile, decide, recordSent, parseRateLimit, type RateLimit } from '../tx/oopsstate.js';
 import { UdpSender } from '../tx/sender.js';
 import { parseEndpoint } from '../wire/addr.js';
-import { addFrameOptions, addLinkOptions, intArg, senderOptionsFromFlags, type FrameFlags } from './common.js';
+import {
+  addFrameOptions, addLinkOptions, interruptedExitCode, intArg, onStopSignal, senderOptionsFromFlags, type FrameFlags, type StopSignal,
+} from './common.js';
 
 interface OopsFlags extends FrameFlags {
   to?: string;
@@ -90,7 +92,10 @@ export function register(program: Command): void {
     '  rawpoll oops --one-shot /var/lib/rawpoll/armed --rearm\n' +
     '  sudo rawpoll oops -i eth1 --to 10.0.0.9 --log app.log --rate-limit 3/1h --state /var/lib/rawpoll/oops.state\n\n' +
     'A report held back by --one-shot or --rate-limit is not an error: exit 0, "sent": false in --json.\n' +
-    'Exit codes: 0 done, 1 runtime failure (no ARP reply, no permission, state locked), 2 bad usage (nothing sent).');
+    'SIGINT/SIGTERM stop the sending: the summary says how many datagrams went out, and the state file is left as it\n' +
+    'was (the report counts as not sent).\n' +
+    'Exit codes: 0 done, 1 runtime failure (no ARP reply, no permission, state locked), 2 bad usage (nothing sent),\n' +
+    '130 (SIGINT) or 143 (SIGTERM) interrupted before every datagram of every round was sent.');
   cmd.action(async (f: OopsFlags) => {
     const json = !!f.json;
     const print = (o: Record<string, unknown>, text: string) => process.stdout.write((json ? JSON.stringify(o) : text) + '\n');
@@ -176,12 +181,24 @@ export function register(program: Command): void {
           return;
         }
       }
-      const sender = await UdpSender.open({ ...opts, to, srcPort: opts.from?.port ?? NETOOPS_PORT, payloadLen: enc.buf.length });
+      // From here on a signal stops the sending (one during ARP takes effect when ARP is done), not the process.
+      let interrupted = null as StopSignal | null;
+      const unlisten = onStopSignal((sig) => { interrupted = sig; });
+      let sender: UdpSender;
+      try {
+        sender = await UdpSender.open({ ...opts, to, srcPort: opts.from?.port ?? NETOOPS_PORT, payloadLen: enc.buf.length });
+      } catch (e) {
+        unlisten();
+        throw e;
+      }
+      const total = enc.packetCount * retransmit;
       let datagrams = 0;
       try {
-        for (let round = 0; round < retransmit; round++) {
+        send: for (let round = 0; round < retransmit; round++) {
           for (const k of enc.order()) {
             if (datagrams > 0) await gap(gapUs);
+            if ((datagrams & 63) === 63) await new Promise((r) => setImmediate(r)); // short gaps spin: let a signal in
+            if (interrupted) break send;
             sender.send(enc.datagram(k));
             datagrams++;
           }
@@ -190,22 +207,27 @@ export function register(program: Command): void {
       } catch (e) {
         sender.abort();
         throw e;
+      } finally {
+        unlisten();
       }
-      if (state) state.write(recordSent(state.read(), dopts));
+      const cut = datagrams < total ? interrupted : null;
+      if (state && !cut) state.write(recordSent(state.read(), dopts));
       const d = sender.describe();
       const summary = {
-        sent: true, type: netoopsTypeName(soft ? NETOOPS_TYPE_SOFT : NETOOPS_TYPE_OOPS), layout: `v${version}`,
+        sent: !cut, interrupted: cut, type: netoopsTypeName(soft ? NETOOPS_TYPE_SOFT : NETOOPS_TYPE_OOPS), layout: `v${version}`,
         dumpId, bootId, bootIdHex: bootId.toString(16).padStart(8, '0'), kernelVersion: f.kernelVersion ?? host.kernelRelease,
         logBytes: log.length, packetCount: enc.packetCount, retransmit, datagrams, datagramBytes: enc.buf.length,
         src: `${d.srcIp}:${d.srcPort}`, dst: `${d.dstIp}:${d.dstPort}`, dstMac: d.dstMac,
         arpMs: sender.arpMs === null ? null : Math.round(sender.arpMs * 1000) / 1000,
         kmsg: kmsgInfo, board: board ?? null, firmware: firmware ?? null, stateFile: stateFile ?? null,
-        disarmed: !!f.oneShot && !soft, iface: sender.iface?.name ?? null, pcapFile: f.write ?? null,
+        disarmed: !!f.oneShot && !soft && !cut, iface: sender.iface?.name ?? null, pcapFile: f.write ?? null,
       };
       print(summary, `oops report ${summary.type} dump_id ${dumpId} boot_id ${summary.bootIdHex}: ${log.length} bytes in ` +
-        `${enc.packetCount} chunks x ${retransmit} = ${datagrams} datagrams of ${enc.buf.length} bytes ${summary.src} -> ${summary.dst} [${d.dstMac}]` +
+        `${enc.packetCount} chunks x ${retransmit} = ${total} datagrams of ${enc.buf.length} bytes ${summary.src} -> ${summary.dst} [${d.dstMac}]` +
         (kmsgInfo ? ` (${kmsgInfo.records} kmsg records${kmsgInfo.lost ? `, ${kmsgInfo.lost} lost to overrun` : ''})` : '') +
-        (summary.disarmed ? `; one-shot disarmed (${stateFile})` : ''));
+        (summary.disarmed ? `; one-shot disarmed (${stateFile})` : '') +
+        (cut ? `; interrupted (${cut}) after ${datagrams} of ${total} datagrams${stateFile ? `, ${stateFile} left as it was` : ''}` : ''));
+      if (cut) process.exitCode = interruptedExitCode(cut, true);
     } finally {
       state?.unlock();
     }

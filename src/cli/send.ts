@@ -4,7 +4,9 @@ import { Command } from 'commander';
 import { RuntimeError, UsageError } from '../errors.js';
 import { UdpSender } from '../tx/sender.js';
 import { parseEndpoint } from '../wire/addr.js';
-import { addFrameOptions, addLinkOptions, intArg, senderOptionsFromFlags, type FrameFlags } from './common.js';
+import {
+  addFrameOptions, addLinkOptions, interruptedExitCode, intArg, onStopSignal, senderOptionsFromFlags, type FrameFlags, type StopSignal,
+} from './common.js';
 
 interface SendFlags extends FrameFlags {
   to: string;
@@ -31,7 +33,9 @@ export function register(program: Command): void {
       '  sudo rawpoll send -i eth1 --from 10.0.0.7:5000 --to 10.0.0.2:9000 --file payload.bin -c 100\n' +
       '  echo hi | sudo rawpoll send -i eth1 --to 10.0.0.2:9000 --dst-mac 02:00:00:00:00:02\n' +
       '  rawpoll send --to 10.0.0.2:9000 --data x --dst-mac 02:00:00:00:00:02 --src-mac 02:00:00:00:00:01 --from 10.0.0.1 -w out.pcap\n\n' +
-      'Exit codes: 0 sent, 1 runtime failure (no ARP reply, no permission), 2 bad usage (nothing sent).');
+      'SIGINT/SIGTERM stop a long -c run: the summary says how many went out, then the exit code is 130/143.\n' +
+      'Exit codes: 0 sent, 1 runtime failure (no ARP reply, no permission), 2 bad usage (nothing sent),\n' +
+      '130 (SIGINT) or 143 (SIGTERM) interrupted before all --count datagrams were sent.');
   cmd.action(async (f: SendFlags) => {
     const to = parseEndpoint(f.to, '--to');
     const count = intArg(f.count, '--count', 1, 2 ** 31)!;
@@ -40,12 +44,28 @@ export function register(program: Command): void {
       throw new UsageError('writing a pcap file without an interface needs the source address: add --from IP');
     }
     const payload = readPayload(f);
-    const sender = await UdpSender.open({ ...opts, to, payloadLen: payload.length });
+    // From here on a signal stops the sending (one during ARP takes effect when ARP is done), not the process.
+    let interrupted = null as StopSignal | null;
+    const unlisten = onStopSignal((sig) => { interrupted = sig; });
+    let sender: UdpSender;
+    try {
+      sender = await UdpSender.open({ ...opts, to, payloadLen: payload.length });
+    } catch (e) {
+      unlisten();
+      throw e;
+    }
     try {
       sender.checkPayload(payload.length);
       const t0 = performance.now();
       const progress = process.stderr.isTTY && count >= 10000 && !f.json ? new Progress(count) : null;
-      sender.sendRepeated(payload, count, progress ? (i) => progress.tick(i) : undefined);
+      // Slices of SEND_SLICE with a turn of the event loop between them, so that a signal is seen.
+      for (let done = 0; done < count && !interrupted;) {
+        const n = Math.min(SEND_SLICE, count - done);
+        const base = done;
+        sender.sendRepeated(payload, n, progress ? (i) => progress.tick(base + i) : undefined);
+        done += n;
+        if (done < count) await new Promise((r) => setImmediate(r));
+      }
       const secs = (performance.now() - t0) / 1000;
       progress?.done();
       await sender.close();
@@ -56,6 +76,7 @@ export function register(program: Command): void {
         arpMs: sender.arpMs === null ? null : Math.round(sender.arpMs * 1000) / 1000,
         seconds: Math.round(secs * 1e6) / 1e6, pps: secs > 0 ? Math.round(sender.stats.sent / secs) : null,
         sendRetries: sender.stats.retries, iface: sender.iface?.name ?? null, pcapFile: f.write ?? null,
+        count, interrupted: sender.stats.sent < count ? interrupted : null,
       };
       if (f.json) {
         process.stdout.write(JSON.stringify(summary) + '\n');
@@ -63,14 +84,21 @@ export function register(program: Command): void {
         const where = f.write ? `written to ${f.write}` : `sent on ${summary.iface}`;
         const arp = summary.arpMs === null ? 'MAC given' : `ARP ${summary.arpMs} ms`;
         process.stdout.write(`${summary.sent} datagram${summary.sent === 1 ? '' : 's'} (${payload.length} bytes payload, ${summary.bytes} bytes of frames) ${summary.src} -> ${summary.dst} [${summary.dstMac}, ${arp}] ${where}` +
-          (count > 1 && summary.pps ? `, ${summary.pps} pps` : '') + '\n');
+          (count > 1 && summary.pps ? `, ${summary.pps} pps` : '') +
+          (summary.interrupted ? `; interrupted (${summary.interrupted}) after ${summary.sent} of ${count}` : '') + '\n');
       }
+      if (summary.interrupted) process.exitCode = interruptedExitCode(summary.interrupted, true);
     } catch (e) {
       sender.abort();
       throw e;
+    } finally {
+      unlisten();
     }
   });
 }
+
+/** Datagrams per sendRepeated call: ~10 ms at pcap speeds, so a SIGINT stops a long -c run that soon. */
+const SEND_SLICE = 4096;
 
 function readPayload(f: SendFlags): Buffer {
   if (f.data !== undefined && f.file !== undefined) throw new UsageError('give the payload with --data or --file, not both');

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { UsageError } from '../errors.js';
 import { Sink, type SinkReport } from '../rx/sink.js';
 import { parseIpv4, parsePort } from '../wire/addr.js';
-import { intArg } from './common.js';
+import { interruptedExitCode, intArg, onStopSignal, type StopSignal } from './common.js';
 
 interface SinkFlags {
   port: string;
@@ -67,7 +67,9 @@ export function register(program: Command): void {
     '  sudo rawpoll sink --capture -i eth1 --port 9 --idle 2      # line-rate blasts\n' +
     '  (on the sender) sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --count 100000\n\n' +
     'Stops on --duration, --count, --idle, or Ctrl-C (SIGINT/SIGTERM: reason "interrupted"), then prints the report.\n' +
-    'Exit codes: 0 report printed, 1 runtime failure (port in use, no permission), 2 bad usage.');
+    'Exit codes: 0 report printed (also when a signal stopped a sink with no --count/--duration/--idle),\n' +
+    '1 runtime failure (port in use, no permission), 2 bad usage, 130 (SIGINT) or 143 (SIGTERM) when a signal cut\n' +
+    'short a run with --count, --duration or --idle (after printing the report).');
   cmd.action(async (f: SinkFlags) => {
     const port = parsePort(f.port, '--port');
     if (port === 0) throw new UsageError("bad --port '0': expected a UDP port number 1-65535");
@@ -88,9 +90,11 @@ export function register(program: Command): void {
     const r0 = sink.report();
     process.stderr.write(`rawpoll sink: listening on UDP ${r0.bind ?? '0.0.0.0'}:${port} via ` +
       (r0.mode === 'capture' ? `libpcap on ${r0.iface}` : `a socket (rcvbuf ${r0.rcvbufBytes} bytes)`) + '\n');
-    const stop = () => void sink.stop('interrupted');
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    let interrupted = null as StopSignal | null;
+    const unlisten = onStopSignal((sig) => {
+      interrupted = sig;
+      void sink.stop('interrupted');
+    });
     let live: NodeJS.Timeout | null = null;
     if (process.stderr.isTTY && !f.json) {
       let lastN = 0;
@@ -105,9 +109,11 @@ export function register(program: Command): void {
       clearInterval(live);
       process.stderr.write('\r\x1b[K');
     }
-    process.removeListener('SIGINT', stop);
-    process.removeListener('SIGTERM', stop);
-    process.stdout.write(f.json ? JSON.stringify(report) + '\n' : formatReport(report));
+    unlisten();
+    const sig = report.reason === 'interrupted' ? interrupted : null; // a signal after the sink had ended changes nothing
+    process.stdout.write(f.json ? JSON.stringify({ ...report, interrupted: sig }) + '\n'
+      : formatReport(sig ? { ...report, reason: `interrupted (${sig})` } : report));
+    if (sig) process.exitCode = interruptedExitCode(sig, f.count !== undefined || f.duration !== undefined || f.idle !== undefined);
   });
 }
 
