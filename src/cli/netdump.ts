@@ -1,10 +1,12 @@
 import { Command } from 'commander';
-import { RuntimeError, UsageError } from '../errors.js';
+import { LinkGoneError, RuntimeError, UsageError } from '../errors.js';
 import { parseIpv4, parseSource, parsePort } from '../wire/addr.js';
 import { parseMac } from '../wire/mac.js';
 import { DEBUGNET_RETRIES, DEBUGNET_ROUND_MS, NETDUMP_PORT } from '../proto/netdump.js';
 import { bufferSource, fileSource, netdump, type NetdumpProgress, type NetdumpSource } from '../tx/netdump.js';
-import { interruptedExitCode, intArg, onStopSignal, type StopSignal } from './common.js';
+import {
+  eventWriter, interruptedExitCode, intArg, onStopSignal, reportLinkEvents, type EventWriter, type StopSignal,
+} from './common.js';
 
 interface NetdumpFlags {
   iface?: string;
@@ -21,6 +23,7 @@ interface NetdumpFlags {
   pollMs: string;
   retries: string;
   arpRetries: string;
+  linkWait: string;
   json?: boolean;
 }
 
@@ -37,7 +40,10 @@ export function register(program: Command): void {
       'round fully ACKed before the next, only un-ACKed ones resent after --poll-ms, giving up after\n' +
       '1 + --retries tries. --window N keeps N in flight instead (a sliding window the server cannot tell from\n' +
       'the kernel: it only echoes seqnos). On a long path the window must cover rate x RTT: at 20 ms RTT the\n' +
-      'kernel\'s rounds reach ~3 MB/s, --window 64 ~4.4, --window 256 ~17, --window 512 ~30 (this repo\'s bench).')
+      'kernel\'s rounds reach ~3 MB/s, --window 64 ~4.4, --window 256 ~17, --window 512 ~30 (this repo\'s bench).\n' +
+      'A link that goes down mid-dump stops the retransmit clock for up to --link-wait seconds (one event line when\n' +
+      'it goes down, one when it is back); then the datagrams in flight are resent and the dump goes on. An interface\n' +
+      'deleted mid-dump ends it: the summary, then exit 1.')
     .requiredOption('-i, --iface <IF>', 'interface to send on (needs root or CAP_NET_RAW)')
     .requiredOption('--server <IP>', 'netdump server address')
     .requiredOption('--file <PATH>', 'what to send ("-" for standard input, read to the end first)')
@@ -52,14 +58,16 @@ export function register(program: Command): void {
     .option('--poll-ms <MS>', 'how long a round waits for its ACKs (debugnet: 2000 polls x 0.5 ms)', String(DEBUGNET_ROUND_MS))
     .option('--retries <N>', 'retransmit rounds before giving up (debugnet: 1 + 11 tries)', String(DEBUGNET_RETRIES))
     .option('--arp-retries <N>', 'ARP who-has requests before giving up (debugnet: 3)', '3')
-    .option('--json', 'print one JSON summary (bytes, packets, retransmits, seconds, MBps)')
+    .option('--link-wait <SECONDS>', 'how long one link outage may last (the retransmit clock stops meanwhile, then the un-ACKed datagrams are resent); past it exit 1, 0 gives up at once', '60')
+    .option('--json', 'print JSON lines: link events, then the summary (bytes, packets, retransmits, seconds, MBps, linkOutages, linkDownMs)')
     .addHelpText('after', '\nExamples:\n' +
       '  sudo rawpoll netdump -i eth1 --server 10.0.0.9 --file /var/crash/vmcore.0 --path host7/\n' +
       '  sudo rawpoll netdump -i eth1 --server 10.0.0.9 --file core.bin --from 10.0.0.77 --window 64\n' +
       '  dmesg | sudo rawpoll netdump -i eth1 --server 10.0.0.9 --file - --panic "oops"\n\n' +
       'SIGINT/SIGTERM stop the transfer (no FINISHED: the server keeps an incomplete dump) and print how many bytes\n' +
       'the server ACKed, of how many.\n' +
-      'Exit codes: 0 the server ACKed FINISHED, 1 runtime failure (no ARP reply, server silent), 2 bad usage,\n' +
+      'Exit codes: 0 the server ACKed FINISHED, 1 runtime failure (no ARP reply, server silent, link down longer\n' +
+      'than --link-wait, interface gone), 2 bad usage,\n' +
       '130 (SIGINT) or 143 (SIGTERM) interrupted before the dump was complete.')
     .action(async (f: NetdumpFlags) => {
       const server = parseIpv4(f.server, '--server');
@@ -69,6 +77,7 @@ export function register(program: Command): void {
       const pollMs = intArg(f.pollMs, '--poll-ms', 1, 600000)!;
       const retries = intArg(f.retries, '--retries', 0, 1000)!;
       const arpRetries = intArg(f.arpRetries, '--arp-retries', 1, 100)!;
+      const linkWait = intArg(f.linkWait, '--link-wait', 0, 86400)!;
       if (f.path !== undefined && Buffer.byteLength(f.path) > 1023) throw new UsageError('bad --path: at most 1023 bytes (the server reads MAXPATHLEN)');
       // From here on a signal stops the transfer, not the process: the summary says how far it got.
       const stop = new AbortController();
@@ -95,6 +104,9 @@ export function register(program: Command): void {
         const rate = p.seconds > 0 ? (p.bytesAcked / 1e6 / p.seconds).toFixed(2) : '0.00';
         process.stderr.write(`\r${p.bytesAcked} / ${p.total} bytes  ${pct}%  ${rate} MB/s  ${p.retransmits} retransmits  `);
       } : undefined;
+      // Link-down/up/gone events, one line each (a JSON line on stdout with --json); on a TTY below the progress line.
+      const ev = eventWriter('netdump', f.json);
+      const event: EventWriter = tty ? (e, human) => { process.stderr.write('\n'); ev(e, human); } : ev;
       let summary;
       try {
         summary = await netdump({
@@ -102,6 +114,7 @@ export function register(program: Command): void {
           gateway: f.gateway !== undefined ? parseIpv4(f.gateway, '--gateway') : undefined,
           dstMac: f.dstMac !== undefined ? parseMac(f.dstMac, '--dst-mac') : undefined,
           panic: f.panic, hostname: f.hostname, window, pollMs, retries, arpRetries, onProgress, signal: stop.signal,
+          linkWaitMs: linkWait * 1000, onLink: (w) => { reportLinkEvents(w, event); },
         });
       } finally {
         unlisten();
@@ -112,10 +125,16 @@ export function register(program: Command): void {
         process.stdout.write(`netdump: interrupted (${summary.interrupted}) after ${summary.bytes} of ${summary.total} bytes ACKed by ` +
           `${summary.server}:${summary.serverPort || NETDUMP_PORT} from ${summary.src} in ${summary.seconds.toFixed(3)} s, ${summary.packets} datagrams, ` +
           `${summary.retransmits} retransmits; no FINISHED sent: the server's dump is incomplete\n`);
+      } else if (summary.linkGone) {
+        process.stdout.write(`netdump: interface ${summary.linkGone} disappeared after ${summary.bytes} of ${summary.total} bytes ACKed by ` +
+          `${summary.server}:${summary.serverPort || NETDUMP_PORT} from ${summary.src} in ${summary.seconds.toFixed(3)} s, ${summary.packets} datagrams, ` +
+          `${summary.retransmits} retransmits${outages(summary)}; no FINISHED sent: the server's dump is incomplete\n`);
       } else {
         process.stdout.write(`netdump: ${summary.bytes} bytes to ${summary.server}:${summary.serverPort} from ${summary.src} in ` +
-          `${summary.seconds.toFixed(3)} s (${summary.MBps} MB/s), ${summary.packets} datagrams, ${summary.retransmits} retransmits, ${summary.mode}\n`);
+          `${summary.seconds.toFixed(3)} s (${summary.MBps} MB/s), ${summary.packets} datagrams, ${summary.retransmits} retransmits, ${summary.mode}` +
+          `${outages(summary)}\n`);
       }
+      if (summary.linkGone) throw new LinkGoneError(summary.linkGone);
       if (summary.interrupted) process.exitCode = interruptedExitCode(summary.interrupted as StopSignal, true);
     });
 }
@@ -133,4 +152,10 @@ async function readStdin(signal: AbortSignal): Promise<NetdumpSource | null> {
     signal.removeEventListener('abort', onAbort);
   }
   return signal.aborted ? null : bufferSource(Buffer.concat(chunks));
+}
+
+/** "; 1 link outage, 2.10 s down", or nothing when the link stayed up. */
+function outages(s: { linkOutages: number; linkDownMs: number }): string {
+  if (!s.linkOutages) return '';
+  return `; ${s.linkOutages} link outage${s.linkOutages === 1 ? '' : 's'}, ${(s.linkDownMs / 1000).toFixed(2)} s down`;
 }

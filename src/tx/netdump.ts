@@ -2,9 +2,10 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { RuntimeError, UsageError } from '../errors.js';
+import { LinkDownError, LinkGoneError, RuntimeError, UsageError } from '../errors.js';
 import { hostOwnsAddress } from '../link/iface.js';
 import { PcapLink } from '../link/pcap.js';
+import type { LinkWatch } from '../link/watch.js';
 import {
   DEBUGNET_MAX_IN_FLIGHT, DEBUGNET_RETRIES, DEBUGNET_ROUND_MS, NETDUMP_ACKPORT, NETDUMP_FINISHED, NETDUMP_HDR_LEN,
   NETDUMP_HERALD, NETDUMP_KDH, NETDUMP_PORT, NETDUMP_TYPE_NAMES, NETDUMP_VMCORE, buildKdh, decodeAck, heraldPayload,
@@ -26,6 +27,13 @@ import { UdpSender, type SenderOptions } from './sender.js';
  * - window N: up to N datagrams in flight, each ACK frees a slot at once; an un-ACKed datagram is resent when 3
  *   younger ones have been ACKed (unless the path has shown reordering) or after an RTO measured from the ACKs
  *   (never above pollMs); give up after (1 + retries) × pollMs with no progress.
+ *
+ * Link outages (README, "When the link goes down"): the kernel's debugnet never sees one (a panicked host's link
+ * stays as it was), but a userland client does, and a 2 s flap must not cost a dump that has 12 s of retries. While
+ * the link is down the retransmit clock stops: sends that fail with LinkDownError are not tries, a round or RTO cut
+ * by the outage does not count; once both capture handles are back (PcapLink reopens them) every un-ACKed datagram
+ * in flight is sent again and the session goes on. An outage longer than `linkWaitMs` ends it (RuntimeError);
+ * the interface vanishing ends it with a summary (`linkGone`).
  */
 
 export interface NetdumpSource {
@@ -96,6 +104,10 @@ export interface NetdumpOptions extends Omit<SenderOptions, 'to' | 'filter' | 's
   /** Aborting it stops the session at once (sockets and capture handles closed); run() then resolves with a
    *  summary of what the server had ACKed, `interrupted` = the abort reason (e.g. "SIGINT"). */
   signal?: AbortSignal;
+  /** How long one link outage may last before the session gives up (default 60000 ms; 0: at once). */
+  linkWaitMs?: number;
+  /** Called once the ACK capture is open, with the LinkWatch the outage policy follows (to report its events). */
+  onLink?: (watch: LinkWatch) => void;
 }
 
 export interface NetdumpSummary {
@@ -121,6 +133,11 @@ export interface NetdumpSummary {
   mode: string;
   chunk: number;
   arpMs: number | null;
+  /** Times the link went down during the session, and for how long in all (ms, an outage still on included). */
+  linkOutages: number;
+  linkDownMs: number;
+  /** The interface, when it disappeared mid-dump (the session ended there: `bytes` were ACKed, no FINISHED). */
+  linkGone: string | null;
 }
 
 interface Flight {
@@ -172,11 +189,28 @@ export class NetdumpClient {
   /** RTT estimate (RFC 6298 style), ms. */
   private srtt = 0;
   private rttvar = 0;
+  /** The ACK capture; its LinkWatch is the one the outage policy follows and reports. */
+  private ackLink: PcapLink | null = null;
+  private readonly linkWaitMs: number;
+  /** The link is down as far as sending goes (its watch said so, or a send failed with LinkDownError). */
+  private down = false;
+  /** performance.now() when the current outage began; cleared by the first send that goes through after it. */
+  private downSince = 0;
+  /** The interface, once it is gone. */
+  private gone: string | null = null;
+  /** Ends the wait in progress (rounds) or pauses the window when the link goes down. */
+  private onDown: (() => void) | null = null;
+  /** Re-checks the link at once while waiting for it (on the watch's 'up' and 'gone'). */
+  private onUp: (() => void) | null = null;
 
   constructor(o: NetdumpOptions) {
     this.o = o;
     this.pollMs = o.pollMs ?? DEBUGNET_ROUND_MS;
     this.retries = o.retries ?? DEBUGNET_RETRIES;
+    this.linkWaitMs = o.linkWaitMs ?? 60_000;
+    if (!(Number.isFinite(this.linkWaitMs) && this.linkWaitMs >= 0)) {
+      throw new UsageError(`bad --link-wait '${this.linkWaitMs / 1000}': expected 0 or more seconds`);
+    }
     if (o.window !== undefined && !(Number.isInteger(o.window) && o.window >= 0 && o.window <= 65536)) {
       throw new UsageError(`bad --window '${o.window}': expected 0 (the kernel's 64 KiB rounds) to 65536`);
     }
@@ -206,6 +240,7 @@ export class NetdumpClient {
       // one --window 256 burst. Size the ring for twice the window (at most 64 MiB).
       const inFlight = o.window || DEBUGNET_MAX_IN_FLIGHT;
       ackLink = PcapLink.open(o.iface, filter, Math.min(64 << 20, Math.max(4 << 20, 2 * inFlight * 66 * 1024)));
+      this.followLink(ackLink);
       await this.holdPort();
       this.chunk = netdumpChunkSize(this.sender.mtu);
       if (this.chunk <= 0) throw new RuntimeError(`MTU ${this.sender.mtu} is too small for netdump (needs > 52)`);
@@ -252,9 +287,11 @@ export class NetdumpClient {
       await this.sender.close();
       return this.summary(size, null);
     } catch (e) {
+      if (e instanceof LinkGoneError) ackLink?.watch.check(); // its 'gone' event goes out before the summary
       ackLink?.close();
       this.sender.abort();
       if (e instanceof Interrupted) return this.summary(this.bytesAcked, String(o.signal!.reason));
+      if (e instanceof LinkGoneError) return this.summary(this.bytesAcked, null, e.iface);
       throw e;
     } finally {
       o.signal?.removeEventListener('abort', onAbort);
@@ -262,9 +299,10 @@ export class NetdumpClient {
     }
   }
 
-  private summary(bytes: number, interrupted: string | null): NetdumpSummary {
+  private summary(bytes: number, interrupted: string | null, linkGone: string | null = null): NetdumpSummary {
     const o = this.o;
     const secs = this.t0 ? (performance.now() - this.t0) / 1000 : 0;
+    const w = this.ackLink?.watch;
     return {
       server: formatIpv4(o.server), serverPort: this.serverPort, src: formatIpv4(this.sender.srcIp), bytes, total: o.source.size,
       interrupted, packets: this.packets, retransmits: this.retransmits, fastRetransmits: this.fastResends,
@@ -273,6 +311,9 @@ export class NetdumpClient {
       mode: o.window ? `window ${o.window}` : `kernel rounds (64 KiB, ${Math.ceil(NETDUMP_ROUND_BYTES / this.chunk)} datagrams)`,
       chunk: this.chunk,
       arpMs: this.sender.arpMs === null ? null : Math.round(this.sender.arpMs * 1000) / 1000,
+      linkOutages: w?.outages ?? 0,
+      linkDownMs: w ? w.downMsTotal + (w.downSince !== null ? Date.now() - w.downSince : 0) : 0,
+      linkGone,
     };
   }
 
@@ -303,14 +344,26 @@ export class NetdumpClient {
     return { seq: this.seq++, type, offset, data, sentAt: 0, sends: 0, acked: false };
   }
 
-  private transmit(f: Flight): void {
+  /** Puts `f` on the wire; false when the link is down (then it was no try: `f.sends` is unchanged). */
+  private transmit(f: Flight): boolean {
     writeNetdumpHeader({ type: f.type, seqno: f.seq, offset: f.offset, len: f.data.length, aux2: 0 }, this.msgBuf, 0);
     f.data.copy(this.msgBuf, NETDUMP_HDR_LEN);
-    this.sender.send(this.msgBuf.subarray(0, NETDUMP_HDR_LEN + f.data.length));
+    try {
+      this.sender.send(this.msgBuf.subarray(0, NETDUMP_HDR_LEN + f.data.length));
+    } catch (e) {
+      if (e instanceof LinkDownError) {
+        this.markDown();
+        return false;
+      }
+      if (e instanceof LinkGoneError) this.gone = e.iface;
+      throw e;
+    }
+    this.downSince = 0;
     if (f.sends > 0) this.retransmits++;
     f.sends++;
     f.sentAt = performance.now();
     this.flights.set(f.seq, f);
+    return true;
   }
 
   private onAck(seq: number): void {
@@ -353,22 +406,37 @@ export class NetdumpClient {
   private waitUntil(pred: () => boolean, ms: number): Promise<boolean> {
     if (pred()) return Promise.resolve(true);
     return new Promise((resolve, reject) => {
-      const end = (ok: boolean) => { clearTimeout(timer); this.wake = null; this.cancel = null; resolve(ok); };
+      const end = (ok: boolean) => { clearTimeout(timer); this.wake = null; this.cancel = null; this.onDown = null; resolve(ok); };
       const timer = setTimeout(() => end(pred()), ms);
       this.wake = () => {
         if (pred()) end(true);
       };
-      this.cancel = (e) => { clearTimeout(timer); this.wake = null; this.cancel = null; reject(e); };
+      this.cancel = (e) => { clearTimeout(timer); this.wake = null; this.cancel = null; this.onDown = null; reject(e); };
+      this.onDown = () => end(pred()); // the round is cut short: the caller waits for the link, not for the timer
     });
   }
 
-  /** debugnet_send: send all, wait a round for every ACK, resend only the missing, 1 + retries tries. */
+  /**
+   * debugnet_send: send all, wait a round for every ACK, resend only the missing, 1 + retries tries. A round the link
+   * went down in (a send refused, or the outage began during the wait) is no try: once the link is back the
+   * un-ACKed ones go again.
+   */
   private async rounds(fs: Flight[]): Promise<void> {
-    for (let tries = 0; ; tries++) {
+    const allAcked = () => fs.every((f) => f.acked);
+    for (let tries = 0; ;) {
       this.checkAbort();
-      for (const f of fs) if (!f.acked) this.transmit(f);
-      if (await this.waitUntil(() => fs.every((f) => f.acked), this.pollMs)) return;
-      if (tries >= this.retries) throw this.giveUp(fs.find((f) => !f.acked)!, tries + 1);
+      if (this.down) await this.linkBack();
+      let cut = false;
+      for (const f of fs) {
+        if (!f.acked && !this.transmit(f)) {
+          cut = true;
+          break;
+        }
+      }
+      if (cut) continue;
+      if (await this.waitUntil(allAcked, this.pollMs)) return;
+      if (this.down) continue;
+      if (tries++ >= this.retries) throw this.giveUp(fs.find((f) => !f.acked)!, tries);
     }
   }
 
@@ -390,11 +458,34 @@ export class NetdumpClient {
         if (timer) clearInterval(timer);
         this.wake = null;
         this.cancel = null;
+        this.onDown = null;
         if (e) reject(e); else resolve();
+      };
+      // A link outage stops the clock (no RTO resends, no give-up count) until linkBack(); then every un-ACKed flight
+      // goes again, the time down is added to `lastProgress`, and the window refills.
+      let paused = false;
+      const pause = () => {
+        if (paused || finished) return;
+        paused = true;
+        const at = performance.now();
+        this.linkBack().then(() => {
+          paused = false;
+          if (finished) return;
+          lastProgress += performance.now() - at;
+          try {
+            for (let i = head; i < order.length; i++) {
+              const f = order[i];
+              if (!f.acked && !this.transmit(f)) return; // down again: transmit() paused us once more
+            }
+          } catch (e) {
+            return done(e as Error);
+          }
+          pump();
+        }, done);
       };
       const pump = () => {
         pumpQueued = false;
-        if (finished) return;
+        if (finished || paused) return;
         try {
           while (head < order.length && order[head].acked) head++;
           if (head > 4096) { order.splice(0, head); head = 0; }
@@ -402,9 +493,9 @@ export class NetdumpClient {
             const len = Math.min(this.chunk, size - off);
             const f = this.flight(NETDUMP_VMCORE, off, this.o.source.read(off, len));
             off += len;
-            this.transmit(f);
             order.push(f);
             inflight++;
+            if (!this.transmit(f)) break; // the link is down: it goes when the link is back
           }
         } catch (e) {
           return done(e as Error);
@@ -431,12 +522,12 @@ export class NetdumpClient {
         try {
           for (let i = head; i < order.length; i++) {
             const f = order[i];
-            if (x.seq - f.seq < thresh) break;
+            if (x.seq - f.seq < thresh || paused) break;
             if (!f.acked && f.fastAt === undefined) {
+              if (!this.transmit(f)) break;
               f.fastAt = now;
               resent++;
               this.fastResends++;
-              this.transmit(f);
               break;
             }
           }
@@ -446,12 +537,16 @@ export class NetdumpClient {
         if (!pumpQueued) { pumpQueued = true; setImmediate(pump); }
       };
       const tick = () => {
+        if (paused) return;
         const now = performance.now();
         const rto = this.rto();
         try {
           for (let i = head; i < order.length; i++) {
             const f = order[i];
-            if (!f.acked && now - f.sentAt >= rto) { this.timeoutResends++; this.transmit(f); }
+            if (!f.acked && now - f.sentAt >= rto) {
+              if (!this.transmit(f)) return;
+              this.timeoutResends++;
+            }
           }
         } catch (e) {
           return done(e as Error);
@@ -463,8 +558,77 @@ export class NetdumpClient {
       };
       timer = setInterval(tick, 10);
       this.cancel = done;
-      pump();
+      this.onDown = pause;
+      if (this.down) pause();
+      else pump();
     });
+  }
+
+  /**
+   * The policy's side of the ACK capture's LinkWatch: its 'up' comes after PcapLink has reopened the capture handle
+   * (PcapLink's listener is the first), so ACKs to what is resent then are seen.
+   */
+  private followLink(link: PcapLink): void {
+    this.ackLink = link;
+    const w = link.watch;
+    w.on('down', () => this.markDown());
+    w.on('up', () => this.onUp?.());
+    w.on('gone', (e: { iface: string }) => {
+      this.gone = e.iface;
+      this.markDown();
+      this.onUp?.();
+    });
+    this.o.onLink?.(w);
+  }
+
+  private markDown(): void {
+    if (this.down) return;
+    this.down = true;
+    if (this.downSince === 0) this.downSince = performance.now();
+    this.ackLink?.watch.check(); // a refused send may know first: the outage is reported (and counted) now
+    this.onDown?.();
+  }
+
+  /**
+   * Resolves once the link can carry frames again (both handles' watches say up; a send refused after that means
+   * another wait), rejects with LinkGoneError when the interface is gone, with a RuntimeError when the outage has
+   * lasted linkWaitMs, and with the caller's abort. Never at once: a refused send must not spin the microtask queue.
+   */
+  private linkBack(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const prevCancel = this.cancel;
+      let settled = false;
+      const finish = (e?: Error) => {
+        if (settled) return;
+        settled = true;
+        clearInterval(timer);
+        this.onUp = null;
+        this.cancel = prevCancel;
+        if (e) reject(e);
+        else resolve();
+      };
+      const check = () => {
+        if (this.gone) return finish(new LinkGoneError(this.gone));
+        const ack = this.ackLink!.watch.check();
+        const snd = this.sender.link?.watch.check() ?? ack; // its 'up' reopens the sending handle
+        if (this.gone) return finish(new LinkGoneError(this.gone));
+        if (ack === 'up' && snd === 'up') {
+          this.down = false;
+          return finish();
+        }
+        if (performance.now() - this.downSince >= this.linkWaitMs) finish(this.linkWaitError());
+      };
+      const timer = setInterval(check, 50);
+      this.onUp = check;
+      this.cancel = finish;
+      if (this.gone) queueMicrotask(check);
+    });
+  }
+
+  private linkWaitError(): RuntimeError {
+    const where = this.serverPort ? `${formatIpv4(this.o.server)}:${this.serverPort}` : formatIpv4(this.o.server);
+    return new RuntimeError(`link ${this.o.iface} stayed down longer than --link-wait ${this.linkWaitMs / 1000} s: ` +
+      `gave up on the netdump to ${where} with ${this.bytesAcked} of ${this.o.source.size} bytes ACKed`);
   }
 
   private giveUp(f: Flight, tries: number): RuntimeError {
