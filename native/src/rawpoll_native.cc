@@ -12,7 +12,8 @@
 //   blast(params, onProgress(p), onDone(err, result)) -> {stop(), threads}  (onDone once per sender thread)
 //   and, from pcap.cc, our libpcap binding: pcapOpen, pcapTstampTypes, linkState, pcapLibVersion
 // Nothing is dropped silently: EAGAIN/ENOBUFS wait for the queue (poll / a short sleep) and are counted as `waits`;
-// any other error stops the run and the frames the kernel refused are returned as `notSent`.
+// a link that is down (ENETDOWN, or no IFF_RUNNING) keeps the schedule: frames due meanwhile are `notSentLinkDown`;
+// a vanished interface (ENXIO) or any other error stops the run and the frames refused are returned as `notSent`.
 
 #include <napi.h>
 
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -48,6 +50,9 @@ constexpr uint64_t SPIN_NS = 200000;
 constexpr unsigned MAX_SLOTS = 1024;
 // A queue that stays full this long is not congestion any more (link down, driver stuck): fail instead of hanging.
 constexpr uint64_t STALL_NS = 5 * NS;
+// How often the send loop reads the link's flags. Carrier loss shows only there: sendmmsg still succeeds and the
+// frames are dropped (veth with its peer down; a NIC's noop qdisc), so this bounds what could go unaccounted.
+constexpr uint64_t LINK_CHECK_NS = 1000000;
 
 inline uint64_t clock_ns(clockid_t c) {
   timespec ts;
@@ -132,6 +137,18 @@ int send_all(int fd, mmsghdr* msgs, unsigned n, unsigned* sent, uint64_t* waits)
   }
   *sent = done;
   return 0;
+}
+
+// 1: up and running; 0: down (administratively, or no carrier — for a veth, its peer down); -1: gone. By ifindex,
+// so a new interface of the same name is not taken for the deleted one. An unexpected ioctl error says 1:
+// sendmmsg will tell.
+int link_state(int fd, int ifindex) {
+  ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_ifindex = ifindex;
+  if (ioctl(fd, SIOCGIFNAME, &ifr) < 0) return errno == ENODEV ? -1 : 1;
+  if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) return errno == ENODEV ? -1 : 1;
+  return (ifr.ifr_flags & IFF_UP) && (ifr.ifr_flags & IFF_RUNNING) ? 1 : 0;
 }
 
 // ---- socket ----
@@ -303,8 +320,14 @@ struct Job {
   double durationNs = 0, gapNs = 0, nsPerByte = 0, burstGapNs = 0;
   uint32_t burst = 1, batch = 64, progressMs = 200;
   uint64_t startAtRealNs = 0;
+  int ifindex = 0;             // the interface the socket is bound to (link checks)
+  bool stopOnLinkDown = false; // end the run (err ENETDOWN) instead of counting frames due while the link is down
+  bool linkDown = false;
+  uint64_t linkDownSince = 0, linkChecked = 0;
   // results
   uint64_t sent = 0, bytes = 0, waits = 0, notSent = 0;
+  uint64_t notSentLinkDown = 0, linkOutages = 0, linkDownNs = 0;
+  bool linkGone = false;
   int err = 0;
   uint64_t firstNs = 0, lastNs = 0, firstRealNs = 0, startedLateNs = 0;
   double lateSumNs = 0;
@@ -367,6 +390,10 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
     r.Set("bytes", double(j.bytes));
     r.Set("waits", double(j.waits));
     r.Set("notSent", double(j.notSent));
+    r.Set("notSentLinkDown", double(j.notSentLinkDown));
+    r.Set("linkOutages", double(j.linkOutages));
+    r.Set("linkDownNs", double(j.linkDownNs));
+    r.Set("linkGone", j.linkGone);
     r.Set("errno", j.err);
     r.Set("error", j.err ? Napi::Value(Napi::String::New(env, strerror(j.err))) : env.Null());
     r.Set("firstNs", double(j.firstNs));
@@ -424,8 +451,10 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
     const uint64_t reportNs = uint64_t(j.progressMs) * 1000000ull;
 
     while (!j.sh->stop.load(std::memory_order_relaxed)) {
-      if (!j.multi && j.count && j.sent >= j.count) break;
-      uint64_t left = j.count && !j.multi ? j.count - j.sent : UINT64_MAX;
+      // --count is met by frames sent plus frames due while the link was down (the schedule does not wait for it).
+      const uint64_t used = j.sent + j.notSentLinkDown;
+      if (!j.multi && j.count && used >= j.count) break;
+      uint64_t left = j.count && !j.multi ? j.count - used : UINT64_MAX;
       if (j.durationNs > 0) {
         double ref = paced ? next : double(mono_ns());
         if (ref - double(t0) >= j.durationNs - 1) break;  // -1 ns: the slots' float sum must not add a frame
@@ -434,6 +463,10 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
       double groupDeadline = next;
       if (paced || j.burstGapNs > 0) {
         if (double(mono_ns()) < next) wait_until(CLOCK_MONOTONIC, uint64_t(next), j.sh->stop);
+        if (j.sh->stop.load(std::memory_order_relaxed)) break;
+      } else if (j.linkDown) {
+        // Unpaced, link down: one batch is attempted (and counted as not sent) per link check, not a spin.
+        wait_until(CLOCK_MONOTONIC, j.linkChecked + LINK_CHECK_NS, j.sh->stop);
         if (j.sh->stop.load(std::memory_order_relaxed)) break;
       }
       uint64_t now = mono_ns();
@@ -464,9 +497,24 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
         n = unsigned(std::min<uint64_t>(j.batch, left));
       }
 
-      // 2. Send the group in chunks of at most `slots` frames, each chunk prepared just before its sendmmsg.
-      unsigned done = 0;
+      // 2. The link: while it is down the group's slots pass unsent and are counted; gone ends the run.
+      CheckLink(j, now);
+      if (j.err) break;
+      if (j.linkDown) {
+        j.notSentLinkDown += n;
+        pos = (pos + n) % L;
+      }
+
+      // 3. Send the group in chunks of at most `slots` frames, each chunk prepared just before its sendmmsg.
+      unsigned done = j.linkDown ? n : 0;
+      const bool sending = done < n;
       while (done < n && !j.err) {
+        if (j.linkDown) {
+          // Went down during this group: its remaining frames are due now and cannot go.
+          j.notSentLinkDown += n - done;
+          pos = (pos + (n - done)) % L;
+          break;
+        }
         unsigned m = std::min(n - done, slots);
         uint64_t real = clock_ns(CLOCK_REALTIME);
         uint32_t tvSec = uint32_t(real / NS), tvUsec = uint32_t((real % NS) / 1000);
@@ -484,28 +532,71 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
           }
         }
         unsigned sent = 0;
-        j.err = send_all(j.fd, msgs.data(), m, &sent, &j.waits);
+        int e = send_all(j.fd, msgs.data(), m, &sent, &j.waits);
         j.groups++;
         for (unsigned s = 0; s < sent; s++) j.bytes += iov[s].iov_len;
         if (sent < m) {
           // Frames prepared but refused: undo their IP IDs / seqs so the counters match what went out.
           if (!j.multi) Rewind(j, pos + sent, m - sent);
-          j.notSent += m - sent;
+          if (e == ENETDOWN) {
+            // Taken down (ip link set IF down): the refused frames' slots are gone; the schedule goes on.
+            j.notSentLinkDown += m - sent;
+            MarkDown(j, mono_ns());
+          } else {
+            j.notSent += m - sent;
+            j.err = e;
+            if (e == ENXIO || e == ENODEV) j.linkGone = true;  // packet_snd: the bound device was unregistered
+          }
         }
         j.sent += sent;
-        pos = (pos + sent) % L;
+        pos = (pos + (e == ENETDOWN ? m : sent)) % L;
         done += m;
       }
-      j.lastNs = mono_ns();
+      const uint64_t tEnd = mono_ns();
+      if (sending) j.lastNs = tEnd;
       if (j.err) break;
-      if (j.burstGapNs > 0) next = std::max(next, double(j.lastNs) + j.burstGapNs);
-      if (reportNs && j.lastNs - lastReport >= reportNs) {
-        lastReport = j.lastNs;
-        Progress p{j.sent, j.bytes, j.waits, j.lastNs - t0, j.worker};
+      if (j.burstGapNs > 0) next = std::max(next, double(tEnd) + j.burstGapNs);
+      if (reportNs && tEnd - lastReport >= reportNs) {
+        lastReport = tEnd;
+        Progress p{j.sent, j.bytes, j.waits, tEnd - t0, j.worker};
         ep.Send(&p, 1);
       }
     }
-    if (j.err && j.count && !j.multi && j.count > j.sent + j.notSent) j.notSent = j.count - j.sent;
+    if (j.linkDown) j.linkDownNs += mono_ns() - j.linkDownSince;
+    // Stopped from JS, which may have seen the interface vanish before this loop's next read: say so, so that the
+    // rest of --count is counted as not sent, as for a deletion the loop saw itself.
+    if (!j.err && j.sh->stop.load(std::memory_order_relaxed) && link_state(j.fd, j.ifindex) < 0) {
+      j.linkGone = true;
+      j.err = ENXIO;
+    }
+    if (j.err && j.count && !j.multi && j.count > j.sent + j.notSent + j.notSentLinkDown) j.notSent = j.count - j.sent - j.notSentLinkDown;
+  }
+
+  // A new outage from `now`. With stopOnLinkDown it ends the run instead (err ENETDOWN).
+  static void MarkDown(Job& j, uint64_t now) {
+    if (j.linkDown) return;
+    j.linkDown = true;
+    j.linkDownSince = now;
+    j.linkChecked = now;
+    j.linkOutages++;
+    if (j.stopOnLinkDown) j.err = ENETDOWN;
+  }
+
+  // Reads the link's state when LINK_CHECK_NS has passed since the last read: marks an outage's start or end, or the
+  // interface gone (err ENXIO, as sendmmsg would say).
+  static void CheckLink(Job& j, uint64_t now) {
+    if (now - j.linkChecked < LINK_CHECK_NS) return;
+    j.linkChecked = now;
+    int s = link_state(j.fd, j.ifindex);
+    if (s < 0) {
+      j.linkGone = true;
+      j.err = ENXIO;
+    } else if (s == 0) {
+      MarkDown(j, now);
+    } else if (j.linkDown) {
+      j.linkDown = false;
+      j.linkDownNs += now - j.linkDownSince;
+    }
   }
 
   // Copies one template into a slot and patches IP ID, seq and timestamps with incremental checksum updates.
@@ -602,6 +693,14 @@ Napi::Value Blast(const Napi::CallbackInfo& info) {
   j.progressMs = num<uint32_t>(p, "progressMs", 200);
   uint64_t sas = num<uint64_t>(p, "startAtSec", 0), san = num<uint64_t>(p, "startAtNsec", 0);
   j.startAtRealNs = sas ? sas * NS + san : 0;
+  j.stopOnLinkDown = p.Get("stopOnLinkDown").ToBoolean().Value();
+  {
+    sockaddr_ll sll;
+    socklen_t sl = sizeof sll;
+    if (getsockname(j.fd, reinterpret_cast<sockaddr*>(&sll), &sl) < 0 || sll.sll_family != AF_PACKET)
+      throw Napi::TypeError::New(env, "blast: params.fd must be an AF_PACKET socket bound to an interface");
+    j.ifindex = sll.sll_ifindex;
+  }
 
   for (size_t i = 0; i < nt; i++) {
     Tpl t{};

@@ -1,15 +1,19 @@
 import { Command } from 'commander';
-import { UsageError } from '../errors.js';
+import { LinkGoneError, UsageError } from '../errors.js';
 import { hostOwnsAddress, ifaceInfo } from '../link/iface.js';
 import { parseEngine } from '../link/native.js';
+import { LinkWatch } from '../link/watch.js';
 import {
-  buildTemplates, describeFlows, makeFlows, parseDuration, parseRange, parseRate, parseSizes, parseStartAt, realtimeNowNs,
-  startBlast, type BlastResult, type Pacing,
+  buildTemplates, describeFlows, makeFlows, parseDuration, parseLinkDownPolicy, parseRange, parseRate, parseSizes, parseStartAt,
+  realtimeNowNs, startBlast, type BlastResult, type Pacing,
 } from '../tx/blast.js';
 import { UdpSender } from '../tx/sender.js';
 import { parseIpv4, parsePort } from '../wire/addr.js';
 import { formatMac } from '../wire/mac.js';
-import { addLinkOptions, interruptedExitCode, intArg, onStopSignal, senderOptionsFromFlags, type FrameFlags, type StopSignal } from './common.js';
+import {
+  addLinkOptions, eventWriter, interruptedExitCode, intArg, onStopSignal, reportLinkEvents, senderOptionsFromFlags, type FrameFlags,
+  type StopSignal,
+} from './common.js';
 
 interface BlastFlags extends FrameFlags {
   to: string;
@@ -31,6 +35,7 @@ interface BlastFlags extends FrameFlags {
   threads?: string;
   qdiscBypass?: boolean;
   progress: boolean;
+  onLinkDown?: string;
 }
 
 export function register(program: Command): void {
@@ -42,7 +47,10 @@ export function register(program: Command): void {
       'The schedule is absolute: frame i is due at start + i slots, so the average rate holds and frames go out\n' +
       'back to back only when asked (--burst) or when the sender fell behind — never "N frames, then sleep".\n' +
       'Engines: native (AF_PACKET + sendmmsg batches, pacing loop in C; the default when built with\n' +
-      '`npm run build:native`) and pcap (pcap_sendpacket per frame from JS; portable, slower).')
+      '`npm run build:native`) and pcap (pcap_sendpacket per frame from JS; portable, slower).\n' +
+      'A link that goes down mid-run does not stop the schedule: frames due while it is down are counted as not sent\n' +
+      '(and toward --count), sending resumes on schedule when it is back, and one event line marks each outage\'s start\n' +
+      'and end. A deleted interface ends the run: summary, then "interface IF disappeared", exit 1.')
     .requiredOption('--to <IP[:PORT]>', 'destination (port default 9, discard — pktgen\'s default)')
     .option('-c, --count <N>', 'frames to send; 0 = until --duration or Ctrl-C', '0')
     .option('-d, --duration <TIME>', 'stop after this long: 10, 1.5s, 500ms, 2m (a bare number is seconds)')
@@ -65,6 +73,8 @@ export function register(program: Command): void {
     .option('--threads <N>', 'native engine, unpaced runs: N sender threads, one per CPU (trafgen forks one process per CPU). ' +
       'IP IDs and seqs are still each sent once, but threads interleave, so a sink sees reordering', '1')
     .option('--qdisc-bypass', 'native engine: PACKET_QDISC_BYPASS — straight to the driver; local tcpdump will not see the frames')
+    .option('--on-link-down <WHAT>', 'continue: count the frames due while the link is down as not sent and resume on schedule ' +
+      'when it is back; stop: end the run there (summary, exit 1)', 'continue')
     .option('--no-progress', 'no live progress line on a terminal');
   addLinkOptions(cmd);
   cmd
@@ -114,6 +124,7 @@ export function register(program: Command): void {
       throw new UsageError(`--start-at ${f.startAt} is in the past (now ${(Number(realtimeNowNs() / 1_000_000n) / 1000).toFixed(3)}); give a future Unix time, e.g. $(( $(date +%s) + 5 ))`);
     }
     const engine = parseEngine(f.engine);
+    const onLinkDown = parseLinkDownPolicy(f.onLinkDown);
     const paced = !!(pacing.pps || pacing.bps || pacing.gapNs || pacing.burstGapNs);
     const batch = intArg(f.batch ?? (paced ? '64' : '256'), '--batch', 1, 1024)!;
     const threads = intArg(f.threads, '--threads', 1, 64)!;
@@ -149,6 +160,7 @@ export function register(program: Command): void {
       throw e;
     }
     let result: BlastResult;
+    let gone = false;
     try {
       const flows = makeFlows({ srcIps: srcIps ?? [sender.srcIp], srcPorts, dstPorts, flows: flowsN });
       const templates = buildTemplates({
@@ -163,17 +175,28 @@ export function register(program: Command): void {
       const t0 = Date.now();
       const run = startBlast({
         engine, iface: f.iface, pcapLink: sender.link, templates, count, durationNs, pacing, startAt, batch, threads,
-        qdiscBypass: !!f.qdiscBypass, progressMs: 250,
+        qdiscBypass: !!f.qdiscBypass, progressMs: 250, onLinkDown,
         onProgress: tty ? (p) => {
           const s = p.elapsedNs / 1e9;
           process.stderr.write(`\r\x1b[K${p.sent} sent  ${s > 0 ? Math.round(p.sent / s) : 0} pps  ${s > 0 ? (p.bytes * 8 / s / 1e6).toFixed(1) : '0.0'} Mbit/s  ${p.waits} queue waits  ${((Date.now() - t0) / 1000).toFixed(1)} s`);
         } : undefined,
+      });
+      // One event line per outage's start and end. The pcap engine's handle watches its link; the native engine's
+      // socket does not (its C loop reads the flags itself, for the counts), so blast watches for the event lines.
+      const ownWatch = engine === 'native' || !sender.link ? new LinkWatch(f.iface, 20) : null;
+      const watch = ownWatch ?? sender.link!.watch;
+      const offLink = reportLinkEvents(watch, eventWriter('blast', f.json), () => {
+        gone = true;
+        run.stop();
       });
       stopRun = () => run.stop();
       if (interrupted) run.stop();
       try {
         result = await run.done;
       } finally {
+        watch.check(); // a run that ended on the link (stop, gone) may have ended before the watch's next poll
+        offLink();
+        ownWatch?.close();
         if (tty) process.stderr.write('\r\x1b[K');
       }
       await sender.close();
@@ -181,7 +204,7 @@ export function register(program: Command): void {
       const summary = {
         ...result, iface: f.iface, flows: flows.length, flowDesc: describeFlows(flows, dstIp), dstMac: d.dstMac, via: d.via,
         arpMs: sender.arpMs === null ? null : Math.round(sender.arpMs * 1000) / 1000,
-        meanFrameBytes: Math.round(templates.meanLen * 100) / 100, maxRssKiB: process.resourceUsage().maxRSS,
+        meanFrameBytes: Math.round(templates.meanLen * 100) / 100, maxRssKiB: process.resourceUsage().maxRSS, onLinkDown,
         interrupted,
       };
       if (f.json) {
@@ -190,6 +213,9 @@ export function register(program: Command): void {
       } else {
         const r = summary;
         const sig = r.interrupted;
+        const times = r.linkOutages === 1 ? 'once' : `${r.linkOutages} times`;
+        const link = r.linkOutages || r.notSentLinkDown
+          ? `; link down ${times} for ${(r.linkDownMs / 1000).toFixed(3)} s: ${r.notSentLinkDown} frames not sent (due while it was down)` : '';
         const pace = r.requestedPps !== null && r.rateError !== null
           ? `, requested ${Math.round(r.requestedPps)} pps (error ${(r.rateError * 100).toFixed(3)}%, worst lateness ${r.lateMaxUs} µs)` : '';
         if (sig && !r.started) {
@@ -197,7 +223,7 @@ export function register(program: Command): void {
         } else process.stdout.write(`${r.sent} frames, ${r.bytes} bytes in ${r.seconds.toFixed(3)} s: ${r.pps} pps, ${(r.bitsPerSecond / 1e6).toFixed(1)} Mbit/s` +
           `${pace}; engine ${r.engine}; ${r.flowDesc} via ${r.dstMac}` +
           (r.startedLateUs !== null ? `; started ${r.startedLateUs} µs after --start-at` : '') +
-          `; ${r.notSent} not sent, ${r.waits} queue waits` + (sig ? `; interrupted (${sig})` : '') + '\n');
+          `; ${r.notSent} not sent, ${r.waits} queue waits${link}` + (sig ? `; interrupted (${sig})` : '') + '\n');
       }
     } catch (e) {
       unlisten();
@@ -205,8 +231,10 @@ export function register(program: Command): void {
       throw e;
     }
     unlisten();
+    if (result.linkEnd === 'gone' || gone) throw new LinkGoneError(f.iface);
     if (result.error) {
-      process.stderr.write(`rawpoll: blast stopped: ${result.error} (${result.notSent} frames not sent)\n`);
+      const why = result.linkEnd === 'down' ? `${result.error} and --on-link-down is stop` : result.error;
+      process.stderr.write(`rawpoll: blast stopped: ${why} (${result.notSent + result.notSentLinkDown} frames not sent)\n`);
       process.exitCode = 1;
     } else if (interrupted) process.exitCode = interruptedExitCode(interrupted, count > 0 || durationNs > 0);
   });

@@ -55,6 +55,11 @@ export interface NativeBlastParams {
   /** Wall-clock start (CLOCK_REALTIME), 0 = now. Sleeps, then busy-waits the last stretch. */
   startAtSec: number;
   startAtNsec: number;
+  /**
+   * The link going down ends the run (errno ENETDOWN) instead of the default: its slots pass, the frames due are
+   * counted in notSentLinkDown, and sending resumes on schedule when it is back.
+   */
+  stopOnLinkDown?: boolean;
 }
 
 export interface NativeProgress {
@@ -68,6 +73,13 @@ export interface NativeProgress {
 
 export interface NativeBlastResult extends NativeProgress {
   notSent: number;
+  /** Frames due while the link was down (ENETDOWN, or no IFF_RUNNING at a check): not sent, the schedule went on. */
+  notSentLinkDown: number;
+  /** Outages the loop saw (it reads the link's flags every ms) and their total length. */
+  linkOutages: number;
+  linkDownNs: number;
+  /** The interface disappeared (ENXIO): the run ended with errno set. */
+  linkGone: boolean;
   errno: number;
   error: string | null;
   /** CLOCK_MONOTONIC ns of the first and the last sendmmsg. */
@@ -121,6 +133,9 @@ function merge(rs: NativeBlastResult[]): NativeBlastResult {
   const first = started.length ? started.reduce((a, r) => (r.firstNs < a.firstNs ? r : a)) : rs[0];
   return {
     sent: sum(rs, 'sent'), bytes: sum(rs, 'bytes'), waits: sum(rs, 'waits'), notSent: sum(rs, 'notSent'),
+    // Every thread sees the same outages: count them once.
+    notSentLinkDown: sum(rs, 'notSentLinkDown'), linkOutages: Math.max(...rs.map((r) => r.linkOutages)),
+    linkDownNs: Math.max(...rs.map((r) => r.linkDownNs)), linkGone: rs.some((r) => r.linkGone),
     elapsedNs: Math.max(...rs.map((r) => r.elapsedNs)),
     errno: rs.find((r) => r.errno)?.errno ?? 0, error: rs.find((r) => r.error)?.error ?? null,
     firstNs: first.firstNs, lastNs: Math.max(...rs.map((r) => r.lastNs)), firstRealSec: first.firstRealSec, firstRealNsec: first.firstRealNsec,

@@ -8,8 +8,9 @@
  * however the OS interrupts us; frames are only sent back to back when they were due (we fell behind) or asked for
  * (--burst). That is the difference from tools that send N frames then sleep out the rest of the second.
  */
+import { constants } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { RuntimeError, UsageError } from '../errors.js';
+import { LinkDownError, LinkGoneError, RuntimeError, UsageError } from '../errors.js';
 import { NativeLink, type Engine, type NativeBlastResult } from '../link/native.js';
 import type { PcapLink } from '../link/pcap.js';
 import { PKTGEN_HDR_LEN, writePktgenHeader } from '../proto/pktgen.js';
@@ -310,12 +311,35 @@ export interface BlastRunOptions {
   qdiscBypass?: boolean;
   progressMs?: number;
   onProgress?: (p: { sent: number; bytes: number; waits: number; elapsedNs: number }) => void;
+  /**
+   * The link going down mid-run (README, "When the link goes down"): 'continue' (default) keeps the schedule — frames
+   * due while it is down are counted in notSentLinkDown (with --count they count toward it) and sending resumes on
+   * schedule when it is back; 'stop' ends the run. A vanished interface always ends it (linkEnd 'gone').
+   */
+  onLinkDown?: LinkDownPolicy;
 }
+
+export type LinkDownPolicy = 'continue' | 'stop';
+
+export function parseLinkDownPolicy(s: string | undefined): LinkDownPolicy {
+  if (s === undefined || s === 'continue' || s === 'stop') return s ?? 'continue';
+  throw new UsageError(`bad --on-link-down '${s}': expected continue (count frames due while the link is down as not sent, resume when it is back) or stop (end the run, exit 1)`);
+}
+
+/** How often a send loop reads the link's state (native/src/rawpoll_native.cc LINK_CHECK_NS: the same). */
+const LINK_CHECK_NS = 1_000_000;
 
 export interface BlastResult {
   engine: Engine;
   sent: number;
   notSent: number;
+  /** Frames whose slot came while the link was down: not sent, and not retried — the schedule went on. */
+  notSentLinkDown: number;
+  /** Outages the send loop saw (it reads the link state every ms) and their total length in ms. */
+  linkOutages: number;
+  linkDownMs: number;
+  /** Why the link ended the run: it went down with onLinkDown 'stop', or the interface disappeared. */
+  linkEnd: 'down' | 'gone' | null;
   bytes: number;
   /** Times a send met a full queue and waited for it (EAGAIN/ENOBUFS): never a drop. */
   waits: number;
@@ -370,8 +394,11 @@ function summarise(o: BlastRunOptions, r: NativeBlastResult, qdiscBypass: boolea
   // Frame i leaves in slot i: over N frames the run covers N−1 slots from first to last send.
   const pps = secs > 0 ? (r.sent - 1) / secs : 0;
   const us = (ns: number) => Math.round(ns / 100) / 10;
+  const linkEnd = r.linkGone ? 'gone' : o.onLinkDown === 'stop' && r.errno === constants.errno.ENETDOWN ? 'down' : null;
+  const error = linkEnd === 'gone' ? `interface ${o.iface} disappeared` : linkEnd === 'down' ? `link ${o.iface} went down` : r.error;
   return {
-    engine: o.engine, sent: r.sent, notSent: r.notSent, bytes: r.bytes, waits: r.waits, error: r.error,
+    engine: o.engine, sent: r.sent, notSent: r.notSent, bytes: r.bytes, waits: r.waits, error,
+    notSentLinkDown: r.notSentLinkDown, linkOutages: r.linkOutages, linkDownMs: Math.round(r.linkDownNs / 1e5) / 10, linkEnd,
     seconds: Math.round(secs * 1e6) / 1e6, pps: Math.round(pps), bitsPerSecond: secs > 0 ? Math.round((r.bytes * 8 * (r.sent - 1)) / r.sent / secs) : 0,
     requestedPps: requestedPps === null ? null : Math.round(requestedPps * 1000) / 1000,
     rateError: paced && requestedPps && pps ? Math.round(((pps - requestedPps) / requestedPps) * 1e6) / 1e6 : null,
@@ -395,6 +422,7 @@ function startNative(o: BlastRunOptions): BlastRun {
       count: o.count, durationNs: o.durationNs ?? 0, gapNs: s.gapNs, nsPerByte: s.nsPerByte,
       burst: o.pacing.burst ?? 1, burstGapNs: o.pacing.burstGapNs ?? 0, batch: o.batch ?? 64,
       progressMs: o.progressMs ?? 200, threads: o.threads ?? 1, startAtSec: o.startAt?.sec ?? 0, startAtNsec: o.startAt?.nsec ?? 0,
+      stopOnLinkDown: o.onLinkDown === 'stop',
     }, o.onProgress);
   } catch (e) {
     link.close();
@@ -405,9 +433,10 @@ function startNative(o: BlastRunOptions): BlastRun {
     (r) => {
       link.close();
       if ((o.threads ?? 1) > 1) {
-        // Threads share no counters: the k-th frame of the run carries IP ID first + k and the seq its order slot gives.
-        r.nextIpId = (t.ipIdStart + r.sent) & 0xffff;
-        r.nextSeq = seqAfter(t, r.sent);
+        // Threads share no counters: the k-th frame of the run carries IP ID first + k and the seq its order slot gives
+        // (frames due while the link was down keep their numbers: they leave gaps).
+        r.nextIpId = (t.ipIdStart + r.sent + r.notSentLinkDown) & 0xffff;
+        r.nextSeq = seqAfter(t, r.sent + r.notSentLinkDown);
       }
       return summarise(o, r, link.qdiscBypass, stopCalled);
     },
@@ -473,8 +502,36 @@ function startPcap(o: BlastRunOptions): BlastRun {
   let stopCalled = false;
   const L = t.order.length;
   let pos = 0;
-  const st = { sent: 0, bytes: 0, waits: 0, notSent: 0, firstNs: 0, lastNs: 0, firstReal: 0, lateMax: 0, lateSum: 0, groups: 0, startedLateNs: 0 };
+  const st = { sent: 0, bytes: 0, waits: 0, notSent: 0, notSentLinkDown: 0, firstNs: 0, lastNs: 0, firstReal: 0, lateMax: 0, lateSum: 0, groups: 0, startedLateNs: 0 };
   let err: string | null = null;
+  // The link, as the native loop keeps it: down from a LinkDownError or a read of its state (every LINK_CHECK_NS;
+  // the read also sees carrier loss before a send does); while down, the slots pass and their frames are counted.
+  const lk = { down: false, since: 0, checked: 0, outages: 0, downNs: 0, gone: false, stoppedDown: false };
+  const markDown = (now: number): void => {
+    if (lk.down) return;
+    lk.down = true;
+    lk.since = now;
+    lk.checked = now;
+    lk.outages++;
+    if (o.onLinkDown === 'stop') {
+      lk.stoppedDown = true;
+      err = `link ${o.iface} went down`;
+    }
+  };
+  const checkLink = (now: number): void => {
+    if (now - lk.checked < LINK_CHECK_NS) return;
+    lk.checked = now;
+    // check() emits the watch's 'up' at once, on which the PcapLink reopens its handle (README, "When the link goes down").
+    const s = link.watch.check();
+    if (s === 'gone') {
+      lk.gone = true;
+      err = `interface ${o.iface} disappeared`;
+    } else if (s === 'down') markDown(now);
+    else if (lk.down) {
+      lk.down = false;
+      lk.downNs += now - lk.since;
+    }
+  };
 
   const ipOff = t.ipOff;
   const seqOff = t.seqOff;
@@ -555,6 +612,9 @@ function startPcap(o: BlastRunOptions): BlastRun {
         } else if (left > 0.3) Atomics.wait(sleepCell, 0, 0, left - 0.2);
       }
     }
+    // One turn of the event loop before the first slice: startBlast() returns first, so the caller's listeners (link
+    // events, signals) are attached before anything is sent (an async function runs synchronously to its first await).
+    if (!o.startAt) await new Promise((r) => setImmediate(r));
     const t0 = monoNs();
     let next = t0;
     let lastReport = t0;
@@ -563,17 +623,19 @@ function startPcap(o: BlastRunOptions): BlastRun {
     while (!stopped && !err) {
       const sliceEnd = monoNs() + SLICE_NS;
       while (!stopped) {
-        if (o.count && st.sent >= o.count) {
+        // --count is met by frames sent plus frames due while the link was down.
+        if (o.count && st.sent + st.notSentLinkDown >= o.count) {
           stopped = true;
           break;
         }
-        const left = o.count ? o.count - st.sent : Infinity;
+        const left = o.count ? o.count - st.sent - st.notSentLinkDown : Infinity;
         if (o.durationNs && (paced ? next : monoNs()) - t0 >= o.durationNs - 1) {
           stopped = true;
           break;
         }
         const groupDeadline = next;
         if (paced || burstGapNs > 0) waitUntil(next);
+        else if (lk.down) waitUntil(lk.checked + LINK_CHECK_NS); // unpaced, link down: one group per link check
         const now = monoNs();
         let n = 0;
         if (burst > 1) {
@@ -589,53 +651,80 @@ function startPcap(o: BlastRunOptions): BlastRun {
           if (!n) continue;
           next = d;
         } else n = Math.min(64, left);
-        const realMs = timeOrigin + performance.now();
-        setTime(realMs);
-        const tSend = monoNs();
-        if (!st.firstNs) {
-          st.firstNs = tSend;
-          st.firstReal = realMs;
-        }
-        if (paced || burstGapNs > 0) {
-          const late = tSend - groupDeadline;
-          if (late > 0) {
-            st.lateSum += late;
-            if (late > st.lateMax) st.lateMax = late;
-          }
-        }
-        st.groups++;
-        const retries0 = link.sendRetries;
-        for (let k = 0; k < n; k++) {
-          const ti = order[pos];
-          try {
-            sendOne(ti);
-          } catch (e) {
-            err = (e as Error).message;
-            // Undo this frame's counters: it did not go out.
-            if (ipOn) ipId--;
-            if (hasSeq[ti]) seqs[flowOf[ti]]--;
-            st.notSent += o.count ? o.count - st.sent : n - k;
-            break;
-          }
-          st.sent++;
-          st.bytes += lengths[ti];
-          pos = pos + 1 === L ? 0 : pos + 1;
-        }
-        st.waits += link.sendRetries - retries0;
-        st.lastNs = monoNs();
+        checkLink(now);
         if (err) break;
-        if (burstGapNs > 0) next = Math.max(next, st.lastNs + burstGapNs);
-        if (st.lastNs >= sliceEnd) break;
+        if (lk.down) {
+          // The group's slots pass while the link is down: its frames are counted, not sent later.
+          st.notSentLinkDown += n;
+          pos = (pos + n) % L;
+        } else {
+          const realMs = timeOrigin + performance.now();
+          setTime(realMs);
+          const tSend = monoNs();
+          if (!st.firstNs) {
+            st.firstNs = tSend;
+            st.firstReal = realMs;
+          }
+          if (paced || burstGapNs > 0) {
+            const late = tSend - groupDeadline;
+            if (late > 0) {
+              st.lateSum += late;
+              if (late > st.lateMax) st.lateMax = late;
+            }
+          }
+          st.groups++;
+          const retries0 = link.sendRetries;
+          for (let k = 0; k < n; k++) {
+            const ti = order[pos];
+            try {
+              sendOne(ti);
+            } catch (e) {
+              // Undo this frame's counters: it did not go out.
+              if (ipOn) ipId--;
+              if (hasSeq[ti]) seqs[flowOf[ti]]--;
+              if (e instanceof LinkDownError) {
+                // Its slot and those of the rest of the group are gone; the schedule goes on.
+                markDown(monoNs());
+                st.notSentLinkDown += n - k;
+                pos = (pos + n - k) % L;
+              } else {
+                lk.gone = e instanceof LinkGoneError;
+                err = (e as Error).message;
+                st.notSent += n - k;
+              }
+              break;
+            }
+            st.sent++;
+            st.bytes += lengths[ti];
+            pos = pos + 1 === L ? 0 : pos + 1;
+          }
+          st.waits += link.sendRetries - retries0;
+          st.lastNs = monoNs();
+        }
+        if (err) break;
+        const tEnd = monoNs();
+        if (burstGapNs > 0) next = Math.max(next, tEnd + burstGapNs);
+        if (tEnd >= sliceEnd) break;
       }
-      if (o.onProgress && st.lastNs - lastReport >= reportNs) {
-        lastReport = st.lastNs;
-        o.onProgress({ sent: st.sent, bytes: st.bytes, waits: st.waits, elapsedNs: st.lastNs - t0 });
+      const tNow = monoNs();
+      if (o.onProgress && tNow - lastReport >= reportNs) {
+        lastReport = tNow;
+        o.onProgress({ sent: st.sent, bytes: st.bytes, waits: st.waits, elapsedNs: tNow - t0 });
       }
       if (!stopped && !err) await new Promise((r) => setImmediate(r));
     }
+    if (lk.down) lk.downNs += monoNs() - lk.since;
+    // Stopped by the caller, whose watch may have seen the interface vanish before this loop's next read: say so.
+    if (!err && stopCalled && link.watch.check() === 'gone') {
+      lk.gone = true;
+      err = `interface ${o.iface} disappeared`;
+    }
+    if (err && o.count && o.count > st.sent + st.notSent + st.notSentLinkDown) st.notSent = o.count - st.sent - st.notSentLinkDown;
     const realSec = Math.floor(st.firstReal / 1000);
     const r: NativeBlastResult = {
-      sent: st.sent, bytes: st.bytes, waits: st.waits, elapsedNs: st.lastNs - t0, notSent: st.notSent, errno: err ? -1 : 0, error: err,
+      sent: st.sent, bytes: st.bytes, waits: st.waits, elapsedNs: st.lastNs - t0, notSent: st.notSent,
+      notSentLinkDown: st.notSentLinkDown, linkOutages: lk.outages, linkDownNs: lk.downNs, linkGone: lk.gone,
+      errno: err ? (lk.stoppedDown ? constants.errno.ENETDOWN : -1) : 0, error: err,
       firstNs: st.firstNs, lastNs: st.lastNs, firstRealSec: realSec, firstRealNsec: Math.round((st.firstReal - realSec * 1000) * 1e6),
       startedLateNs: st.startedLateNs, lateMaxNs: st.lateMax, lateMeanNs: st.groups ? st.lateSum / st.groups : 0, sendCalls: st.sent,
       nextIpId: ipId & 0xffff, nextSeq: seqs,
