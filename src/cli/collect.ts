@@ -1,9 +1,11 @@
 import { Command } from 'commander';
-import { UsageError } from '../errors.js';
+import { networkInterfaces } from 'node:os';
+import { LinkGoneError, UsageError } from '../errors.js';
+import { LinkWatch, linkStatus } from '../link/watch.js';
 import { parseIpv4 } from '../wire/addr.js';
 import { CollectServer, CollectEvent } from '../rx/collect.js';
 import { OOPS_DEFAULTS } from '../rx/oopscollect.js';
-import { intArg, interruptedExitCode, onStopSignal, type StopSignal } from './common.js';
+import { intArg, interruptedExitCode, onStopSignal, reportLinkEvents, type StopSignal } from './common.js';
 
 interface CollectFlags {
   dir: string;
@@ -15,6 +17,15 @@ interface CollectFlags {
   maxDumpBytes?: string;
   maxBytes?: string;
   json?: boolean;
+  iface: string[];
+}
+
+/** The links whose outages collect reports by default: those with an address (--bind's, if given), loopback aside. */
+function defaultWatched(bind: string | undefined): string[] {
+  return Object.entries(networkInterfaces())
+    .filter(([, addrs]) => (addrs ?? []).some((a) => !a.internal && (bind === undefined || a.address === bind)))
+    .map(([name]) => name)
+    .sort();
 }
 
 function portFlag(v: string | boolean | undefined, def: number, what: string): number | null {
@@ -49,6 +60,8 @@ export function register(program: Command): void {
     .option('--max-dumps <N>', `dumps reassembled at once; beyond, the least recently active is written out as partial (default ${OOPS_DEFAULTS.maxOpenDumps})`)
     .option('--max-dump-bytes <N>', `largest dump accepted: datagrams announcing more than N/1024 chunks are dropped as too_big (default ${OOPS_DEFAULTS.maxBytesPerDump})`)
     .option('--max-bytes <N>', `reassembly memory for all dumps together (and again for dumps queued for writing); beyond, the least recently active is written out as partial, or dropped if the write queue is full too (default ${OOPS_DEFAULTS.maxTotalBytes})`)
+    .option('-i, --iface <IF>', 'report outages of this link (repeatable); if it is deleted the run ends: summary, exit 1. ' +
+      'Default: every link with an address (--bind\'s if given) but loopback, whose deletion is only reported', (v: string, acc: string[]) => [...acc, v], [])
     .option('--json', 'one JSON object per line instead of text')
     .addHelpText('after', `
 Files (all written to a temp name and renamed, so a file under its final name is always whole):
@@ -65,6 +78,8 @@ Full disk: a write that fails leaves no temp file and no half netconsole line be
 until a write succeeds again: then one 'write-resumed' line says how many dumps/records/bytes were lost. Nothing to
 restart: free space and the collector carries on. Temp files (.<name>.tmp-<pid>) that a killed collector left in
 --dir are removed at start ('stale-temp-removed').
+
+Link outages: the sockets keep listening through them; 'link-down' and 'link-up' (with downMs) lines report each.
 
 Stop: SIGINT or SIGTERM writes open dumps out as partial (reason shutdown), prints the 'summary' line (with
 interrupted=SIGINT|SIGTERM) and exits 0; a second signal exits at once (130/143).
@@ -95,18 +110,40 @@ Examples:
         onEvent: out,
       });
       out({ event: 'listening', host: f.bind ?? '0.0.0.0', netconsole: server.ports.netconsole ?? undefined, oops: server.ports.oops ?? undefined, dir: f.dir });
+      // The link-state policy (README): report outages; a link named with -i that is deleted ends the run.
+      const named = f.iface.length > 0;
+      for (const i of f.iface) {
+        if (linkStatus(i).status === 'gone') throw new UsageError(`no interface '${i}' here (-i names a link whose outages to report)`);
+      }
+      let gone: string | null = null;
+      let endRun: (why: StopSignal | 'gone') => void = () => {};
+      const watches = (named ? f.iface : defaultWatched(f.bind)).map((i) => {
+        const w = new LinkWatch(i);
+        reportLinkEvents(w, (e) => out({ host: '-', ...e } as CollectEvent), () => {
+          if (!named) return w.close();
+          gone = gone ?? i;
+          endRun('gone');
+        });
+        return w;
+      });
       // Running until stopped is this command's job: a stop exits 0 after the summary (common.ts).
-      const sig = await new Promise<StopSignal>((resolve) => onStopSignal(resolve));
+      const why = await new Promise<StopSignal | 'gone'>((resolve) => {
+        endRun = resolve;
+        onStopSignal(resolve);
+      });
+      for (const w of watches) w.close();
+      const sig = why === 'gone' ? null : why;
       await server.close();
       const o = server.oops;
       const nonzero = (r: Record<string, number>) => Object.fromEntries(Object.entries(r).filter(([, v]) => v > 0));
       const failures = nonzero(server.disk.totals);
       out({
-        event: 'summary', host: '-', interrupted: sig,
+        event: 'summary', host: '-', interrupted: sig, ...(gone ? { stopped: `interface ${gone} disappeared` } : {}),
         ...(o ? { oops_datagrams: o.stats.datagrams, dumps_complete: o.stats.dumpsComplete, dumps_partial: o.stats.dumpsPartial, oops_drops: nonzero(o.drops) } : {}),
         ...(server.nc ? { netconsole: nonzero(server.nc.stats as unknown as Record<string, number>) } : {}),
         ...(Object.keys(failures).length ? { write_failures: { ...failures, failing_now: server.disk.failing } } : {}),
       });
-      process.exitCode = interruptedExitCode(sig, false);
+      if (gone) throw new LinkGoneError(gone);
+      process.exitCode = interruptedExitCode(sig!, false);
     });
 }

@@ -1,8 +1,8 @@
 import { Command } from 'commander';
-import { UsageError } from '../errors.js';
+import { LinkGoneError, UsageError } from '../errors.js';
 import { Sink, type SinkReport } from '../rx/sink.js';
 import { parseIpv4, parsePort } from '../wire/addr.js';
-import { interruptedExitCode, intArg, onStopSignal, type StopSignal } from './common.js';
+import { eventWriter, interruptedExitCode, intArg, onStopSignal, reportLinkEvents, type StopSignal } from './common.js';
 
 interface SinkFlags {
   port: string;
@@ -61,6 +61,9 @@ export function register(program: Command): void {
     '                    ethtool -K IF gro off gso off tso off (then 100 000 back-to-back frames fit).\n' +
     'Timestamps are taken when rawpoll reads each datagram, so inter-arrival figures include event-loop\n' +
     'batching; for exact wire gaps capture on the receiver (tcpdump -tt).\n' +
+    'With --capture the report adds libpcap\'s own counts (frames the capture ring dropped are our loss, not the\n' +
+    'network\'s). A link outage does not stop it: link-down/link-up events are printed and the capture resumes; if the\n' +
+    'interface disappears the report is printed and the exit code is 1.\n' +
     '\nExamples:\n' +
     '  rawpoll sink --port 9 --duration 10\n' +
     '  rawpoll sink --bind 10.0.0.2 --count 100000 --json\n' +
@@ -90,6 +93,9 @@ export function register(program: Command): void {
     const r0 = sink.report();
     process.stderr.write(`rawpoll sink: listening on UDP ${r0.bind ?? '0.0.0.0'}:${port} via ` +
       (r0.mode === 'capture' ? `libpcap on ${r0.iface}` : `a socket (rcvbuf ${r0.rcvbufBytes} bytes)`) + '\n');
+    // The link-state policy (README): a capture keeps running across an outage and reports it; a vanished interface
+    // ends the run with the report, then exit 1.
+    const offLink = sink.watch ? reportLinkEvents(sink.watch, eventWriter('sink', f.json)) : () => {};
     let interrupted = null as StopSignal | null;
     const unlisten = onStopSignal((sig) => {
       interrupted = sig;
@@ -110,10 +116,12 @@ export function register(program: Command): void {
       process.stderr.write('\r\x1b[K');
     }
     unlisten();
+    offLink();
     const sig = report.reason === 'interrupted' ? interrupted : null; // a signal after the sink had ended changes nothing
     process.stdout.write(f.json ? JSON.stringify({ ...report, interrupted: sig }) + '\n'
       : formatReport(sig ? { ...report, reason: `interrupted (${sig})` } : report));
     if (sig) process.exitCode = interruptedExitCode(sig, f.count !== undefined || f.duration !== undefined || f.idle !== undefined);
+    if (report.iface && report.reason === `interface ${report.iface} disappeared`) throw new LinkGoneError(report.iface);
   });
 }
 
@@ -136,6 +144,14 @@ export function formatReport(r: SinkReport): string {
   lines.push('');
   lines.push(`${r.flows.length} flow${r.flows.length === 1 ? '' : 's'}, ${t.received} received, ${t.lost} lost (${lossPct}%), ${t.duplicates} duplicate${t.duplicates === 1 ? '' : 's'}, ` +
     `${t.reordered} reordered in ${r.seconds} s (stopped: ${r.reason})` + (t.nonPktgen ? `; ${t.nonPktgen} datagram${t.nonPktgen === 1 ? '' : 's'} without the pktgen header ignored` : ''));
+  if (r.capture) {
+    lines.push(`capture: ${r.capture.received} frames passed the filter, ${r.capture.dropped} dropped by our capture ring` +
+      (r.capture.ifdropped ? `, ${r.capture.ifdropped} by the interface` : '') +
+      (r.capture.dropped ? ' (that loss is ours, not the network\'s: raise -B/--buffer-size)' : ''));
+  }
+  if (r.linkOutages) {
+    lines.push(`link ${r.iface} went down ${r.linkOutages} time${r.linkOutages === 1 ? '' : 's'}, ${(r.linkDownMs / 1000).toFixed(2)} s in all: what was sent meanwhile counts as lost`);
+  }
   if (r.mode === 'socket' && r.socketDrops) {
     lines.push(`warning: the socket's receive buffer overflowed ${r.socketDrops} times (rcvbuf ${r.rcvbufBytes} bytes): part of that loss is ours, not the network's; use --capture -i IF`);
   }

@@ -168,9 +168,8 @@ test('sink --capture: a 2 s flap of the capture link; it keeps running, reports 
   assert.ok(report.linkDownMs >= 1500 && report.linkDownMs < 5000, `linkDownMs ${report.linkDownMs}`);
   // Frames before and after the flap arrived, and every seq the sender used is either received or counted lost.
   // (How many the outage cost depends on the sending kernel: it drops some with ENOBUFS, libuv queues others and
-  // sends them when the link is back — so the oracle is the receiving kernel's own count below, not a guess.)
+  // sends them in a burst when the link is back — so the oracle is the receiving kernel's own count below.)
   assert.ok(report.totals.received > 4000, `received ${report.totals.received}`);
-  assert.ok(report.totals.lost > 0, 'the outage cost frames');
   assert.equal(report.totals.received + report.totals.lost, report.flows[0].lastSeq, 'received + lost = every seq sent');
   assert.equal(report.capture.dropped, 0, `nothing dropped by our own ring at 2 kpps: ${JSON.stringify(report.capture)} ${JSON.stringify(report.totals)}`);
   // The peer kernel's own count (rx_packets, which resets nothing across a flap) agrees with what the sink saw.
@@ -188,4 +187,44 @@ test('sink --capture: its interface deleted -> report printed, exit 1 "interface
   assert.equal(x.code, 1, sink.err());
   assert.match(sink.out(), new RegExp(`stopped: interface ${h.ifB} disappeared`));
   assert.match(sink.err(), new RegExp(`^rawpoll: interface ${h.ifB} disappeared$`, 'm'));
+});
+
+test('collect: a 2 s flap of its link is reported (default: every link with an address) and it keeps receiving', async () => {
+  const h = hosts();
+  const dir = join(tmp, 'collect-flap');
+  const c = await background(h.lab, h.b, [process.execPath, RAWPOLL, 'collect', '--dir', dir, '--netconsole', '6674', '--json'], /"listening"/);
+  const sendLine = (text: string) => spawnSync('ip', ['netns', 'exec', h.a, 'socat', '-u', '-', `UDP-SENDTO:${h.ipB}:6674,sourceport=6665`], { input: text + '\n' });
+  sendLine('before the flap');
+  await flap(h.b, h.ifB, 2000);
+  assert.ok(await waitFor(() => c.events().some((e) => e.event === 'link-up'), 5000), c.out());
+  // The peer's ARP entry for B may have to be refreshed after the flap: give the kernel sender a moment.
+  await sleep(200);
+  sendLine('after the flap');
+  const log = () => spawnSync('sh', ['-c', `cat ${dir}/netconsole/*.log`]).stdout.toString();
+  assert.ok(await waitFor(() => log().includes('after the flap'), 10000), `collect's files: ${log()}`);
+  assert.ok(log().includes('before the flap'));
+  c.p.kill('SIGTERM');
+  const x = await exitOf(c.p);
+  assert.equal(x.signal, null, c.err());
+  assert.equal(x.code, 0, c.err());
+  const down = c.events().find((e) => e.event === 'link-down')!;
+  const up = c.events().find((e) => e.event === 'link-up')!;
+  assert.equal(down.iface, h.ifB);
+  assert.ok((up.downMs as number) >= 1500 && (up.downMs as number) < 5000, `downMs ${up.downMs}`);
+});
+
+test('collect -i IF: the named link deleted -> summary, then exit 1 "interface IF disappeared"', async () => {
+  const h = hosts();
+  const dir = join(tmp, 'collect-gone');
+  const c = await background(h.lab, h.b, [process.execPath, RAWPOLL, 'collect', '--dir', dir, '--oops', '20040', '-i', h.ifB], /listening/);
+  must('ip', ['-n', h.b, 'link', 'del', h.ifB]);
+  const x = await exitOf(c.p);
+  assert.equal(x.signal, null, c.err());
+  assert.equal(x.code, 1, c.err());
+  assert.match(c.out(), /link-gone/);
+  assert.match(c.out(), / summary /);
+  assert.match(c.err(), new RegExp(`^rawpoll: interface ${h.ifB} disappeared$`, 'm'));
+  const bad = spawnSync('ip', ['netns', 'exec', h.b, process.execPath, RAWPOLL, 'collect', '--dir', dir, '--oops', '20041', '-i', 'nosuch0']);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr.toString(), /no interface 'nosuch0'/);
 });

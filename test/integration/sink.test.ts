@@ -265,7 +265,8 @@ describe('rawpoll blast -> rawpoll sink on a veth pair', () => {
     const badBind = nsRun(L.b, [process.execPath, RAWPOLL, 'sink', '--bind', '10.255.255.254', '--duration', '1']);
     assert.equal(badBind.code, 2);
     assert.match(badBind.stderr, /bad --bind '10\.255\.255\.254'/);
-    const first = await startSink(L.lab, L.b, ['--port', '9999', '--duration', '30']);
+    // No --duration: a sink that runs until stopped exits 0 when interrupted (README, Exit codes).
+    const first = await startSink(L.lab, L.b, ['--port', '9999']);
     const busy = nsRun(L.b, [process.execPath, RAWPOLL, 'sink', '--port', '9999', '--duration', '1']);
     assert.equal(busy.code, 1);
     assert.match(busy.stderr, /already in use/);
