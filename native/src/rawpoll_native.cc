@@ -741,13 +741,15 @@ Napi::Value Blast(const Napi::CallbackInfo& info) {
     }
   }
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  // Every copy is made before any thread starts: a copy taken from a running job would take its counters too.
+  std::vector<std::shared_ptr<Job>> jobs;
   for (unsigned k = 0; k < threads; k++) {
     auto jk = k == 0 ? job : std::make_shared<Job>(j);  // copies config and templates; shares `sh`
     jk->worker = k;
     if (threads > 1 && ncpu > 0) jk->cpu = int(k % unsigned(ncpu));
-    auto* w = new BlastWorker(info[2].As<Napi::Function>(), info[1].As<Napi::Function>(), jk);
-    w->Queue();
+    jobs.push_back(jk);
   }
+  for (auto& jk : jobs) (new BlastWorker(info[2].As<Napi::Function>(), info[1].As<Napi::Function>(), jk))->Queue();
   Napi::Object handle = Napi::Object::New(env);
   std::shared_ptr<Shared> sh = j.sh;
   handle.Set("threads", threads);
