@@ -1,6 +1,7 @@
 import { RuntimeError, UsageError } from '../errors.js';
 import { hostOwnsAddress, ifaceInfo, type IfaceInfo } from '../link/iface.js';
 import { PcapLink } from '../link/pcap.js';
+import { linkStatus } from '../link/watch.js';
 import { PcapFileWriter } from '../link/pcapwriter.js';
 import { arpRequestFilter, arpResolve, ArpResponder } from '../resolve/arp.js';
 import { chooseNextHop, type NextHop } from '../resolve/nexthop.js';
@@ -103,6 +104,11 @@ export class UdpSender {
     const iface = o.iface ? ifaceInfo(o.iface) : null;
     if (iface && !iface.up && !o.writePcap) {
       throw new RuntimeError(`interface ${iface.name} is down; bring it up with: ip link set ${iface.name} up`);
+    }
+    // Up but no carrier (cable out, veth peer down): say so, rather than "no IPv4 address" (the kernel lists a link's
+    // addresses only while it runs).
+    if (iface && !o.writePcap && linkStatus(iface.name).status === 'down') {
+      throw new RuntimeError(`interface ${iface.name} has no carrier (cable, switch port or veth peer down); nothing can be sent on it now`);
     }
     const src = o.from ?? (iface?.ipv4[0] ? { ip: iface.ipv4[0].addr, prefix: iface.ipv4[0].prefix } : undefined);
     if (!src) {
