@@ -159,7 +159,10 @@ export interface ServerDump {
 export interface RunningServer {
   dir: string;
   proc: ChildProcess;
+  /** The server's {"event":"dump"} records, in order. */
   dumps: ServerDump[];
+  /** Every other JSON line it printed (link-down/up/gone, write-error, stop). */
+  events: Record<string, unknown>[];
   next(count?: number, ms?: number): Promise<ServerDump[]>;
 }
 
@@ -168,6 +171,7 @@ export async function startServer(l: NetdumpLab, extra: string[] = []): Promise<
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rawpoll-nd-'));
   const proc = l.lab.spawn(l.b, [process.execPath, RAWPOLL, 'netdump-server', '--dir', dir, '--bind', l.ipB, '--json', ...extra]);
   const dumps: ServerDump[] = [];
+  const events: Record<string, unknown>[] = [];
   const waiters: (() => void)[] = [];
   let buf = '';
   proc.stdout!.on('data', (d) => {
@@ -176,7 +180,11 @@ export async function startServer(l: NetdumpLab, extra: string[] = []): Promise<
     while ((i = buf.indexOf('\n')) >= 0) {
       const line = buf.slice(0, i);
       buf = buf.slice(i + 1);
-      if (line.trim()) dumps.push(JSON.parse(line));
+      if (line.trim()) {
+        const j = JSON.parse(line);
+        if (j.event === 'dump') dumps.push(j);
+        else events.push(j);
+      }
       waiters.splice(0).forEach((w) => w());
     }
   });
@@ -188,7 +196,7 @@ export async function startServer(l: NetdumpLab, extra: string[] = []): Promise<
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
-    dir, proc, dumps,
+    dir, proc, dumps, events,
     next(count = 1, ms = 120000) {
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`server reported ${dumps.length - seen} of ${count} dumps in ${ms} ms`)), ms);

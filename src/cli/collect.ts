@@ -1,11 +1,9 @@
 import { Command } from 'commander';
-import { networkInterfaces } from 'node:os';
 import { LinkGoneError, UsageError } from '../errors.js';
-import { LinkWatch, linkStatus } from '../link/watch.js';
 import { parseIpv4 } from '../wire/addr.js';
 import { CollectServer, CollectEvent } from '../rx/collect.js';
 import { OOPS_DEFAULTS } from '../rx/oopscollect.js';
-import { intArg, interruptedExitCode, onStopSignal, reportLinkEvents, type StopSignal } from './common.js';
+import { addWatchOption, intArg, interruptedExitCode, onStopSignal, watchReceiverLinks, type StopSignal } from './common.js';
 
 interface CollectFlags {
   dir: string;
@@ -18,14 +16,6 @@ interface CollectFlags {
   maxBytes?: string;
   json?: boolean;
   iface: string[];
-}
-
-/** The links whose outages collect reports by default: those with an address (--bind's, if given), loopback aside. */
-function defaultWatched(bind: string | undefined): string[] {
-  return Object.entries(networkInterfaces())
-    .filter(([, addrs]) => (addrs ?? []).some((a) => !a.internal && (bind === undefined || a.address === bind)))
-    .map(([name]) => name)
-    .sort();
 }
 
 function portFlag(v: string | boolean | undefined, def: number, what: string): number | null {
@@ -45,7 +35,7 @@ export function formatEvent(e: CollectEvent, json: boolean, now = new Date()): s
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('collect')
     .summary('receive netconsole logs and netoops crash reports into a directory (ordinary UDP sockets)')
     .description('Receive netconsole logs and netoops crash reports on ordinary UDP sockets and write them to a directory\n' +
@@ -60,9 +50,8 @@ export function register(program: Command): void {
     .option('--max-dumps <N>', `dumps reassembled at once; beyond, the least recently active is written out as partial (default ${OOPS_DEFAULTS.maxOpenDumps})`)
     .option('--max-dump-bytes <N>', `largest dump accepted: datagrams announcing more than N/1024 chunks are dropped as too_big (default ${OOPS_DEFAULTS.maxBytesPerDump})`)
     .option('--max-bytes <N>', `reassembly memory for all dumps together (and again for dumps queued for writing); beyond, the least recently active is written out as partial, or dropped if the write queue is full too (default ${OOPS_DEFAULTS.maxTotalBytes})`)
-    .option('-i, --iface <IF>', 'report outages of this link (repeatable); if it is deleted the run ends: summary, exit 1. ' +
-      'Default: every link with an address (--bind\'s if given) but loopback, whose deletion is only reported', (v: string, acc: string[]) => [...acc, v], [])
-    .option('--json', 'one JSON object per line instead of text')
+    .option('--json', 'one JSON object per line instead of text');
+  addWatchOption(cmd)
     .addHelpText('after', `
 Files (all written to a temp name and renamed, so a file under its final name is always whole):
   oops-<host>-<bootid>-<dumpid>[-N].log    the log, oldest byte first (chunk padding removed)
@@ -111,27 +100,18 @@ Examples:
       });
       out({ event: 'listening', host: f.bind ?? '0.0.0.0', netconsole: server.ports.netconsole ?? undefined, oops: server.ports.oops ?? undefined, dir: f.dir });
       // The link-state policy (README): report outages; a link named with -i that is deleted ends the run.
-      const named = f.iface.length > 0;
-      for (const i of f.iface) {
-        if (linkStatus(i).status === 'gone') throw new UsageError(`no interface '${i}' here (-i names a link whose outages to report)`);
-      }
       let gone: string | null = null;
       let endRun: (why: StopSignal | 'gone') => void = () => {};
-      const watches = (named ? f.iface : defaultWatched(f.bind)).map((i) => {
-        const w = new LinkWatch(i);
-        reportLinkEvents(w, (e) => out({ host: '-', ...e } as CollectEvent), () => {
-          if (!named) return w.close();
-          gone = gone ?? i;
-          endRun('gone');
-        });
-        return w;
+      const unwatch = watchReceiverLinks(f.iface, f.bind, (e) => out({ host: '-', ...e } as CollectEvent), (i) => {
+        gone = gone ?? i;
+        endRun('gone');
       });
       // Running until stopped is this command's job: a stop exits 0 after the summary (common.ts).
       const why = await new Promise<StopSignal | 'gone'>((resolve) => {
         endRun = resolve;
         onStopSignal(resolve);
       });
-      for (const w of watches) w.close();
+      unwatch();
       const sig = why === 'gone' ? null : why;
       await server.close();
       const o = server.oops;

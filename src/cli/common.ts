@@ -3,7 +3,8 @@ import { UsageError } from '../errors.js';
 import { parseIpv4, parseSource } from '../wire/addr.js';
 import { parseMac } from '../wire/mac.js';
 import type { SenderOptions } from '../tx/sender.js';
-import type { LinkDownEvent, LinkUpEvent, LinkWatch } from '../link/watch.js';
+import { networkInterfaces } from 'node:os';
+import { LinkWatch, linkStatus, type LinkDownEvent, type LinkUpEvent } from '../link/watch.js';
 
 /** Options every sending command shares: where from, how to reach the next hop, and the IPv4/UDP profile. */
 export interface FrameFlags {
@@ -168,5 +169,34 @@ export function reportLinkEvents(watch: LinkWatch, ev: EventWriter, onGone?: () 
     watch.removeListener('down', down);
     watch.removeListener('up', up);
     watch.removeListener('gone', gone);
+  };
+}
+
+/** `-i/--iface IF` for a receiver on ordinary UDP sockets: the links whose outages it reports (repeatable). */
+export function addWatchOption(cmd: Command): Command {
+  return cmd.option('-i, --iface <IF>', 'report outages of this link (repeatable); if it is deleted the run ends: summary, exit 1. ' +
+    'Default: every link with an address (--bind\'s if given) but loopback, whose deletion is only reported', (v: string, acc: string[]) => [...acc, v], []);
+}
+
+/**
+ * The link-state policy for a receiver on UDP sockets (collect, netdump-server): its sockets keep listening through an
+ * outage, which is reported. Links named with -i end the run when deleted (`onGone`); by default every link with an
+ * address (the --bind address, if given) is watched and a deletion is only reported. Returns the function that stops.
+ */
+export function watchReceiverLinks(named: string[], bind: string | undefined, ev: EventWriter, onGone: (iface: string) => void): () => void {
+  for (const i of named) {
+    if (linkStatus(i).status === 'gone') throw new UsageError(`no interface '${i}' here (-i names a link whose outages to report)`);
+  }
+  const names = named.length ? named : Object.entries(networkInterfaces())
+    .filter(([, addrs]) => (addrs ?? []).some((a) => !a.internal && (bind === undefined || a.address === bind)))
+    .map(([name]) => name)
+    .sort();
+  const watches = names.map((i) => {
+    const w = new LinkWatch(i);
+    reportLinkEvents(w, ev, () => (named.length ? onGone(i) : w.close()));
+    return w;
+  });
+  return () => {
+    for (const w of watches) w.close();
   };
 }

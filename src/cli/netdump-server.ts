@@ -1,8 +1,9 @@
 import { Command } from 'commander';
 import { parseIpv4, formatIpv4, parsePort } from '../wire/addr.js';
+import { LinkGoneError } from '../errors.js';
 import { NETDUMP_PORT } from '../proto/netdump.js';
 import { NetdumpServer, type DumpResult } from '../rx/netdumpd.js';
-import { intArg, interruptedExitCode, onStopSignal, type StopSignal } from './common.js';
+import { addWatchOption, eventWriter, intArg, interruptedExitCode, onStopSignal, watchReceiverLinks, type StopSignal } from './common.js';
 
 interface ServerFlags {
   dir: string;
@@ -10,10 +11,11 @@ interface ServerFlags {
   port: string;
   timeout: string;
   json?: boolean;
+  iface: string[];
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('netdump-server')
     .summary('receive FreeBSD netdump kernel dumps (a netdumpd-compatible server)')
     .description('A netdumpd-compatible server: listens for netdump heralds on UDP 20023, gives each client its own\n' +
@@ -27,7 +29,8 @@ export function register(program: Command): void {
     .option('--bind <IP>', 'listen on this address only (also the source of ACKs); default: all')
     .option('--port <PORT>', 'herald port', String(NETDUMP_PORT))
     .option('--timeout <SECONDS>', 'end a session after this long without a message (netdumpd: 600)', '600')
-    .option('--json', 'one JSON object per line instead of log lines: {"event":"dump",…} per finished session, {"event":"write-error",…}, {"event":"stop",…}')
+    .option('--json', 'one JSON object per line instead of log lines: {"event":"dump",…} per finished session, {"event":"write-error",…}, {"event":"stop",…}');
+  addWatchOption(cmd)
     .addHelpText('after', `
 Incomplete dumps: a dump keeps the name vmcore.<client>.<n>.incomplete unless it completed, so a dump cut short
 (client timed out, write error, server stopped or killed) never looks whole. Its info file ends with a status
@@ -39,6 +42,9 @@ reason and the path are printed on stdout ("Dump from client … unsuccessful: w
 in --json as the dump's "error", and as the info file's status line. What was received stays in the .incomplete
 file; free space and the next dump is written normally.
 
+Link outages: the sockets keep listening (a client's dump resumes when its link is back); link-down and link-up
+lines report each outage (--json: {"event":"link-down",…}, {"event":"link-up",…,"downMs":N}).
+
 Stop: SIGINT or SIGTERM ends open sessions as "Dump incomplete: server stopped", prints a stop line (--json:
 {"event":"stop","interrupted":"SIGINT",…}) and exits 0; a second signal exits at once (130/143).
 
@@ -46,7 +52,7 @@ Examples:
   rawpoll netdump-server --dir /var/crash
   rawpoll netdump-server --dir /var/crash --bind 10.0.0.9 --timeout 60 --json
 
-Exit codes: 0 stopped by a signal, 1 cannot listen, 2 bad usage.`)
+Exit codes: 0 stopped by a signal, 1 cannot listen or a link named with -i was deleted, 2 bad usage.`)
     .action(async (f: ServerFlags) => {
       const bind = f.bind !== undefined ? formatIpv4(parseIpv4(f.bind, '--bind')) : undefined;
       const port = parsePort(f.port, '--port');
@@ -65,12 +71,27 @@ Exit codes: 0 stopped by a signal, 1 cannot listen, 2 bad usage.`)
         // Failures outside a dump's own record (files that cannot be created, an info file that cannot be written).
         server.on('failure', (e: { client: string; file?: string; error: string }) => print(JSON.stringify({ event: 'write-error', ...e })));
       }
+      // The link-state policy (README): outages are reported (the sockets keep listening); a link named with -i that
+      // is deleted ends the run like a stop, then exit 1.
+      let gone: string | null = null;
+      let endRun: (why: StopSignal | 'gone') => void = () => {};
+      const unwatch = watchReceiverLinks(f.iface, bind, eventWriter('netdump-server', f.json), (i) => {
+        gone = gone ?? i;
+        endRun('gone');
+      });
       // Running until stopped is this command's job: a stop exits 0 after the stop line (common.ts).
-      const sig = await new Promise<StopSignal>((resolve) => onStopSignal(resolve));
+      const why = await new Promise<StopSignal | 'gone'>((resolve) => {
+        endRun = resolve;
+        onStopSignal(resolve);
+      });
+      unwatch();
+      const sig = why === 'gone' ? null : why;
       const open = server.active;
       await server.close();
-      if (f.json) print(JSON.stringify({ event: 'stop', interrupted: sig, open_sessions: open }));
-      else print(`Stopped by ${sig}: ${open} open dump${open === 1 ? '' : 's'} left as "Dump incomplete: server stopped"`);
-      process.exitCode = interruptedExitCode(sig, false);
+      const by = gone ? `interface ${gone} disappeared` : sig!;
+      if (f.json) print(JSON.stringify({ event: 'stop', interrupted: sig, ...(gone ? { stopped: by } : {}), open_sessions: open }));
+      else print(`Stopped by ${by}: ${open} open dump${open === 1 ? '' : 's'} left as "Dump incomplete: server stopped"`);
+      if (gone) throw new LinkGoneError(gone);
+      process.exitCode = interruptedExitCode(sig!, false);
     });
 }

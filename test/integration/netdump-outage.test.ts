@@ -161,3 +161,53 @@ test('client interface deleted mid-dump: link-gone event, the summary, then "int
   assert.ok(sum.bytes > 0 && sum.bytes < 20 * MB, `bytes ${sum.bytes}`);
   assert.ok(lines.slice(0, -2).map((x) => JSON.parse(x)).some((j) => j.event === 'link-gone' && j.iface === l.ifA), c.out());
 });
+
+test("server's link flapped 2 s mid-dump: netdump-server -i reports it and keeps its sockets; the dump completes byte-exact", async () => {
+  const { l } = await setup().then(async (x) => {
+    // This test wants the server started with -i: stop the default one.
+    x.s.proc.kill('SIGTERM');
+    await exitOf(x.s.proc);
+    return x;
+  });
+  const ifB = `${l.lab.tag}B`.slice(-15);
+  const s = await startServer(l, ['-i', ifB]);
+  cleanups.push(() => fs.rmSync(s.dir, { recursive: true, force: true }));
+  const c = client(l, ['--window', '64']);
+  await midDump(c, s, 4 * MB);
+  await flap(l.b, ifB, 2000);
+  const e = await exitOf(c.p, 60000);
+  assert.equal(e.signal, null, c.err());
+  assert.equal(e.code, 0, c.err());
+  const [d] = await s.next();
+  const events = s.events as Record<string, any>[];
+  assert.equal(d.status, 'complete');
+  assert.equal(sha256(d.vmcore), sha256(file()));
+  const down = events.find((x) => x.event === 'link-down');
+  const up = events.find((x) => x.event === 'link-up');
+  assert.equal(down?.iface, ifB);
+  assert.ok(up && up.downMs >= 1700 && up.downMs < 4000, JSON.stringify(up));
+  s.proc.kill('SIGINT');
+  const x = await exitOf(s.proc);
+  assert.equal(x.signal, null);
+  assert.equal(x.code, 0);
+});
+
+test('netdump-server -i IF: that link deleted -> stop line, then exit 1 "interface IF disappeared"', async () => {
+  const { l, s: first } = await setup();
+  first.proc.kill('SIGTERM');
+  await exitOf(first.proc);
+  const ifB = `${l.lab.tag}B`.slice(-15);
+  const s = await startServer(l, ['-i', ifB]);
+  cleanups.push(() => fs.rmSync(s.dir, { recursive: true, force: true }));
+  let err = '';
+  s.proc.stderr!.on('data', (d) => (err += d));
+  await new Promise((r) => setTimeout(r, 300));
+  must('ip', ['-n', l.b, 'link', 'del', ifB]);
+  const x = await exitOf(s.proc);
+  assert.equal(x.signal, null, err);
+  assert.equal(x.code, 1, err);
+  const events = s.events as Record<string, any>[];
+  assert.ok(events.some((e) => e.event === 'link-gone'), JSON.stringify(events));
+  assert.equal(events.find((e) => e.event === 'stop')?.stopped, `interface ${ifB} disappeared`);
+  assert.match(err, new RegExp(`^rawpoll: interface ${ifB} disappeared$`, 'm'));
+});
