@@ -187,13 +187,20 @@ async function benchAll(c: ReturnType<typeof buildCTools>): Promise<void> {
       const pps = new Map<string, number[]>();
       const own = new Map<string, number[]>();
       const notes = new Map<string, string>();
+      // A run whose process failed (e.g. it could not start) is not a measurement: it stays out of the median and is
+      // reported; a run that exited 0 but delivered fewer frames stays in (that is the tool's real figure).
+      const failed = new Map<string, number>();
       for (let round = 0; round < ROUNDS; round++) {
         for (const tool of tools) {
           if (!tool.available) continue;
           const rx0 = rxPackets(L);
           const r = nsExec(L.a, tool.cmd(COUNT));
           const got = rxPackets(L) - rx0;
-          if (r.code !== 0) notes.set(tool.name, `exit ${r.code}: ${r.stderr.trim().split('\n').pop()}`);
+          if (r.code !== 0) {
+            failed.set(tool.name, (failed.get(tool.name) ?? 0) + 1);
+            notes.set(tool.name, `${failed.get(tool.name)} of ${ROUNDS} run(s) failed, not in the median: exit ${r.code}: ${r.stderr.trim().split('\n').pop()}`);
+            continue;
+          }
           if (got < COUNT * 0.99) notes.set(tool.name, `${got} of ${COUNT} frames arrived`);
           pps.set(tool.name, [...(pps.get(tool.name) ?? []), got / r.seconds]);
           try {
@@ -208,8 +215,8 @@ async function benchAll(c: ReturnType<typeof buildCTools>): Promise<void> {
       console.log(`  ${'tool'.padEnd(24)} ${'pps'.padStart(10)}  ${'x trafgen'.padStart(9)}  ${'x C ceiling: wall / own'.padStart(43)}  ${'own clock'.padStart(10)}  target`);
       const targets: Record<string, number> = { 'rawpoll blast native': 1.2, 'rawpoll blast pcap': 0.9 };
       for (const tool of tools) {
-        if (!tool.available) {
-          console.log(`  ${tool.name.padEnd(24)} ${'n/a'.padStart(10)}  (${tool.why ?? 'not installed/built'})`);
+        if (!tool.available || !pps.get(tool.name)?.length) {
+          console.log(`  ${tool.name.padEnd(24)} ${'n/a'.padStart(10)}  (${tool.available ? notes.get(tool.name) : tool.why ?? 'not installed/built'})`);
           continue;
         }
         const p = median(pps.get(tool.name)!);
