@@ -26,8 +26,6 @@
 #include <uv.h>
 
 #include <errno.h>
-#include <linux/ethtool.h>
-#include <linux/sockios.h>
 #include <net/if.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -36,6 +34,8 @@
 
 #include <algorithm>
 #include <string>
+
+#include "linkstate.h"
 
 namespace rawpoll_pcap {
 
@@ -427,33 +427,19 @@ Napi::Value LinkState(const Napi::CallbackInfo& info) {
   std::string ifname = info[0].As<Napi::String>();
   Napi::Object r = Napi::Object::New(env);
   unsigned index = ifname.size() < IFNAMSIZ ? if_nametoindex(ifname.c_str()) : 0;
-  bool up = false, running = false, carrier = false;
+  rawpoll_link::State st;
   if (index) {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0) s = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s >= 0) {
-      struct ifreq ifr;
-      memset(&ifr, 0, sizeof ifr);
-      memcpy(ifr.ifr_name, ifname.c_str(), ifname.size());
-      if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
-        up = ifr.ifr_flags & IFF_UP;
-        running = ifr.ifr_flags & IFF_RUNNING;  // operstate up: the kernel's linkwatch sets it up to ~1 s late
-        // The carrier itself (netif_carrier_ok, for a veth: its peer is up) with no such lag, where the driver says.
-        struct ethtool_value ev;
-        memset(&ev, 0, sizeof ev);
-        ev.cmd = ETHTOOL_GLINK;
-        ifr.ifr_data = reinterpret_cast<char*>(&ev);
-        carrier = ioctl(s, SIOCETHTOOL, &ifr) == 0 ? (up && ev.data != 0) : running;
-      } else if (errno == ENODEV) {
-        index = 0;
-      }
+      if (rawpoll_link::read_state(s, ifname.c_str(), &st) == ENODEV) index = 0;
       close(s);
     }
   }
   r.Set("index", index);
-  r.Set("up", up);
-  r.Set("running", running);
-  r.Set("carrier", carrier);
+  r.Set("up", st.up);
+  r.Set("running", st.running);
+  r.Set("carrier", st.carrier);
   return r;
 }
 

@@ -12,10 +12,12 @@
 //   blast(params, onProgress(p), onDone(err, result)) -> {stop(), threads}  (onDone once per sender thread)
 //   and, from pcap.cc, our libpcap binding: pcapOpen, pcapTstampTypes, linkState, pcapLibVersion
 // Nothing is dropped silently: EAGAIN/ENOBUFS wait for the queue (poll / a short sleep) and are counted as `waits`;
-// a link that is down (ENETDOWN, or no IFF_RUNNING) keeps the schedule: frames due meanwhile are `notSentLinkDown`;
+// a link that is down (ENETDOWN, or no carrier) keeps the schedule: frames due meanwhile are `notSentLinkDown`;
 // a vanished interface (ENXIO) or any other error stops the run and the frames refused are returned as `notSent`.
 
 #include <napi.h>
+
+#include "linkstate.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -147,8 +149,10 @@ int link_state(int fd, int ifindex) {
   memset(&ifr, 0, sizeof ifr);
   ifr.ifr_ifindex = ifindex;
   if (ioctl(fd, SIOCGIFNAME, &ifr) < 0) return errno == ENODEV ? -1 : 1;
-  if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) return errno == ENODEV ? -1 : 1;
-  return (ifr.ifr_flags & IFF_UP) && (ifr.ifr_flags & IFF_RUNNING) ? 1 : 0;
+  rawpoll_link::State st;
+  int e = rawpoll_link::read_state(fd, ifr.ifr_name, &st);
+  if (e) return e == ENODEV ? -1 : 1;
+  return st.up && st.carrier ? 1 : 0;
 }
 
 // ---- socket ----

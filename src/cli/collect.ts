@@ -3,7 +3,7 @@ import { LinkGoneError, UsageError } from '../errors.js';
 import { parseIpv4 } from '../wire/addr.js';
 import { CollectServer, CollectEvent } from '../rx/collect.js';
 import { OOPS_DEFAULTS } from '../rx/oopscollect.js';
-import { addWatchOption, intArg, interruptedExitCode, onStopSignal, watchReceiverLinks, type StopSignal } from './common.js';
+import { addWatchOption, checkWatchedLinks, intArg, interruptedExitCode, onStopSignal, watchReceiverLinks, type StopSignal } from './common.js';
 
 interface CollectFlags {
   dir: string;
@@ -83,6 +83,7 @@ Examples:
         throw new UsageError('nothing to receive: give --netconsole [PORT] and/or --oops [PORT]');
       }
       if (f.bind !== undefined) parseIpv4(f.bind, '--bind');
+      checkWatchedLinks(f.iface);
       const idle = Number(f.idle);
       if (!(Number.isFinite(idle) && idle > 0 && idle <= 86400)) throw new UsageError(`bad --idle '${f.idle}': expected seconds, 0 < S <= 86400`);
       const json = !!f.json;

@@ -178,15 +178,20 @@ export function addWatchOption(cmd: Command): Command {
     'Default: every link with an address (--bind\'s if given) but loopback, whose deletion is only reported', (v: string, acc: string[]) => [...acc, v], []);
 }
 
+/** -i names must exist: checked before a receiver binds anything, so bad usage leaves nothing open. */
+export function checkWatchedLinks(named: string[]): void {
+  for (const i of named) {
+    if (linkStatus(i).status === 'gone') throw new UsageError(`no interface '${i}' here (-i names a link whose outages to report)`);
+  }
+}
+
 /**
  * The link-state policy for a receiver on UDP sockets (collect, netdump-server): its sockets keep listening through an
  * outage, which is reported. Links named with -i end the run when deleted (`onGone`); by default every link with an
  * address (the --bind address, if given) is watched and a deletion is only reported. Returns the function that stops.
  */
 export function watchReceiverLinks(named: string[], bind: string | undefined, ev: EventWriter, onGone: (iface: string) => void): () => void {
-  for (const i of named) {
-    if (linkStatus(i).status === 'gone') throw new UsageError(`no interface '${i}' here (-i names a link whose outages to report)`);
-  }
+  checkWatchedLinks(named);
   const names = named.length ? named : Object.entries(networkInterfaces())
     .filter(([, addrs]) => (addrs ?? []).some((a) => !a.internal && (bind === undefined || a.address === bind)))
     .map(([name]) => name)

@@ -3,7 +3,7 @@ import { parseIpv4, formatIpv4, parsePort } from '../wire/addr.js';
 import { LinkGoneError } from '../errors.js';
 import { NETDUMP_PORT } from '../proto/netdump.js';
 import { NetdumpServer, type DumpResult } from '../rx/netdumpd.js';
-import { addWatchOption, eventWriter, intArg, interruptedExitCode, onStopSignal, watchReceiverLinks, type StopSignal } from './common.js';
+import { addWatchOption, checkWatchedLinks, eventWriter, intArg, interruptedExitCode, onStopSignal, watchReceiverLinks, type StopSignal } from './common.js';
 
 interface ServerFlags {
   dir: string;
@@ -57,6 +57,7 @@ Exit codes: 0 stopped by a signal, 1 cannot listen or a link named with -i was d
       const bind = f.bind !== undefined ? formatIpv4(parseIpv4(f.bind, '--bind')) : undefined;
       const port = parsePort(f.port, '--port');
       const timeoutSec = intArg(f.timeout, '--timeout', 1, 86400)!;
+      checkWatchedLinks(f.iface);
       const print = (l: string) => process.stdout.write(l + '\n');
       const log = f.json ? () => {} : print;
       const server = await NetdumpServer.start({ dir: f.dir, bind, port, timeoutSec, log });

@@ -224,7 +224,7 @@ test('collect -i IF: the named link deleted -> summary, then exit 1 "interface I
   assert.match(c.out(), /link-gone/);
   assert.match(c.out(), / summary /);
   assert.match(c.err(), new RegExp(`^rawpoll: interface ${h.ifB} disappeared$`, 'm'));
-  const bad = spawnSync('ip', ['netns', 'exec', h.b, process.execPath, RAWPOLL, 'collect', '--dir', dir, '--oops', '20041', '-i', 'nosuch0']);
+  const bad = spawnSync('ip', ['netns', 'exec', h.b, process.execPath, RAWPOLL, 'collect', '--dir', dir, '--oops', '20041', '-i', 'nosuch0'], { timeout: 10000 });
   assert.equal(bad.status, 2);
   assert.match(bad.stderr.toString(), /no interface 'nosuch0'/);
 });
