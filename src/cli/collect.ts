@@ -3,7 +3,7 @@ import { LinkGoneError, UsageError } from '../errors.js';
 import { parseIpv4 } from '../wire/addr.js';
 import { CollectServer, CollectEvent } from '../rx/collect.js';
 import { OOPS_DEFAULTS } from '../rx/oopscollect.js';
-import { addWatchOption, checkWatchedLinks, intArg, interruptedExitCode, onStopSignal, watchReceiverLinks, type StopSignal } from './common.js';
+import { addWatchOption, checkWatchedLinks, intArg, interruptedExitCode, untilStopped } from './common.js';
 
 interface CollectFlags {
   dir: string;
@@ -100,20 +100,9 @@ Examples:
         onEvent: out,
       });
       out({ event: 'listening', host: f.bind ?? '0.0.0.0', netconsole: server.ports.netconsole ?? undefined, oops: server.ports.oops ?? undefined, dir: f.dir });
-      // The link-state policy (README): report outages; a link named with -i that is deleted ends the run.
-      let gone: string | null = null;
-      let endRun: (why: StopSignal | 'gone') => void = () => {};
-      const unwatch = watchReceiverLinks(f.iface, f.bind, (e) => out({ host: '-', ...e } as CollectEvent), (i) => {
-        gone = gone ?? i;
-        endRun('gone');
-      });
-      // Running until stopped is this command's job: a stop exits 0 after the summary (common.ts).
-      const why = await new Promise<StopSignal | 'gone'>((resolve) => {
-        endRun = resolve;
-        onStopSignal(resolve);
-      });
-      unwatch();
-      const sig = why === 'gone' ? null : why;
+      // Running until stopped is this command's job: a stop exits 0 after the summary (common.ts); a link named with
+      // -i that is deleted ends the run too, with exit 1 (README, "When the link goes down").
+      const { sig, gone } = await untilStopped(f.iface, f.bind, (e) => out({ host: '-', ...e } as CollectEvent));
       await server.close();
       const o = server.oops;
       const nonzero = (r: Record<string, number>) => Object.fromEntries(Object.entries(r).filter(([, v]) => v > 0));

@@ -186,22 +186,28 @@ export function checkWatchedLinks(named: string[]): void {
 }
 
 /**
- * The link-state policy for a receiver on UDP sockets (collect, netdump-server): its sockets keep listening through an
- * outage, which is reported. Links named with -i end the run when deleted (`onGone`); by default every link with an
- * address (the --bind address, if given) is watched and a deletion is only reported. Returns the function that stops.
+ * How a receiver on UDP sockets (collect, netdump-server) runs until it is stopped, under the link-state policy: its
+ * sockets keep listening through an outage, which is reported. Links named with -i end the run when deleted
+ * (`gone`); by default every link with an address (the --bind address, if given) is watched and a deletion is only
+ * reported. Resolves with the stop signal, or the interface that disappeared.
  */
-export function watchReceiverLinks(named: string[], bind: string | undefined, ev: EventWriter, onGone: (iface: string) => void): () => void {
+export async function untilStopped(named: string[], bind: string | undefined, ev: EventWriter): Promise<{ sig: StopSignal | null; gone: string | null }> {
   checkWatchedLinks(named);
   const names = named.length ? named : Object.entries(networkInterfaces())
     .filter(([, addrs]) => (addrs ?? []).some((a) => !a.internal && (bind === undefined || a.address === bind)))
     .map(([name]) => name)
     .sort();
-  const watches = names.map((i) => {
-    const w = new LinkWatch(i);
-    reportLinkEvents(w, ev, () => (named.length ? onGone(i) : w.close()));
-    return w;
+  const watches: LinkWatch[] = [];
+  let unlisten = () => {};
+  const r = await new Promise<{ sig: StopSignal | null; gone: string | null }>((resolve) => {
+    unlisten = onStopSignal((sig) => resolve({ sig, gone: null }));
+    for (const i of names) {
+      const w = new LinkWatch(i);
+      watches.push(w);
+      reportLinkEvents(w, ev, () => (named.length ? resolve({ sig: null, gone: i }) : w.close()));
+    }
   });
-  return () => {
-    for (const w of watches) w.close();
-  };
+  if (r.gone) unlisten(); // after a signal the listeners stay: a second one exits at once
+  for (const w of watches) w.close();
+  return r;
 }

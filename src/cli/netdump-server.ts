@@ -3,7 +3,7 @@ import { parseIpv4, formatIpv4, parsePort } from '../wire/addr.js';
 import { LinkGoneError } from '../errors.js';
 import { NETDUMP_PORT } from '../proto/netdump.js';
 import { NetdumpServer, type DumpResult } from '../rx/netdumpd.js';
-import { addWatchOption, checkWatchedLinks, eventWriter, intArg, interruptedExitCode, onStopSignal, watchReceiverLinks, type StopSignal } from './common.js';
+import { addWatchOption, checkWatchedLinks, eventWriter, intArg, interruptedExitCode, untilStopped } from './common.js';
 
 interface ServerFlags {
   dir: string;
@@ -72,21 +72,9 @@ Exit codes: 0 stopped by a signal, 1 cannot listen or a link named with -i was d
         // Failures outside a dump's own record (files that cannot be created, an info file that cannot be written).
         server.on('failure', (e: { client: string; file?: string; error: string }) => print(JSON.stringify({ event: 'write-error', ...e })));
       }
-      // The link-state policy (README): outages are reported (the sockets keep listening); a link named with -i that
-      // is deleted ends the run like a stop, then exit 1.
-      let gone: string | null = null;
-      let endRun: (why: StopSignal | 'gone') => void = () => {};
-      const unwatch = watchReceiverLinks(f.iface, bind, eventWriter('netdump-server', f.json), (i) => {
-        gone = gone ?? i;
-        endRun('gone');
-      });
-      // Running until stopped is this command's job: a stop exits 0 after the stop line (common.ts).
-      const why = await new Promise<StopSignal | 'gone'>((resolve) => {
-        endRun = resolve;
-        onStopSignal(resolve);
-      });
-      unwatch();
-      const sig = why === 'gone' ? null : why;
+      // Running until stopped is this command's job: a stop exits 0 after the stop line (common.ts); a link named
+      // with -i that is deleted ends the run too, with exit 1 (README, "When the link goes down").
+      const { sig, gone } = await untilStopped(f.iface, bind, eventWriter('netdump-server', f.json));
       const open = server.active;
       await server.close();
       const by = gone ? `interface ${gone} disappeared` : sig!;

@@ -107,7 +107,7 @@ test('netconsole --link-queue 3: what overflows the queue during an outage is co
   const nc = await background(h.lab, h.a, [process.execPath, RAWPOLL, 'netconsole', '-i', h.ifA, '--to', `${h.ipB}:6672`,
     '--follow', file, '--link-queue', '3'], /->/);
   appendFileSync(file, 'first\n');
-  assert.ok(await waitFor(() => got() === 'first\n', 10000));
+  assert.ok(await waitFor(() => got() === 'first\n', 10000), `got ${JSON.stringify(got())}; netconsole said: ${nc.err()}`);
   must('ip', ['-n', h.a, 'link', 'set', h.ifA, 'down']);
   assert.ok(await waitFor(() => /link \S+ down/.test(nc.err()), 3000), nc.err());
   for (let i = 0; i < 10; i++) appendFileSync(file, `down ${i}\n`);
