@@ -123,7 +123,8 @@ class Handle : public Napi::ObjectWrap<Handle> {
       std::string name = tt.As<Napi::String>();
       int v = pcap_tstamp_type_name_to_val(name.c_str());
       int rc = v == PCAP_ERROR ? PCAP_ERROR : pcap_set_tstamp_type(p_, v);
-      if (rc == PCAP_ERROR || rc == PCAP_ERROR_CANTSET_TSTAMP_TYPE) {
+      // PCAP_WARNING_TSTAMP_TYPE_NOTSUP too: libpcap would fall back to another type, but the user asked for this one.
+      if (rc != 0) {
         std::string m = "timestamp type '" + name + "' is not supported on " + ifname;
         Shutdown();
         throw codedError(env, m, "ENOTSUP");
