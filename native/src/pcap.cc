@@ -16,7 +16,17 @@
 //     opts: {snaplen, bufferSize, promisc, immediate, timeoutMs, tstampType, nanosecond, filter, data: Buffer,
 //            meta: Uint32Array}
 //     handle: {linktype, linktypeName, nanosecond, snaplen, fd, warning, setFilter(expr), inject(buf) -> bytes,
+//              injectBatch(buf, offsets, lengths, n) -> {sent, waits, code, error},
 //              stats() -> {received, dropped, ifdropped}, resume() (poll again after onError), close()}
+//   injectBatch: pcap_inject for frames 0..n-1 (frame i = buf[offsets[i], offsets[i] + lengths[i]); offsets and
+//     lengths are Uint32Arrays), in one JS call: the per-frame N-API crossing of inject() cost half the pcap engine's
+//     rate. A full queue (EAGAIN/ENOBUFS) is waited out and the same frame retried, as PcapLink.send does: EAGAIN
+//     (socket send buffer full) waits for POLLOUT, ENOBUFS (the qdisc dropped it) sleeps — both for 50 µs doubling
+//     to 10 ms, each wait counted in `waits`; a frame whose queue stayed full for 2 s ends the batch with code
+//     EAGAIN/ENOBUFS. Any other error ends it at once. `sent` frames (0..sent-1) went out; code is the errno name of
+//     the failure (ENETDOWN, ENXIO, ...; glibc's name for others) and error libpcap's message, both '' when all
+//     n were sent. A send error never throws; bad arguments (a frame outside buf, n beyond the arrays) throw
+//     TypeError/RangeError before anything is sent.
 //   pcapTstampTypes(ifname) -> string[]          (what pcap_set_tstamp_type accepts on this interface)
 //   linkState(ifname) -> {index, up, running, carrier}  (index 0: no such interface; ioctls in this netns)
 //   pcapLibVersion() -> string
@@ -27,12 +37,15 @@
 
 #include <errno.h>
 #include <net/if.h>
+#include <poll.h>
 #include <string.h>
+#include <time.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "linkstate.h"
@@ -53,6 +66,14 @@ const char* errnoName(int e) {
     case EINVAL: return "EINVAL";
     default: return "";
   }
+}
+
+// injectBatch's code: never '' for a failure (that means all sent); glibc names the errnos errnoName does not.
+std::string batchCode(int e) {
+  const char* n = errnoName(e);
+  if (*n) return n;
+  const char* g = strerrorname_np(e);  // glibc >= 2.32
+  return g ? g : "errno " + std::to_string(e);
 }
 
 Napi::Error codedError(Napi::Env env, const std::string& msg, const char* code) {
@@ -80,6 +101,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
     return DefineClass(env, "PcapHandle", {
       InstanceMethod("setFilter", &Handle::SetFilter),
       InstanceMethod("inject", &Handle::Inject),
+      InstanceMethod("injectBatch", &Handle::InjectBatch),
       InstanceMethod("stats", &Handle::Stats),
       InstanceMethod("resume", &Handle::Resume),
       InstanceMethod("close", &Handle::Close),
@@ -249,6 +271,99 @@ class Handle : public Napi::ObjectWrap<Handle> {
       throw codedError(env, pcap_geterr(p_), errnoName(e));
     }
     return Napi::Number::New(env, n);
+  }
+
+  // See the header comment. The wait rule is PcapLink.send's (src/link/pcap.ts), moved under the loop.
+  Napi::Value InjectBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    auto isU32 = [](const Napi::Value& v) {
+      return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array;
+    };
+    if (info.Length() < 4 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+        !isU32(info[1]) || !isU32(info[2]) || !info[3].IsNumber()) {
+      throw Napi::TypeError::New(env, "injectBatch(buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, n: number)");
+    }
+    auto buf = info[0].As<Napi::Uint8Array>();
+    auto offs = info[1].As<Napi::Uint32Array>();
+    auto lens = info[2].As<Napi::Uint32Array>();
+    double nd = info[3].As<Napi::Number>().DoubleValue();
+    size_t cap = std::min(offs.ElementLength(), lens.ElementLength());
+    if (!(nd >= 0) || nd > double(cap) || nd != std::floor(nd)) {
+      throw Napi::RangeError::New(env, "injectBatch: n " + Napi::Number::New(env, nd).ToString().Utf8Value() +
+                                           " must be an integer 0-" + std::to_string(cap) + " (the shorter of offsets and lengths)");
+    }
+    size_t n = size_t(nd);
+    const uint8_t* data = buf.Data();
+    const uint64_t size = buf.ByteLength();
+    const uint32_t* off = offs.Data();
+    const uint32_t* len = lens.Data();
+    for (size_t i = 0; i < n; i++) {
+      if (uint64_t(off[i]) + len[i] > size) {
+        throw Napi::RangeError::New(env, "injectBatch: frame " + std::to_string(i) + " (offset " + std::to_string(off[i]) +
+                                             ", length " + std::to_string(len[i]) + ") ends beyond the buffer's " +
+                                             std::to_string(size) + " bytes");
+      }
+    }
+    const int fd = pcap_get_selectable_fd(p_);
+    const long kLimitNs = 2000L * 1000 * 1000;  // PcapLink's SEND_RETRY_LIMIT_MS
+    size_t sent = 0;
+    double waits = 0;
+    bool failed = false;
+    int failErr = 0;  // 0: libpcap refused without an errno
+    std::string failMsg;
+    // The current frame met a full queue at fullSince (ns) and waits backoffNs before its next try.
+    bool full = false;
+    long fullSince = 0, backoffNs = 0;
+    while (sent < n) {
+      errno = 0;
+      if (pcap_inject(p_, data + off[sent], len[sent]) >= 0) {
+        sent++;
+        full = false;
+        continue;
+      }
+      int e = errno;
+      if (e != EAGAIN && e != ENOBUFS) {
+        failed = true;
+        failErr = e;
+        failMsg = pcap_geterr(p_);
+        break;
+      }
+      long now = monoNs();
+      if (!full) {
+        full = true;
+        fullSince = now;
+        backoffNs = 50 * 1000;
+      } else if (now - fullSince > kLimitNs) {
+        failed = true;
+        failErr = e;
+        failMsg = std::string("the device queue stayed full for 2000 ms (") + pcap_geterr(p_) + ")";
+        break;
+      }
+      waits++;
+      struct timespec ts = {backoffNs / 1000000000L, backoffNs % 1000000000L};
+      if (e == EAGAIN) {
+        // The socket's send buffer is full: POLLOUT comes when the kernel frees some of it (sock_writeable).
+        struct pollfd pfd = {fd, POLLOUT, 0};
+        ppoll(&pfd, 1, &ts, nullptr);
+      } else {
+        // ENOBUFS: the qdisc dropped the frame (net_xmit_errno); the socket stays writable, so poll would not wait.
+        nanosleep(&ts, nullptr);
+      }
+      backoffNs = std::min(backoffNs * 2, 10L * 1000 * 1000);
+    }
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("sent", double(sent));
+    r.Set("waits", waits);
+    r.Set("code", !failed ? std::string() : failErr ? batchCode(failErr) : std::string("PCAP_ERROR"));
+    r.Set("error", failMsg);
+    return r;
+  }
+
+  static long monoNs() {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000L + t.tv_nsec;
   }
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {

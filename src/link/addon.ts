@@ -35,6 +35,17 @@ export interface PcapOpenParams {
   meta?: Uint32Array;
 }
 
+export interface PcapBatchResult {
+  /** Frames sent, from the first: frames 0..sent-1 went out. */
+  sent: number;
+  /** Times a frame met a full queue (EAGAIN/ENOBUFS) and waited before its retry. */
+  waits: number;
+  /** errno name of the failure (ENETDOWN, ENXIO, ...; EAGAIN/ENOBUFS: the queue stayed full 2 s); '' when all went out. */
+  code: string;
+  /** libpcap's message for the failure; '' when all went out. */
+  error: string;
+}
+
 export interface PcapHandle {
   readonly linktype: number;
   readonly linktypeName: string;
@@ -45,6 +56,13 @@ export interface PcapHandle {
   setFilter(expr: string): void;
   /** Bytes sent, or throws an Error whose `code` is the errno name (EAGAIN, ENOBUFS, ENETDOWN, ENXIO, ...). */
   inject(frame: Uint8Array): number;
+  /**
+   * pcap_inject for frames 0..n-1 (frame i = buf[offsets[i], offsets[i] + lengths[i])) in one call, a full queue
+   * waited out per frame as PcapLink.send does (up to 2 s). Never throws for a send error: frames 0..sent-1 went out,
+   * and `code` (errno name) / `error` say why frame `sent` did not ('' when all n went out). Throws TypeError /
+   * RangeError for bad arguments (a frame outside buf, n beyond offsets or lengths) before sending anything.
+   */
+  injectBatch(buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, n: number): PcapBatchResult;
   stats(): PcapStats;
   /** Poll again after onError (the socket stayed bound through the outage; its ring kept what arrived). */
   resume(): void;

@@ -6,7 +6,7 @@
  * the capture socket; the handle then pauses, and resumes when the link is back — the packet socket stays bound
  * through the outage (the kernel hooks it in again on NETDEV_UP), so frames that arrive before we notice are kept in
  * its ring, not lost. Any other receive error closes the handle and opens it again with the same filter and options.
- * Frame handlers stay registered throughout. While the link is down send() throws
+ * Frame handlers stay registered throughout. While the link is down send() and sendBatch() throw
  * LinkDownError; once the interface is gone, LinkGoneError. Its LinkWatch (`watch`) emits 'down', 'up' and 'gone'.
  */
 import { readFileSync } from 'node:fs';
@@ -28,6 +28,15 @@ function hasNetRaw(): boolean {
   } catch {
     return true; // not Linux /proc: let libpcap say
   }
+}
+
+/** What PcapLink.sendBatch throws: send()'s error for the frame that failed, and how many frames before it went out. */
+export type BatchSendError = RuntimeError & { sent: number };
+
+/** Frames a sendBatch sent before it threw `e` (0 for an error that does not say: nothing is known to have gone out). */
+export function sentBeforeError(e: unknown): number {
+  const s = (e as { sent?: unknown } | null)?.sent;
+  return typeof s === 'number' ? s : 0;
 }
 
 /**
@@ -216,23 +225,16 @@ export class PcapLink {
    * LinkGoneError: the caller decides whether to queue, count or stop.
    */
   send(frame: Uint8Array): void {
-    if (this.closed) throw new RuntimeError(`link ${this.iface} is closed`);
-    if (this.watch.status === 'gone') throw new LinkGoneError(this.iface);
-    if (!this.handle || this.watch.status === 'down') throw new LinkDownError(this.iface);
+    const h = this.sendable();
     let waitedMs = 0;
     let backoffMs = 0.05;
     for (;;) {
       try {
-        this.handle.inject(frame);
+        h.inject(frame);
         return;
       } catch (e) {
         const err = e as Error & { code?: string };
-        if (err.code !== 'EAGAIN' && err.code !== 'ENOBUFS') {
-          const s = this.watch.check();
-          if (s === 'gone') throw new LinkGoneError(this.iface);
-          if (s === 'down' || err.code === 'ENETDOWN') throw new LinkDownError(this.iface);
-          throw new RuntimeError(`send on ${this.iface} failed: ${err.message}`);
-        }
+        if (err.code !== 'EAGAIN' && err.code !== 'ENOBUFS') throw this.injectError(err.code ?? '', err.message);
         if (waitedMs > SEND_RETRY_LIMIT_MS) {
           throw new RuntimeError(`send on ${this.iface}: the device queue stayed full for ${SEND_RETRY_LIMIT_MS} ms (${err.message})`);
         }
@@ -242,6 +244,46 @@ export class PcapLink {
         backoffMs = Math.min(backoffMs * 2, 10);
       }
     }
+  }
+
+  /**
+   * send() for frames 0..n-1 of one buffer (frame i = buf[offsets[i], offsets[i] + lengths[i])), in order, in one
+   * call into the addon: the loop, and the waits for a full queue (counted in sendRetries, as send's), run in C.
+   * Returns n. A failure throws what send() would have thrown for the frame that failed — LinkDownError,
+   * LinkGoneError, RuntimeError — with `sent` (a BatchSendError) saying how many frames before it went out: frames
+   * 0..sent-1 did, frames sent..n-1 did not (0 when the link was already closed, gone or down).
+   */
+  sendBatch(buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, n: number): number {
+    let h: PcapHandle;
+    try {
+      h = this.sendable();
+    } catch (e) {
+      throw Object.assign(e as RuntimeError, { sent: 0 });
+    }
+    const r = h.injectBatch(buf, offsets, lengths, n);
+    this.sendRetries += r.waits;
+    if (!r.code) return r.sent;
+    const err = r.code === 'EAGAIN' || r.code === 'ENOBUFS' ? new RuntimeError(`send on ${this.iface}: ${r.error}`) : this.injectError(r.code, r.error);
+    throw Object.assign(err, { sent: r.sent });
+  }
+
+  /** The handle to send on, or what stops us: closed, gone (LinkGoneError) or down (LinkDownError). */
+  private sendable(): PcapHandle {
+    if (this.closed) throw new RuntimeError(`link ${this.iface} is closed`);
+    if (this.watch.status === 'gone') throw new LinkGoneError(this.iface);
+    if (!this.handle || this.watch.status === 'down') throw new LinkDownError(this.iface);
+    return this.handle;
+  }
+
+  /**
+   * A pcap_inject that failed other than on a full queue: a fresh read of the link says down or gone (the watch polls
+   * on a timer and may not have seen it yet), ENETDOWN says down even if the read came too early.
+   */
+  private injectError(code: string, msg: string): RuntimeError {
+    const s = this.watch.check();
+    if (s === 'gone') return new LinkGoneError(this.iface);
+    if (s === 'down' || code === 'ENETDOWN') return new LinkDownError(this.iface);
+    return new RuntimeError(`send on ${this.iface} failed: ${msg}`);
   }
 
   close(): void {

@@ -3,7 +3,8 @@
  * — one per (flow, size) — built once by the foundation's UdpFramer; per frame only the IP ID, the pktgen seq and
  * timestamps change, and both checksums follow by RFC 1624 incremental updates. Two engines run the same schedule:
  *   native  the loop in C (native/), sendmmsg batches on an AF_PACKET socket, no JS per packet;
- *   pcap    the loop in JS, one pcap_sendpacket per frame: portable, slower.
+ *   pcap    the loop in JS, frames patched in JS and handed to libpcap a group at a time (PcapLink.sendBatch: the
+ *           pcap_inject per frame runs in C): portable, slower.
  * The schedule is absolute (frame i is due at t0 + the sum of the slots before it), so the average rate holds
  * however the OS interrupts us; frames are only sent back to back when they were due (we fell behind) or asked for
  * (--burst). That is the difference from tools that send N frames then sleep out the rest of the second.
@@ -12,7 +13,7 @@ import { constants } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { LinkDownError, LinkGoneError, RuntimeError, UsageError } from '../errors.js';
 import { NativeLink, type Engine, type NativeBlastResult } from '../link/native.js';
-import type { PcapLink } from '../link/pcap.js';
+import { sentBeforeError, type PcapLink } from '../link/pcap.js';
 import { PKTGEN_HDR_LEN, writePktgenHeader } from '../proto/pktgen.js';
 import { formatIpv4 } from '../wire/addr.js';
 import { ETH_HEADER_LEN, ETH_MIN_FRAME } from '../wire/ethernet.js';
@@ -462,6 +463,8 @@ export function seqAfter(t: Templates, n: number): number[] {
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 const SPIN_NS = 200_000;
 const SLICE_NS = 20_000_000; // give the event loop a turn this often (progress, SIGINT)
+/** Most frames one sendBatch carries: a bigger --burst goes out in several, back to back (it may be 2^20 frames). */
+const BATCH_MAX = 1024;
 
 function monoNs(): number {
   return Number(process.hrtime.bigint());
@@ -476,7 +479,7 @@ function startPcap(o: BlastRunOptions): BlastRun {
   const burst = Math.max(1, o.pacing.burst ?? 1);
   const burstGapNs = o.pacing.burstGapNs ?? 0;
   const nT = t.offsets.length;
-  // Templates are patched in place: every field we touch is rewritten from the template's pristine partial sums.
+  // Templates stay as built: each frame is a copy patched in the batch buffer, its checksums from the template's sums.
   const views = Array.from({ length: nT }, (_, i) => t.frames.subarray(t.offsets[i], t.offsets[i] + t.lengths[i]));
   const ipPartial = new Uint32Array(nT);
   const udpPartial = new Uint32Array(nT);
@@ -549,23 +552,41 @@ function startPcap(o: BlastRunOptions): BlastRun {
     s0 = sec >>> 24; s1 = (sec >>> 16) & 255; s2 = (sec >>> 8) & 255; s3 = sec & 255;
     u0 = usec >>> 24; u1 = (usec >>> 16) & 255; u2 = (usec >>> 8) & 255; u3 = usec & 255;
   };
+  // The group's frames are copied into one buffer, patched there and handed to link.sendBatch at once (one call
+  // into the addon per group instead of one per frame). Sized once for the largest group of the largest frames.
+  let maxLen = 0;
+  for (let i = 0; i < nT; i++) if (t.lengths[i] > maxLen) maxLen = t.lengths[i];
+  const batchFrames = Math.min(Math.max(64, burst), BATCH_MAX);
+  const batch = Buffer.alloc(batchFrames * maxLen);
+  const bOff = new Uint32Array(batchFrames);
+  const bLen = new Uint32Array(batchFrames);
+  /** Template of each frame in the batch: to undo the counters of those that did not go out, and to skip the copy. */
+  const bTi = new Uint32Array(batchFrames);
+  /**
+   * Frames in the last batch. Its slot j holds template bTi[j] at bOff[j] with only the patched fields changed, and no
+   * other slot of that batch overlaps it: when the next batch puts the same template there, the copy is skipped
+   * (every field that differs is patched again). A slot beyond it may have been overwritten since.
+   */
+  let prevM = 0;
   // Plain byte stores and 32-bit folds: this runs once per frame, so no Buffer.write* calls or divisions.
-  const sendOne = (ti: number): void => {
-    const f = views[ti];
+  const patchInto = (ti: number, o: number, copy: boolean): void => {
+    const f = batch;
+    if (copy) f.set(views[ti], o);
     if (ipOn) {
       const id = ipId & 0xffff;
       ipId++;
-      f[ipOff + 4] = id >>> 8;
-      f[ipOff + 5] = id & 255;
+      const x = o + ipOff;
+      f[x + 4] = id >>> 8;
+      f[x + 5] = id & 255;
       let c = ipPartial[ti] + id;
       c = (c & 0xffff) + (c >>> 16);
       c = ~((c & 0xffff) + (c >>> 16)) & 0xffff;
-      f[ipOff + 10] = c >>> 8;
-      f[ipOff + 11] = c & 255;
+      f[x + 10] = c >>> 8;
+      f[x + 11] = c & 255;
     }
     if (hasSeq[ti]) {
       const seq = seqs[flowOf[ti]]++ >>> 0;
-      const h = seqOff;
+      const h = o + seqOff;
       f[h + 4] = seq >>> 24; f[h + 5] = (seq >>> 16) & 255; f[h + 6] = (seq >>> 8) & 255; f[h + 7] = seq & 255;
       f[h + 8] = s0; f[h + 9] = s1; f[h + 10] = s2; f[h + 11] = s3;
       f[h + 12] = u0; f[h + 13] = u1; f[h + 14] = u2; f[h + 15] = u3;
@@ -574,11 +595,10 @@ function startPcap(o: BlastRunOptions): BlastRun {
         c = (c & 0xffff) + (c >>> 16);
         c = ~((c & 0xffff) + (c >>> 16)) & 0xffff;
         if (c === 0) c = 0xffff;
-        f[udpCs] = c >>> 8;
-        f[udpCs + 1] = c & 255;
+        f[o + udpCs] = c >>> 8;
+        f[o + udpCs + 1] = c & 255;
       }
     }
-    link.send(f);
   };
   const waitUntil = (deadline: number): void => {
     for (;;) {
@@ -674,29 +694,51 @@ function startPcap(o: BlastRunOptions): BlastRun {
           }
           st.groups++;
           const retries0 = link.sendRetries;
-          for (let k = 0; k < n; k++) {
-            const ti = order[pos];
+          // k: frames of the group sent so far; one sendBatch per group (per BATCH_MAX frames of a bigger burst).
+          for (let k = 0; k < n;) {
+            const m = Math.min(n - k, batchFrames);
+            let o = 0;
+            for (let j = 0, p = pos; j < m; j++, p = p + 1 === L ? 0 : p + 1) {
+              const ti = order[p];
+              patchInto(ti, o, j >= prevM || bTi[j] !== ti || bOff[j] !== o);
+              bTi[j] = ti;
+              bOff[j] = o;
+              bLen[j] = lengths[ti];
+              o += lengths[ti];
+            }
+            prevM = m;
+            let got = m;
+            let failed = false;
+            let failure: unknown;
             try {
-              sendOne(ti);
+              link.sendBatch(batch, bOff, bLen, m);
             } catch (e) {
-              // Undo this frame's counters: it did not go out.
-              if (ipOn) ipId--;
-              if (hasSeq[ti]) seqs[flowOf[ti]]--;
-              if (e instanceof LinkDownError) {
-                // Its slot and those of the rest of the group are gone; the schedule goes on.
+              failed = true;
+              failure = e;
+              got = sentBeforeError(e);
+            }
+            st.sent += got;
+            for (let j = 0; j < got; j++) st.bytes += bLen[j];
+            pos = (pos + got) % L;
+            k += got;
+            if (failed) {
+              // Undo the counters of the frames that did not go out, so the next frames carry their numbers.
+              for (let j = got; j < m; j++) {
+                if (ipOn) ipId--;
+                if (hasSeq[bTi[j]]) seqs[flowOf[bTi[j]]]--;
+              }
+              if (failure instanceof LinkDownError) {
+                // Their slots and those of the rest of the group are gone; the schedule goes on.
                 markDown(monoNs());
                 st.notSentLinkDown += n - k;
                 pos = (pos + n - k) % L;
               } else {
-                lk.gone = e instanceof LinkGoneError;
-                err = (e as Error).message;
+                lk.gone = failure instanceof LinkGoneError;
+                err = (failure as Error).message;
                 st.notSent += n - k;
               }
               break;
             }
-            st.sent++;
-            st.bytes += lengths[ti];
-            pos = pos + 1 === L ? 0 : pos + 1;
           }
           st.waits += link.sendRetries - retries0;
           st.lastNs = monoNs();
