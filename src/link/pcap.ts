@@ -94,7 +94,12 @@ export class PcapLink {
     this.opts = opts;
     this.data = Buffer.allocUnsafe((1 << 20) + (opts.snaplen ?? 65535));
     this.watch = new LinkWatch(iface);
-    this.handle = this.openHandle();
+    try {
+      this.handle = this.openHandle();
+    } catch (e) {
+      this.watch.close(); // no watch timer outlives a link that never opened
+      throw e;
+    }
     this.nanosecond = this.handle.nanosecond;
     if (this.handle.linktype !== DLT_EN10MB) {
       const name = this.handle.linktypeName;
