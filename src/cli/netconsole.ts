@@ -315,11 +315,12 @@ async function run(f: NetconsoleFlags): Promise<void> {
     } else {
       const lines = f.follow
         ? followLines(f.follow, {
-          fromStart: f.fromStart, signal: ac.signal,
+          // "ready" once the follower has fixed its start: a line written after it is never taken for an old one.
+          fromStart: f.fromStart, signal: ac.signal, onReady: ready,
           onEvent: (e) => event({ event: `follow-${e.kind}`, path: e.path }, `${e.path} ${e.kind}`),
         })
         : streamLines(process.stdin, ac.signal);
-      ready();
+      if (!f.follow) ready();
       for await (const line of lines) {
         const usec = usecNow();
         sendAll((t) => t.fmt.line(line, usec));

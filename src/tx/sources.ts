@@ -85,6 +85,8 @@ export interface FollowEvent { kind: 'rotated' | 'truncated' | 'missing' | 'appe
  */
 export async function* followLines(path: string, o: {
   fromStart?: boolean; signal?: AbortSignal; pollMs?: number; onEvent?: (e: FollowEvent) => void;
+  /** Called once the file's start position is fixed (or it was found missing): lines written after this are sent. */
+  onReady?: () => void;
 } = {}): AsyncGenerator<Buffer> {
   const pollMs = o.pollMs ?? 100;
   const buf = Buffer.allocUnsafe(64 * 1024);
@@ -118,7 +120,9 @@ export async function* followLines(path: string, o: {
   try {
     while (!o.signal?.aborted) {
       if (fd < 0) {
-        if (!open(first && !o.fromStart)) {
+        const opened = open(first && !o.fromStart);
+        if (first) o.onReady?.();
+        if (!opened) {
           if (!missingSaid) o.onEvent?.({ kind: 'missing', path });
           missingSaid = true;
           first = false;

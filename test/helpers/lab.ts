@@ -5,7 +5,10 @@
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { dirname, resolve } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { after } from 'node:test';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The repository root (this file is compiled to dist/test/helpers/). */
@@ -221,4 +224,25 @@ export function exitOf(p: ChildProcess, timeoutMs = 20000): Promise<{ code: numb
       done();
     });
   });
+}
+
+/**
+ * What most integration files need: a scratch directory and two-host labs, all removed in node:test's after() even
+ * when a test fails. `hosts()` makes a fresh lab per call.
+ */
+export function labsForThisFile(tmpPrefix: string): { tmp: string; hosts: (opts?: Parameters<typeof twoHosts>[0]) => TwoHostLab } {
+  const labs: Lab[] = [];
+  const tmp = mkdtempSync(join(tmpdir(), tmpPrefix));
+  after(() => {
+    for (const l of labs) l.destroy();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+  return {
+    tmp,
+    hosts: (opts) => {
+      const h = twoHosts(opts);
+      labs.push(h.lab);
+      return h;
+    },
+  };
 }

@@ -1,26 +1,14 @@
 // The link-state policy (README, "When the link goes down") on real veth links: `ip link set IF down; sleep 2;
 // ip link set IF up` and `ip link del IF` under long-running commands, as a user would do it. With npm cap these
 // aborted the process (SIGABRT, mscdex/cap#82); every test here also asserts that no rawpoll process died by a signal.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { appendFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { resolve } from 'node:path';
-import { exitOf, flap, Lab, must, RAWPOLL, ROOT, rxPackets, twoHosts, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { exitOf, flap, labsForThisFile, type Lab, must, RAWPOLL, ROOT, rxPackets, waitFor, type TwoHostLab } from '../helpers/lab.js';
 
-const labs: Lab[] = [];
-const tmp = mkdtempSync(join(tmpdir(), 'rawpoll-outage-'));
-after(() => {
-  for (const l of labs) l.destroy();
-  rmSync(tmp, { recursive: true, force: true });
-});
-function hosts(): TwoHostLab {
-  const h = twoHosts();
-  labs.push(h.lab);
-  return h;
-}
+const { tmp, hosts } = labsForThisFile('rawpoll-outage-');
 
 interface Bg {
   p: ChildProcess;

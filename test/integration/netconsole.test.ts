@@ -1,26 +1,16 @@
 // `rawpoll netconsole` in two namespaces joined by a veth pair: what arrives at plain kernel UDP sockets
 // (socat, a datagram-preserving receiver) and at `rawpoll collect`, compared byte for byte with datagrams the test
 // builds itself from PROTOCOLS.md §2 (never by calling the code under test).
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync, appendFileSync, renameSync, rmSync, existsSync, openSync, readSync, closeSync, constants as C } from 'node:fs';
-import { tmpdir, release as osRelease } from 'node:os';
+import { readFileSync, writeFileSync, appendFileSync, renameSync, existsSync, openSync, readSync, closeSync, constants as C } from 'node:fs';
+import { release as osRelease } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { Lab, RAWPOLL, rawpoll, twoHosts, udpReceiver, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { labsForThisFile, type Lab, RAWPOLL, rawpoll, udpReceiver, waitFor, type TwoHostLab } from '../helpers/lab.js';
 
-const labs: Lab[] = [];
-const tmp = mkdtempSync(join(tmpdir(), 'rawpoll-nc-'));
-after(() => {
-  for (const l of labs) l.destroy();
-  rmSync(tmp, { recursive: true, force: true });
-});
-function hosts(): TwoHostLab {
-  const h = twoHosts();
-  labs.push(h.lab);
-  return h;
-}
+const { tmp, hosts } = labsForThisFile('rawpoll-nc-');
 
 /** A background process whose stdout we keep; resolves when a line matching `ready` shows up. */
 async function background(lab: Lab, ns: string, args: string[], ready: RegExp): Promise<{ p: ChildProcess; out: () => Buffer; err: () => string }> {

@@ -4,25 +4,14 @@
  * cannot carry: EMSGSIZE from the kernel's packet_snd), arguments refused before anything is sent, and the link taken
  * down or deleted under an open handle. The sender runs as a small script inside the namespace (`ip netns exec`).
  */
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parsePcap } from '../../src/wire/pcapfile.js';
-import { exitOf, type Lab, must, ROOT, twoHosts, type TwoHostLab } from '../helpers/lab.js';
+import { exitOf, labsForThisFile, must, ROOT, type TwoHostLab } from '../helpers/lab.js';
 
-const labs: Lab[] = [];
-const tmp = mkdtempSync(join(tmpdir(), 'rawpoll-pcapbatch-'));
-after(() => {
-  for (const l of labs) l.destroy();
-  rmSync(tmp, { recursive: true, force: true });
-});
-function hosts(): TwoHostLab {
-  const h = twoHosts();
-  labs.push(h.lab);
-  return h;
-}
+const { tmp, hosts } = labsForThisFile('rawpoll-pcapbatch-');
 
 /** Experimental ethertype (IEEE 802 local): nothing else in the lab sends it. */
 const ETHERTYPE = 0x88b5;

@@ -1,25 +1,14 @@
 // rawpoll's own libpcap binding (native/src/pcap.cc through src/link/pcap.ts) on a real veth pair: what it receives
 // and when (kernel timestamps, nanosecond precision), promiscuous on and off, pcap_stats, and the errors a user can
 // cause. The test runs its PcapLink inside a namespace by running a small script there with `ip netns exec`.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Lab, must, nsRun, ROOT, twoHosts, type TwoHostLab } from '../helpers/lab.js';
+import { labsForThisFile, must, nsRun, ROOT, type TwoHostLab } from '../helpers/lab.js';
 
-const labs: Lab[] = [];
-const tmp = mkdtempSync(join(tmpdir(), 'rawpoll-pcapb-'));
-after(() => {
-  for (const l of labs) l.destroy();
-  rmSync(tmp, { recursive: true, force: true });
-});
-function hosts(): TwoHostLab {
-  const h = twoHosts();
-  labs.push(h.lab);
-  return h;
-}
+const { tmp, hosts } = labsForThisFile('rawpoll-pcapb-');
 
 /**
  * Opens a PcapLink on IF with OPTS (JSON), prints "ready", collects UDP frames to port 7000 for MS milliseconds, then
