@@ -166,17 +166,25 @@ export interface KernelDumpHeader {
 
 /** kerneldump_parity(): XOR of the header's 128 32-bit words. Byte order does not matter for XOR, as long as it is one. */
 export function kdhParity(buf: Uint8Array, off = 0): number {
+  if (!Number.isInteger(off) || off < 0 || buf.length - off < KDH_LEN) {
+    throw new RangeError(`kdhParity: a kernel dump header is ${KDH_LEN} bytes, got ${buf.length - off} (buffer of ${buf.length} at offset ${off})`);
+  }
   const v = new DataView(buf.buffer, buf.byteOffset + off, KDH_LEN);
   let p = 0;
   for (let i = 0; i < KDH_LEN; i += 4) p ^= v.getUint32(i);
   return p >>> 0;
 }
 
-/** strlcpy into a fixed char[] field: at most size − 1 bytes, the rest zero, always NUL-terminated. */
+/**
+ * strlcpy into a fixed char[] field: at most size − 1 bytes, the rest zero, always NUL-terminated. A cut never
+ * splits a UTF-8 character (a reader would show U+FFFD): it backs up over continuation bytes (10xxxxxx).
+ */
 function putString(b: Buffer, [off, size]: readonly [number, number], s: string): void {
   b.fill(0, off, off + size);
   const bytes = Buffer.from(s, 'utf8');
-  bytes.copy(b, off, 0, Math.min(bytes.length, size - 1));
+  let n = Math.min(bytes.length, size - 1);
+  if (n < bytes.length) while (n > 0 && (bytes[n] & 0xc0) === 0x80) n--;
+  bytes.copy(b, off, 0, n);
 }
 
 function getString(b: Uint8Array, [off, size]: readonly [number, number]): string {

@@ -130,6 +130,27 @@ test('KDH v4: over-long strings are cut and NUL-terminated inside their field', 
   assert.equal(p.parityOk, true);
 });
 
+test('KDH v4: a hostname cut at 63 bytes ends on a whole UTF-8 character', () => {
+  // 62 ASCII bytes then 'é' (2 bytes: c3 a9): a byte cut at 63 would keep only c3.
+  const k = buildKdh({ dumplength: 1, dumptime: 0, hostname: 'h'.repeat(62) + 'é' + 'x', versionstring: 'v' });
+  assert.equal(k[64 + 62], 0, 'the lone lead byte 0xc3 is dropped, not written');
+  assert.equal(parseKdh(k)!.hostname, 'h'.repeat(62));
+  // A 3-byte character (€: e2 82 ac) straddling the cut at 63 from byte 61 is dropped whole; one that fits is kept.
+  assert.equal(parseKdh(buildKdh({ dumplength: 1, dumptime: 0, hostname: 'h'.repeat(61) + '€', versionstring: 'v' }))!.hostname, 'h'.repeat(61));
+  assert.equal(parseKdh(buildKdh({ dumplength: 1, dumptime: 0, hostname: 'h'.repeat(60) + '€', versionstring: 'v' }))!.hostname, 'h'.repeat(60) + '€');
+  // Decoding the stored bytes as UTF-8 never needs a replacement character.
+  assert.ok(!parseKdh(buildKdh({ dumplength: 1, dumptime: 0, hostname: 'ü'.repeat(40), versionstring: 'v' }))!.hostname.includes('\ufffd'));
+  assert.equal(parseKdh(buildKdh({ dumplength: 1, dumptime: 0, hostname: 'ü'.repeat(40), versionstring: 'v' }))!.hostname, 'ü'.repeat(31));
+});
+
+test('kdhParity on fewer than 512 bytes: a RangeError naming the length', () => {
+  assert.throws(() => kdhParity(new Uint8Array(100)), (e: unknown) => e instanceof RangeError && /512 bytes, got 100/.test(e.message));
+  assert.throws(() => kdhParity(new Uint8Array(511)), /got 511/);
+  assert.throws(() => kdhParity(new Uint8Array(600), 100), /got 500 \(buffer of 600 at offset 100\)/);
+  assert.throws(() => kdhParity(new Uint8Array(0)), /got 0/);
+  assert.equal(kdhParity(new Uint8Array(600), 88), 0);
+});
+
 test('KDH info lines use netdumpd labels', () => {
   const text = formatKdhInfo(parseKdh(kdhVector())!);
   assert.match(text, /^ {2}Architecture: amd64$/m);
