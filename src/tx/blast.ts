@@ -72,12 +72,24 @@ export type SizeSpec =
 /** The classic "simple IMIX": 7 × 64, 4 × 576, 1 × 1518 (here 1514: frames are counted without the 4-byte FCS). */
 export const SIMPLE_IMIX = { sizes: [64, 576, 1514], weights: [7, 4, 1] };
 
+/**
+ * Frame sizes --size accepts before the link is known: the Ethernet minimum up to the largest frame any MTU allows
+ * (an IPv4 datagram is at most 65535 bytes, plus 14 bytes of Ethernet header and 4 of 802.1Q). buildTemplates then
+ * applies the link's own MTU.
+ */
+export const SIZE_MIN = ETH_MIN_FRAME;
+export const SIZE_MAX = 65535 + ETH_HEADER_LEN + 4;
+/** Distinct sizes a LO-HI range may span: each is a template per flow (60-9014, jumbo frames, fits). */
+export const MAX_RANGE_SIZES = 10000;
+
 /** --size N | A,B,C (cycled) | LO-HI (random, uniform); --imix W,W,W weights the comma list (alone: simple IMIX). */
 export function parseSizes(size: string | undefined, imix: string | boolean | undefined): SizeSpec {
   const num = (x: string) => {
     const t = x.trim();
     if (!/^\d+$/.test(t)) throw new UsageError(`bad --size '${size}': expected N, A,B,C or LO-HI (frame bytes without FCS, e.g. 60, 64,576,1514 or 60-1514)`);
-    return Number(t);
+    const n = Number(t);
+    if (n < SIZE_MIN || n > SIZE_MAX) throw new UsageError(`bad --size '${size}': frame size ${t} is out of range: expected ${SIZE_MIN}-${SIZE_MAX} bytes without FCS (the link's MTU narrows it further)`);
+    return n;
   };
   if (imix !== undefined && imix !== false) {
     if (imix === true) {
@@ -97,8 +109,11 @@ export function parseSizes(size: string | undefined, imix: string | boolean | un
   if (size === undefined) return { kind: 'fixed', sizes: [60] };
   if (size.includes(',')) return { kind: 'cycle', sizes: size.split(',').map(num) };
   if (size.includes('-')) {
-    const [a, b] = size.split('-').map(num);
+    const parts = size.split('-');
+    if (parts.length !== 2) throw new UsageError(`bad --size '${size}': expected one range LO-HI, like 60-1514`);
+    const [a, b] = parts.map(num);
     if (a > b) throw new UsageError(`bad --size '${size}': LO must not exceed HI`);
+    if (b - a + 1 > MAX_RANGE_SIZES) throw new UsageError(`bad --size '${size}': ${b - a + 1} sizes in the range, at most ${MAX_RANGE_SIZES} (each is a frame template per flow)`);
     return { kind: 'range', sizes: [a, b] };
   }
   return { kind: 'fixed', sizes: [num(size)] };

@@ -75,6 +75,23 @@ test('sizes: fixed, cycling list, random range within bounds, IMIX weights inter
   assert.throws(() => parseSizes('big', undefined), /bad --size 'big'/);
 });
 
+test('parseSizes: sizes outside 60-65553 and ranges over 10000 sizes are usage errors naming the value', () => {
+  // Used to allocate every size of the range before any check: heap out of memory instead of exit 2.
+  const t0 = Date.now();
+  assert.throws(() => parseSizes('60-99999999999', undefined), (e: unknown) => e instanceof UsageError && /bad --size '60-99999999999': frame size 99999999999 is out of range: expected 60-65553/.test(e.message));
+  assert.ok(Date.now() - t0 < 1000);
+  assert.throws(() => parseSizes('59', undefined), /frame size 59 is out of range: expected 60-65553/);
+  assert.throws(() => parseSizes('65554', undefined), /frame size 65554 is out of range/);
+  assert.throws(() => parseSizes('64,70000', undefined), /frame size 70000 is out of range/);
+  assert.throws(() => parseSizes('64,70000', '1,1'), /frame size 70000 is out of range/);
+  assert.throws(() => parseSizes('0-100', undefined), /frame size 0 is out of range/);
+  assert.throws(() => parseSizes('60-10060', undefined), (e: unknown) => e instanceof UsageError && /10001 sizes in the range, at most 10000/.test(e.message));
+  assert.throws(() => parseSizes('60-70-80', undefined), /bad --size '60-70-80': expected one range LO-HI/);
+  assert.deepEqual(parseSizes('60-10059', undefined), { kind: 'range', sizes: [60, 10059] });
+  assert.deepEqual(parseSizes('65553', undefined), { kind: 'fixed', sizes: [65553] });
+  assert.deepEqual(parseSizes('60', undefined), { kind: 'fixed', sizes: [60] });
+});
+
 test('makeFlows walks each range; default flow count is the largest range', () => {
   const f = makeFlows({ srcIps: [1], srcPorts: [10000, 10003], dstPorts: [9, 9] });
   assert.deepEqual(f.map((x) => x.srcPort), [10000, 10001, 10002, 10003]);
