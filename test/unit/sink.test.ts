@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LogHistogram, locateUdpPayload, SEQ_WINDOW, SinkAccounting } from '../../src/rx/sink.js';
+import { parseUdpFrame } from '../../src/wire/udpframe.js';
 
 const SRC = 0x0a000001; // 10.0.0.1
 const DST = 0x0a000002; // 10.0.0.2
@@ -268,6 +269,72 @@ test('locateUdpPayload: plain and 802.1Q frames; refuses other ports, fragments,
   assert.equal(locateUdpPayload(frame(p, { ethertype: 0x86dd }), 9, at), -1);
   assert.equal(locateUdpPayload(frame(Buffer.alloc(40)).subarray(0, 60), 9, at), -1); // UDP length beyond the frame
   assert.equal(locateUdpPayload(Buffer.alloc(30), 9, at), -1);
+});
+
+test('locateUdpPayload refuses the malformed frames parseUdpFrame refuses: IHL < 5, IP length past the frame, UDP length past the IP length', () => {
+  const at = { srcIp: 0, dstIp: 0, srcPort: 0, len: 0 };
+  const ok = frame(pg(1), {}); // 60 bytes: 14 + 20 + 8 + 18
+  const mut = (base: Buffer, edit: (f: Buffer) => void) => {
+    const f = Buffer.from(base);
+    edit(f);
+    return f;
+  };
+  const bad: [string, Buffer][] = [
+    // IHL 4 puts the UDP header at byte 30: make the bytes there read as port 9, length 26, so only the IHL check refuses.
+    ['IHL 4', mut(ok, (f) => { f[14] = 0x44; f.writeUInt16BE(9, 32); f.writeUInt16BE(26, 34); })],
+    ['IHL 0', mut(ok, (f) => { f[14] = 0x40; })],
+    ['IP total length past the frame', mut(ok, (f) => f.writeUInt16BE(47, 16))],
+    ['IP total length 65535', mut(ok, (f) => f.writeUInt16BE(0xffff, 16))],
+    ['UDP length past the IP total length (within the frame)', mut(ok, (f) => f.writeUInt16BE(40, 16))],
+    ['UDP length 7', mut(ok, (f) => f.writeUInt16BE(7, 38))],
+    ['IP total length shorter than its own header + UDP', mut(ok, (f) => f.writeUInt16BE(20, 16))],
+    ['802.1Q frame of 45 bytes', frame(pg(1), { vlan: true }).subarray(0, 45)],
+  ];
+  for (const [what, f] of bad) {
+    assert.equal(parseUdpFrame(f), null, `the parser refuses: ${what}`);
+    assert.equal(locateUdpPayload(f, 9, at), -1, what);
+  }
+  // Accepted by both: IHL 6 (4 bytes of options), an IP length shorter than the frame (Ethernet padding).
+  const opts = Buffer.alloc(64);
+  ok.copy(opts, 0, 0, 34);
+  opts[14] = 0x46;
+  opts.writeUInt16BE(20 + 4 + 8 + 18, 16);
+  ok.copy(opts, 38, 34, 60);
+  assert.equal(locateUdpPayload(opts, 9, at), 46);
+  assert.equal(at.len, 18);
+  assert.equal(parseUdpFrame(opts)!.payload.length, 18);
+  const padded = frame(pg(1, 0, 0, 16)); // 14 + 28 + 16 = 58: padded to 60
+  assert.equal(locateUdpPayload(padded, 9, at), 42);
+  assert.equal(at.len, 16, 'the padding is not payload');
+});
+
+test('locateUdpPayload agrees with parseUdpFrame on every one-byte change of the headers', () => {
+  const at = { srcIp: 0, dstIp: 0, srcPort: 0, len: 0 };
+  let accepted = 0;
+  let refused = 0;
+  for (const base of [frame(pg(1)), frame(pg(1), { vlan: true }), frame(pg(1, 0, 0, 40))]) {
+    const hdrEnd = base.length - 18;
+    for (let i = 12; i < hdrEnd; i++) {
+      for (const v of [0x00, 0x01, 0x04, 0x05, 0x06, 0x0f, 0x10, 0x11, 0x20, 0x3c, 0x40, 0x44, 0x45, 0x4f, 0x81, 0xff]) {
+        const f = Buffer.from(base);
+        f[i] = v;
+        const p = parseUdpFrame(f);
+        const want = p !== null && p.dstPort === 9;
+        const off = locateUdpPayload(f, 9, at);
+        assert.equal(off >= 0, want, `byte ${i} = 0x${v.toString(16)} of a ${base.length}-byte frame`);
+        if (want) {
+          assert.equal(at.len, p!.payload.length);
+          assert.equal(off, p!.payload.byteOffset - f.byteOffset);
+          accepted++;
+        } else refused++;
+      }
+    }
+    for (let n = 0; n < base.length; n++) {
+      const f = base.subarray(0, n);
+      assert.equal(locateUdpPayload(f, 9, at) >= 0, parseUdpFrame(f) !== null, `cut to ${n} bytes`);
+    }
+  }
+  assert.ok(accepted > 100 && refused > 100, `${accepted} accepted, ${refused} refused`);
 });
 
 test('recordAt reads the header in place, at an offset inside a frame', () => {
