@@ -60,13 +60,18 @@ export function locateUdpPayload(f: Uint8Array, port: number, out: { srcIp: numb
 
 /**
  * A log-bucketed histogram of non-negative numbers (HDR-style): values below 128 are exact, above that each power
- * of two is cut into 64 buckets, so a quantile is within 1/128 (0.8%) of the true value. Fixed size, no allocation
- * per sample: RSS stays flat however long the sink runs.
+ * of two is cut into 64 buckets, so a quantile is within 1/128 (0.8%) of the true value. No allocation per sample:
+ * RSS stays flat however long the sink runs. Of the 3136 buckets only the range between the lowest and highest
+ * used is allocated (16 at first, 128 bytes), widened as samples fall outside it: a flow's samples span a few
+ * powers of two, an empty histogram costs nothing (a sink that preallocated every bucket paid 50 KB per flow).
  */
 export class LogHistogram {
   private static readonly EXACT = 128;
   private static readonly SUB = 64;
-  private readonly counts = new Float64Array(LogHistogram.EXACT + 47 * LogHistogram.SUB);
+  private static readonly BUCKETS = LogHistogram.EXACT + 47 * LogHistogram.SUB;
+  /** Buckets lo .. lo + counts.length - 1, null before the first sample. */
+  private counts: Float64Array | null = null;
+  private lo = 0;
   count = 0;
   min = Infinity;
   max = -Infinity;
@@ -74,11 +79,34 @@ export class LogHistogram {
 
   record(value: number): void {
     const v = value < 0 ? 0 : Math.floor(value);
-    this.counts[LogHistogram.index(v)]++;
+    const i = LogHistogram.index(v);
+    if (this.counts === null) {
+      this.lo = i & ~15;
+      this.counts = new Float64Array(Math.min(16, LogHistogram.BUCKETS - this.lo));
+    } else if (i < this.lo || i >= this.lo + this.counts.length) {
+      this.grow(i);
+    }
+    this.counts![i - this.lo]++;
     this.count++;
     this.sum += value;
     if (value < this.min) this.min = value;
     if (value > this.max) this.max = value;
+  }
+
+  /** Widen the bucket range to take bucket i, at least doubling it on that side (few regrowths per flow). */
+  private grow(i: number): void {
+    const old = this.counts!;
+    const hi = this.lo + old.length;
+    const lo = i < this.lo ? Math.max(0, Math.min(i & ~15, this.lo - old.length)) : this.lo;
+    const top = i >= hi ? Math.min(LogHistogram.BUCKETS, Math.max((i | 15) + 1, hi + old.length)) : hi;
+    this.counts = new Float64Array(top - lo);
+    this.counts.set(old, this.lo - lo);
+    this.lo = lo;
+  }
+
+  /** Bytes of bucket storage allocated so far. */
+  get allocatedBytes(): number {
+    return this.counts?.byteLength ?? 0;
   }
 
   private static index(v: number): number {
@@ -87,7 +115,7 @@ export class LogHistogram {
     let m = Math.floor(v / 2 ** (e - 6));
     // Math.log2 may round across a power of two; put the mantissa back in [64, 128).
     if (m >= 128) { e++; m = Math.floor(v / 2 ** (e - 6)); } else if (m < 64) { e--; m = Math.floor(v / 2 ** (e - 6)); }
-    return Math.min(LogHistogram.EXACT + (e - 7) * LogHistogram.SUB + (m - 64), LogHistogram.EXACT + 47 * LogHistogram.SUB - 1);
+    return Math.min(LogHistogram.EXACT + (e - 7) * LogHistogram.SUB + (m - 64), LogHistogram.BUCKETS - 1);
   }
 
   /** The bucket's midpoint (exact below 128), clamped to the observed min/max. */
@@ -102,12 +130,12 @@ export class LogHistogram {
 
   /** q in [0, 1]; NaN when empty. */
   quantile(q: number): number {
-    if (this.count === 0) return NaN;
+    if (this.count === 0 || this.counts === null) return NaN;
     const rank = Math.max(1, Math.ceil(q * this.count));
     let seen = 0;
-    for (let i = 0; i < this.counts.length; i++) {
-      seen += this.counts[i];
-      if (seen >= rank) return Math.min(Math.max(LogHistogram.valueAt(i), Math.max(0, this.min)), this.max);
+    for (let k = 0; k < this.counts.length; k++) {
+      seen += this.counts[k];
+      if (seen >= rank) return Math.min(Math.max(LogHistogram.valueAt(this.lo + k), Math.max(0, this.min)), this.max);
     }
     return this.max;
   }
@@ -115,6 +143,23 @@ export class LogHistogram {
 
 /** How many seqs behind the highest one we remember exactly (to tell a late datagram from a duplicate). */
 export const SEQ_WINDOW = 1 << 16;
+
+/**
+ * A step in seq larger than this, either way, is not loss or lateness but a restart of the sender or a forged
+ * datagram: the flow counts a seq jump and resynchronises on the new seq (what came before keeps its own loss
+ * count). 2^24 datagrams is a 16 s outage at 1 Mpps, over 1 s even at 10 GbE line rate of minimum frames: a real
+ * gap that long is not what a sink measures. The same goes for a first datagram more than 2^24 past seq 1 (unless
+ * midStream): one datagram with seq 0xffffffff used to claim 4294967294 lost.
+ */
+export const SEQ_JUMP = 1 << 24;
+
+/** Flows a SinkAccounting keeps by default; datagrams of further flows are counted as 'flows-over-budget'. */
+export const DEFAULT_MAX_FLOWS = 10000;
+
+/** x mod m in [0, m), also for a negative x (a seq below the first one on the unwrapped line). */
+function mod(x: number, m: number): number {
+  return x - Math.floor(x / m) * m;
+}
 
 export interface FlowKey {
   srcIp: number;
@@ -142,7 +187,9 @@ export interface FlowReport {
   reordered: number;
   /** Of the reordered, those older than SEQ_WINDOW behind the highest seq: counted as new, not checked for duplication. */
   late: number;
-  /** Lowest and highest seq seen (32-bit, as on the wire). */
+  /** Steps in seq beyond SEQ_JUMP (sender restarts or forged datagrams): not counted as loss; the flow resynchronised. */
+  seqJumps: number;
+  /** Lowest and highest seq seen since the last seq jump (32-bit, as on the wire). */
   firstSeq: number;
   lastSeq: number;
   /** UDP payload bytes. */
@@ -157,7 +204,12 @@ export interface FlowReport {
   latencyUs: { min: number; p50: number; p99: number; max: number; avg: number } | null;
 }
 
-/** One flow's seq bookkeeping. Seqs are unwrapped onto a line (u) so 2^32 wrap-around is just another step. */
+/**
+ * One flow's seq bookkeeping. Seqs are unwrapped onto a line (u) so 2^32 wrap-around is just another step. A seq
+ * jump (SEQ_JUMP) closes the current segment of the line and starts a new one at the new seq.
+ * Memory: 1-2 KB for a flow (the duplicate bitmap grows with the span of seqs seen, up to SEQ_WINDOW bits = 8 KB;
+ * the histograms allocate as they fill), so a sink flooded with one datagram from each of many sources stays small.
+ */
 export class FlowAccount {
   readonly key: FlowKey;
   received = 0;
@@ -171,28 +223,64 @@ export class FlowAccount {
   readonly interArrivalNs = new LogHistogram();
   readonly latencyUs = new LogHistogram();
   latencyMin = Infinity;
+  /** Seq jumps seen after the first datagram (a first seq far from 1 is added by jumps()). */
+  private seqJumps = 0;
   private maxU = 0;
   private minU = 0;
-  /** Bit per seq in (maxU - SEQ_WINDOW, maxU]: seen or not. */
-  private readonly seen = new Uint8Array(SEQ_WINDOW >> 3);
+  /** `unique` when the current segment began. */
+  private segUnique0 = 0;
+  /** The first segment, once a jump closed it: its loss depends on the options given to lost(). */
+  private firstSeg: { minU: number; maxU: number; unique: number } | null = null;
+  /** Loss of the closed segments after the first. */
+  private lostClosed = 0;
+  /** Bit per seq in (maxU - cap, maxU], cap = 8 × its length: seen or not. Grows to SEQ_WINDOW bits as needed. */
+  private seen = new Uint8Array(8);
 
   constructor(key: FlowKey) {
     this.key = key;
   }
 
   private test(u: number): boolean {
-    const i = u % SEQ_WINDOW;
+    const i = mod(u, this.seen.length * 8);
     return (this.seen[i >> 3] & (1 << (i & 7))) !== 0;
   }
 
   private mark(u: number): void {
-    const i = u % SEQ_WINDOW;
+    const i = mod(u, this.seen.length * 8);
     this.seen[i >> 3] |= 1 << (i & 7);
   }
 
   private clear(u: number): void {
-    const i = u % SEQ_WINDOW;
+    const i = mod(u, this.seen.length * 8);
     this.seen[i >> 3] &= ~(1 << (i & 7));
+  }
+
+  /**
+   * Make the bitmap cover `span` seqs ending at maxU (at most SEQ_WINDOW). Everything below minU is unseen, so
+   * a bitmap that covers (minU..maxU) answers exactly as a full SEQ_WINDOW one would.
+   */
+  private cover(span: number): void {
+    const cap = this.seen.length * 8;
+    if (span <= cap || cap >= SEQ_WINDOW) return;
+    let next = cap;
+    while (next < span && next < SEQ_WINDOW) next *= 2;
+    const old = this.seen;
+    const oldTest = (u: number) => { const i = mod(u, cap); return (old[i >> 3] & (1 << (i & 7))) !== 0; };
+    this.seen = new Uint8Array(next >> 3);
+    for (let u = Math.max(this.minU, this.maxU - cap + 1); u <= this.maxU; u++) if (oldTest(u)) this.mark(u);
+  }
+
+  /** Close the current segment and start a new one at `seq` (a restart or a forgery). */
+  private resync(seq: number): void {
+    const uniq = this.unique - this.segUnique0;
+    if (this.firstSeg === null) this.firstSeg = { minU: this.minU, maxU: this.maxU, unique: uniq };
+    else this.lostClosed += Math.max(0, this.maxU - this.minU + 1 - uniq);
+    this.seqJumps++;
+    this.segUnique0 = this.unique;
+    this.maxU = this.minU = seq;
+    this.seen.fill(0);
+    this.mark(seq);
+    this.unique++;
   }
 
   /**
@@ -210,10 +298,13 @@ export class FlowAccount {
     } else {
       this.interArrivalNs.record(arrivalNs - this.lastArrivalNs);
       // Signed 32-bit distance from the highest seq so far: a step across 2^32 is +1, not -4294967295.
-      const delta = ((seq - (this.maxU % TWO32)) | 0);
+      const delta = ((seq - mod(this.maxU, TWO32)) | 0);
       const u = this.maxU + delta;
-      if (delta > 0) {
-        if (delta >= SEQ_WINDOW) this.seen.fill(0);
+      if (delta > SEQ_JUMP || delta < -SEQ_JUMP) {
+        this.resync(seq);
+      } else if (delta > 0) {
+        this.cover(u - this.minU + 1);
+        if (delta >= this.seen.length * 8) this.seen.fill(0);
         else for (let x = this.maxU + 1; x < u; x++) this.clear(x);
         this.mark(u);
         this.maxU = u;
@@ -221,6 +312,7 @@ export class FlowAccount {
       } else if (delta === 0) {
         this.duplicates++;
       } else if (this.maxU - u < SEQ_WINDOW) {
+        this.cover(this.maxU - Math.min(u, this.minU) + 1);
         if (u < this.minU) this.minU = u;
         if (this.test(u)) {
           this.duplicates++;
@@ -245,7 +337,7 @@ export class FlowAccount {
     }
   }
 
-  /** Lowest and highest seq on the unwrapped line. */
+  /** Lowest and highest seq on the unwrapped line (of the current segment). */
   get lowest(): number {
     return this.minU;
   }
@@ -254,16 +346,38 @@ export class FlowAccount {
     return this.maxU;
   }
 
+  /** Bytes of typed-array storage this flow holds (bitmap and histogram buckets). */
+  get allocatedBytes(): number {
+    return this.seen.byteLength + this.interArrivalNs.allocatedBytes + this.latencyUs.allocatedBytes;
+  }
+
+  /** Whether the first seq, counted from seq 1, lies beyond SEQ_JUMP: a jump, not a lost head. */
+  private headJump(o: { midStream?: boolean }): boolean {
+    const first = this.firstSeg ?? { minU: this.minU };
+    return !o.midStream && first.minU - 1 > SEQ_JUMP;
+  }
+
+  /** Seq jumps: restarts or forgeries, resynchronised on and not counted as loss. */
+  jumps(o: { midStream?: boolean } = {}): number {
+    return this.received === 0 ? 0 : this.seqJumps + (this.headJump(o) ? 1 : 0);
+  }
+
   /**
    * Seqs never seen. By default counting starts at seq 1 (pktgen and blast number from 1), so datagrams lost before
    * the first arrival count too; midStream starts at the first seq seen (a sink started after the sender).
-   * `expect` (datagrams the sender sent in this flow) makes a lost tail visible too.
+   * `expect` (datagrams the sender sent in this flow) makes a lost tail visible too (only without seq jumps: after
+   * one, the sender's count no longer lines up with ours). Each segment between seq jumps counts its own gaps; the
+   * ones after the first start at their first seq.
    */
   lost(o: { midStream?: boolean; expect?: number } = {}): number {
     if (this.received === 0) return o.expect ?? 0;
-    const start = o.midStream ? this.minU : Math.min(1, this.minU);
-    const end = o.expect !== undefined && !o.midStream ? Math.max(this.maxU, o.expect) : this.maxU;
-    return Math.max(0, end - start + 1 - this.unique);
+    const fromOne = !o.midStream && !this.headJump(o);
+    const first = this.firstSeg ?? { minU: this.minU, maxU: this.maxU, unique: this.unique - this.segUnique0 };
+    const start = fromOne ? Math.min(1, first.minU) : first.minU;
+    const end = this.firstSeg === null && o.expect !== undefined && fromOne ? Math.max(first.maxU, o.expect) : first.maxU;
+    let lost = Math.max(0, end - start + 1 - first.unique);
+    if (this.firstSeg !== null) lost += this.lostClosed + Math.max(0, this.maxU - this.minU + 1 - (this.unique - this.segUnique0));
+    return lost;
   }
 
   report(o: { midStream?: boolean; expect?: number } = {}): FlowReport {
@@ -287,8 +401,9 @@ export class FlowAccount {
       duplicates: this.duplicates,
       reordered: this.reordered,
       late: this.late,
-      firstSeq: this.minU % TWO32,
-      lastSeq: this.maxU % TWO32,
+      seqJumps: this.jumps(o),
+      firstSeq: mod(this.minU, TWO32),
+      lastSeq: mod(this.maxU, TWO32),
       bytes: this.bytes,
       seconds: r3(seconds),
       pps: seconds > 0 ? Math.round((this.received - 1) / seconds) : 0,
@@ -306,34 +421,59 @@ export interface AccountingOptions {
   midStream?: boolean;
   /** Datagrams the sender sent per flow: a lost tail then counts as loss too. */
   expect?: number;
+  /**
+   * Flows to keep accounts for (default DEFAULT_MAX_FLOWS). Every new source ip:port costs memory, so a flood of
+   * spoofed sources would grow the sink without bound: datagrams of flows beyond the budget are counted under
+   * refused['flows-over-budget'] and not accounted.
+   */
+  maxFlows?: number;
 }
+
+/** Why a pktgen datagram was not accounted (besides having no pktgen header: nonPktgen). */
+export type RefusedReason = 'flows-over-budget';
 
 export interface AccountingTotals {
   /** Every UDP datagram seen on the port. */
   datagrams: number;
   /** Of those, without the pktgen magic (not ours: ignored). */
   nonPktgen: number;
+  /** Of those with the pktgen header, the ones not accounted, by reason. */
+  refused: Record<RefusedReason, number>;
   received: number;
   unique: number;
   lost: number;
   duplicates: number;
   reordered: number;
+  /** Seq jumps in all flows (restarts or forgeries: not in `lost`). */
+  seqJumps: number;
 }
 
 /** All flows of one sink, keyed by (src ip, src port, dst port) — dst ip is recorded but not part of the key. */
 export class SinkAccounting {
   readonly options: AccountingOptions;
+  readonly maxFlows: number;
   private readonly byKey = new Map<number, Map<number, FlowAccount>>();
   readonly flows: FlowAccount[] = [];
   private last: FlowAccount | null = null;
   datagrams = 0;
   nonPktgen = 0;
+  readonly refused: Record<RefusedReason, number> = { 'flows-over-budget': 0 };
+  /** The latest arrival in any flow (monotonic ns), 0 before the first. */
+  lastArrivalNs = 0;
 
   constructor(options: AccountingOptions = {}) {
+    const max = options.maxFlows ?? DEFAULT_MAX_FLOWS;
+    if (!Number.isInteger(max) || max < 1) throw new UsageError(`bad maxFlows '${max}': expected an integer >= 1`);
     this.options = options;
+    this.maxFlows = max;
   }
 
-  /** One UDP datagram; returns false when its payload has no pktgen header. */
+  /** Datagrams with the pktgen header that were accounted in a flow. */
+  get accounted(): number {
+    return this.datagrams - this.nonPktgen - this.refused['flows-over-budget'];
+  }
+
+  /** One UDP datagram; returns false when it was not accounted (no pktgen header, or its flow is over the budget). */
   record(srcIp: number, srcPort: number, dstIp: number, dstPort: number, payload: Uint8Array, arrivalNs: number, wallUs: number): boolean {
     return this.recordAt(srcIp, srcPort, dstIp, dstPort, payload, 0, payload.length, arrivalNs, wallUs);
   }
@@ -348,10 +488,14 @@ export class SinkAccounting {
     let f = this.last;
     if (f === null || f.key.srcIp !== srcIp || f.key.srcPort !== srcPort || f.key.dstPort !== dstPort) {
       let inner = this.byKey.get(srcIp);
-      if (inner === undefined) this.byKey.set(srcIp, (inner = new Map()));
       const k2 = srcPort * 65536 + dstPort;
-      f = inner.get(k2) ?? null;
+      f = inner?.get(k2) ?? null;
       if (f === null) {
+        if (this.flows.length >= this.maxFlows) {
+          this.refused['flows-over-budget']++;
+          return false;
+        }
+        if (inner === undefined) this.byKey.set(srcIp, (inner = new Map()));
         f = new FlowAccount({ srcIp, srcPort, dstIp, dstPort });
         inner.set(k2, f);
         this.flows.push(f);
@@ -359,17 +503,22 @@ export class SinkAccounting {
       this.last = f;
     }
     f.add(u32be(buf, off + 4), arrivalNs, wallUs, u32be(buf, off + 8), u32be(buf, off + 12), len);
+    if (arrivalNs > this.lastArrivalNs) this.lastArrivalNs = arrivalNs;
     return true;
   }
 
   totals(): AccountingTotals {
-    const t: AccountingTotals = { datagrams: this.datagrams, nonPktgen: this.nonPktgen, received: 0, unique: 0, lost: 0, duplicates: 0, reordered: 0 };
+    const t: AccountingTotals = {
+      datagrams: this.datagrams, nonPktgen: this.nonPktgen, refused: { ...this.refused },
+      received: 0, unique: 0, lost: 0, duplicates: 0, reordered: 0, seqJumps: 0,
+    };
     for (const f of this.flows) {
       t.received += f.received;
       t.unique += f.unique;
       t.lost += f.lost(this.options);
       t.duplicates += f.duplicates;
       t.reordered += f.reordered;
+      t.seqJumps += f.jumps(this.options);
     }
     return t;
   }
@@ -413,6 +562,8 @@ export interface SinkReport {
   socketDrops: number | null;
   /** Capture mode: libpcap's counts (pcap_stats) over the run; `dropped` is frames our capture ring had no room for. */
   capture: PcapStats | null;
+  /** Flows the sink keeps accounts for (--max-flows); totals.refused['flows-over-budget'] counts the datagrams beyond. */
+  maxFlows: number;
   /** Capture mode: link outages during the run and the time the link was down, in ms. */
   linkOutages: number;
   linkDownMs: number;
@@ -486,7 +637,7 @@ export class Sink {
       throw new UsageError(`bad sink port '${options.port}': expected 1-65535`);
     }
     this.options = options;
-    this.accounting = new SinkAccounting({ midStream: options.midStream, expect: options.expect });
+    this.accounting = new SinkAccounting({ midStream: options.midStream, expect: options.expect, maxFlows: options.maxFlows });
     this.done = new Promise((res) => (this.resolveDone = res));
   }
 
@@ -520,9 +671,7 @@ export class Sink {
   }
 
   private lastArrivalNs(): number {
-    let last = 0;
-    for (const f of this.accounting.flows) if (f.lastArrivalNs > last) last = f.lastArrivalNs;
-    return last;
+    return this.accounting.lastArrivalNs;
   }
 
   private onDatagram(srcIp: number, srcPort: number, dstIp: number, buf: Uint8Array, off: number, len: number): void {
@@ -535,7 +684,7 @@ export class Sink {
     }
     const wall = this.anchorWallUs + (ns - this.anchorNs) / 1000;
     const ok = this.accounting.recordAt(srcIp, srcPort, dstIp, this.options.port, buf, off, len, ns, wall);
-    if (ok && this.options.count !== undefined && this.accounting.datagrams - this.accounting.nonPktgen >= this.options.count) {
+    if (ok && this.options.count !== undefined && this.accounting.accounted >= this.options.count) {
       this.finish('count');
     }
   }
@@ -645,6 +794,7 @@ export class Sink {
       capture: this.captureStats ?? (this.link ? this.link.stats() : null),
       linkOutages: this.link ? this.link.watch.outages : this.linkSeen.outages,
       linkDownMs: this.link ? downMs(this.link.watch) : this.linkSeen.downMs,
+      maxFlows: this.accounting.maxFlows,
       totals: this.accounting.totals(),
       flows: this.accounting.flowReports(),
     };

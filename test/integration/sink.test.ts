@@ -18,7 +18,9 @@ interface FlowJson {
 }
 interface SinkJson {
   mode: string; reason: string; socketDrops: number | null; rcvbufBytes: number | null;
-  totals: { datagrams: number; nonPktgen: number; received: number; unique: number; lost: number; duplicates: number; reordered: number };
+  totals: { datagrams: number; nonPktgen: number; received: number; unique: number; lost: number; duplicates: number; reordered: number;
+    refused: { 'flows-over-budget': number }; seqJumps: number };
+  maxFlows: number;
   flows: FlowJson[];
 }
 
@@ -167,6 +169,24 @@ describe('rawpoll blast -> rawpoll sink on a veth pair', () => {
     assert.deepEqual(flows.map((f) => f.received), sent.lastSeq, 'per-flow counts equal the last seq blast gave each flow');
     assert.equal(flows.reduce((n, f) => n + f.received, 0), 20000);
     for (const f of flows) assert.deepEqual([f.lost, f.duplicates, f.reordered, f.firstSeq], [0, 0, 0, 1], f.src);
+  });
+
+  test('--max-flows 2 with 4 flows: two accounts, the other flows\' datagrams counted as flows-over-budget', async () => {
+    const sink = await startSink(L.lab, L.b, ['--port', '9', '--max-flows', '2', '--idle', '2', '--duration', '120']);
+    const blast = await rawpollAsync(L.a, ['blast', '-i', L.ifA, '--to', `${L.ipB}:9`, '--flows', '4', '--sport', '10000-10003',
+      '--count', '8000', '--rate', '20kpps', '--json']);
+    assert.equal(blast.code, 0, blast.stderr);
+    const r = await sink.report();
+    assert.equal(r.socketDrops, 0);
+    assert.equal(r.maxFlows, 2);
+    assert.equal(r.flows.length, 2);
+    assert.equal(r.totals.received, 4000, 'blast spreads 8000 frames evenly over 4 flows');
+    assert.equal(r.totals.refused['flows-over-budget'], 4000);
+    assert.equal(r.totals.datagrams, 8000);
+    assert.equal(r.totals.seqJumps, 0);
+    const bad = nsRun(L.b, [process.execPath, RAWPOLL, 'sink', '--max-flows', '0']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--max-flows '0'/);
   });
 
   test('known loss/duplication/reordering on a bridged path: the sink matches a tcpdump ground truth exactly', async () => {

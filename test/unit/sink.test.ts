@@ -1,6 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LogHistogram, locateUdpPayload, SEQ_WINDOW, SinkAccounting } from '../../src/rx/sink.js';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { DEFAULT_MAX_FLOWS, LogHistogram, locateUdpPayload, SEQ_JUMP, SEQ_WINDOW, SinkAccounting, type SinkReport } from '../../src/rx/sink.js';
+import { formatReport } from '../../src/cli/sink.js';
 import { parseUdpFrame } from '../../src/wire/udpframe.js';
 
 const SRC = 0x0a000001; // 10.0.0.1
@@ -350,4 +353,135 @@ test('recordAt reads the header in place, at an offset inside a frame', () => {
   assert.equal(r.latencyUs!.min, 100);
   assert.equal(a.recordAt(SRC, 1, DST, 9, pg(1), 4, 14, 0, 0), false, 'too short at that offset');
   assert.equal(a.nonPktgen, 1);
+});
+
+test('seq jump: one datagram with seq 0x7fffffff in a flow is a jump, not 2^31 lost; loss on either side still counts', () => {
+  const seqs = [...range(1, 1000).filter((x) => x !== 500), 0x7fffffff, ...range(0x7fffffff + 1, 0x7fffffff + 10).filter((x) => x !== 0x7fffffff + 5)];
+  const a = feed(seqs);
+  const f = flow(a);
+  assert.equal(f.seqJumps, 1);
+  assert.equal(f.lost, 2, 'seq 500 and 0x7fffffff + 5');
+  assert.equal(f.received, seqs.length);
+  assert.equal(f.unique, seqs.length);
+  assert.deepEqual([f.firstSeq, f.lastSeq], [0x7fffffff, 0x7fffffff + 10], 'first/last seq since the jump');
+  const t = a.totals();
+  assert.equal(t.seqJumps, 1);
+  assert.equal(t.lost, 2);
+  // A forged jump and back: two jumps, nothing lost.
+  const g = flow(feed([...range(1, 100), 0x7fffffff, ...range(101, 200)]));
+  assert.deepEqual([g.seqJumps, g.lost, g.unique, g.duplicates], [2, 0, 201, 0]);
+});
+
+test('seq jump: a first datagram with seq 0xffffffff claims no loss (it claimed 4294967294)', () => {
+  const f = flow(feed([0xffffffff]));
+  assert.deepEqual([f.lost, f.seqJumps, f.firstSeq, f.lastSeq], [0, 1, 0xffffffff, 0xffffffff]);
+  const m = flow(feed([0xffffffff], { midStream: true }));
+  assert.deepEqual([m.lost, m.seqJumps], [0, 0], 'midStream expects a first seq anywhere');
+  // Just inside the rule: a head gap of SEQ_JUMP datagrams is loss.
+  const edge = flow(feed([SEQ_JUMP + 1]));
+  assert.deepEqual([edge.lost, edge.seqJumps], [SEQ_JUMP, 0]);
+  const beyond = flow(feed([SEQ_JUMP + 2]));
+  assert.deepEqual([beyond.lost, beyond.seqJumps], [0, 1]);
+});
+
+test('seq jump: the threshold both ways; a sender restart (back to seq 1) resynchronises', () => {
+  const step = (d: number) => flow(feed([10, 10 + d, 10 + d + 1]));
+  assert.deepEqual([step(SEQ_JUMP).lost, step(SEQ_JUMP).seqJumps], [SEQ_JUMP - 1 + 9, 0], 'a gap of SEQ_JUMP - 1 is loss');
+  assert.deepEqual([step(SEQ_JUMP + 1).lost, step(SEQ_JUMP + 1).seqJumps], [9, 1]);
+  const start = 30_000_000;
+  const r = flow(feed([...range(start, start + 99), ...range(1, 50), 52], { midStream: true }));
+  assert.deepEqual([r.seqJumps, r.lost, r.late, r.reordered, r.firstSeq, r.lastSeq], [1, 1, 0, 0, 1, 52]);
+  // Across the 2^32 wrap a step of +2 is not a jump.
+  const w = flow(feed([0xfffffffe, 0xffffffff, 0, 1], { midStream: true }));
+  assert.deepEqual([w.seqJumps, w.lost], [0, 0]);
+});
+
+test('duplicates far behind the head are still found as the bitmap grows; a one-datagram flow holds a few bytes', () => {
+  const a = feed([...range(1, 40000), 17, 39000, 20000]);
+  const f = flow(a);
+  assert.deepEqual([f.duplicates, f.lost, f.reordered], [3, 0, 0]);
+  assert.ok(a.flows[0].allocatedBytes <= SEQ_WINDOW / 8 + 2 * 8 * 3136, `${a.flows[0].allocatedBytes}`);
+  const one = feed([1]);
+  assert.ok(one.flows[0].allocatedBytes <= 8, `${one.flows[0].allocatedBytes} bytes for a one-datagram flow`);
+  // A reorder older than the bitmap when it was small (64 seqs) but inside SEQ_WINDOW: a reorder, then a duplicate.
+  const b = flow(feed([1, ...range(3, 5000), 2, 2]));
+  assert.deepEqual([b.reordered, b.duplicates, b.late, b.lost], [1, 1, 0, 0]);
+});
+
+/** The pktgen datagram of seq 1 from 10.<i>:<port>, stamped so the latency histogram fills too. */
+function flood(a: SinkAccounting, sources: number): void {
+  const p = pg(1, 1795000000, 0);
+  for (let i = 0; i < sources; i++) {
+    const ip = 0x0a000000 + Math.floor(i / 4);
+    const port = 1024 + (i % 4);
+    p.writeUInt32BE(1, 4);
+    a.record(ip, port, DST, 9, p, i * 1000, 1795000000e6 + 150);
+    p.writeUInt32BE(2, 4);
+    a.record(ip, port, DST, 9, p, i * 1000 + 400, 1795000000e6 + 160);
+  }
+}
+
+function reportOf(a: SinkAccounting): SinkReport {
+  return {
+    mode: 'socket', port: 9, bind: null, iface: null, seconds: 1, reason: 'idle', rcvbufBytes: 1 << 20, socketDrops: 0,
+    capture: null, maxFlows: a.maxFlows, linkOutages: 0, linkDownMs: 0, totals: a.totals(), flows: a.flowReports(),
+  };
+}
+
+/** Heap + array buffers after a full GC (gc exposed at run time: node:test gives no flags per file). */
+function memoryNow(): number {
+  v8.setFlagsFromString('--expose-gc');
+  (vm.runInNewContext('gc') as () => void)();
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+}
+
+test('flow budget: 200 000 distinct sources keep 10 000 flows, the rest counted as flows-over-budget, memory stays under 64 MB', () => {
+  const before = memoryNow();
+  const a = new SinkAccounting();
+  flood(a, 200_000);
+  const grown = memoryNow() - before;
+  assert.equal(a.maxFlows, DEFAULT_MAX_FLOWS);
+  assert.equal(a.flows.length, 10_000);
+  const t = a.totals();
+  assert.deepEqual(t.refused, { 'flows-over-budget': 380_000 });
+  assert.equal(t.received, 20_000);
+  assert.equal(t.datagrams, 400_000);
+  assert.equal(a.accounted, 20_000);
+  // Was ~60 KB a flow: 10 000 flows alone took 600 MB.
+  assert.ok(grown < 64e6, `memory grew by ${(grown / 1e6).toFixed(1)} MB`);
+  const text = formatReport(reportOf(a));
+  const lines = text.split('\n');
+  assert.equal(lines.length, 1 + 50 + 1 + 1 + 1 + 1 + 1, text.slice(0, 400));
+  assert.equal(lines[51], '... and 9950 more flows (19900 received; --json lists them all)');
+  assert.match(lines[53], /^10000 flows, 20000 received, 0 lost/);
+  assert.equal(lines[54], 'warning: 380000 datagrams not accounted (flows-over-budget): more than --max-flows 10000 flows; raise --max-flows');
+  assert.equal(JSON.parse(JSON.stringify(reportOf(a))).flows.length, 10_000);
+});
+
+test('flow budget raised to 200 000: each flow costs under 2 KB, and the text report (it threw RangeError at ~140k) renders', () => {
+  const before = memoryNow();
+  const a = new SinkAccounting({ maxFlows: 200_000 });
+  flood(a, 200_000);
+  const perFlow = (memoryNow() - before) / 200_000;
+  assert.equal(a.flows.length, 200_000);
+  assert.equal(a.refused['flows-over-budget'], 0);
+  assert.ok(perFlow < 2048, `${Math.round(perFlow)} bytes a flow`);
+  const lines = formatReport(reportOf(a)).split('\n');
+  assert.equal(lines[51], '... and 199950 more flows (399900 received; --json lists them all)');
+  assert.match(lines[53], /^200000 flows, 400000 received/);
+});
+
+test('flow budget: top flows by received first; maxFlows must be >= 1', () => {
+  const a = new SinkAccounting({ maxFlows: 3 });
+  for (let port = 1; port <= 5; port++) for (let s = 1; s <= port; s++) a.record(SRC, port, DST, 9, pg(s), s, 0);
+  assert.deepEqual(a.flows.map((f) => f.key.srcPort), [1, 2, 3]);
+  assert.equal(a.refused['flows-over-budget'], 4 + 5);
+  assert.equal(a.record(SRC, 4, DST, 9, pg(9), 1, 0), false);
+  assert.equal(a.record(SRC, 3, DST, 9, pg(4), 4, 0), true, 'a known flow is still accounted');
+  const lines = formatReport(reportOf(a), 2).split('\n');
+  assert.match(lines[1], /^10\.0\.0\.1:3 -> /);
+  assert.match(lines[2], /^10\.0\.0\.1:2 -> /);
+  assert.equal(lines[3], '... and 1 more flow (1 received; --json lists them all)');
+  assert.throws(() => new SinkAccounting({ maxFlows: 0 }), /bad maxFlows '0': expected an integer >= 1/);
 });
