@@ -2,7 +2,8 @@ import { Command } from 'commander';
 import { parseIpv4, formatIpv4, parsePort } from '../wire/addr.js';
 import { LinkGoneError } from '../errors.js';
 import { NETDUMP_PORT } from '../proto/netdump.js';
-import { NetdumpServer, type DumpResult } from '../rx/netdumpd.js';
+import { UsageError } from '../errors.js';
+import { DEFAULT_MAX_DUMP_SIZE, MAX_DUMP_SIZE_LIMIT, NetdumpServer, type DumpResult } from '../rx/netdumpd.js';
 import { addWatchOption, checkWatchedLinks, eventWriter, intArg, interruptedExitCode, untilStopped } from './common.js';
 
 interface ServerFlags {
@@ -10,6 +11,7 @@ interface ServerFlags {
   bind?: string;
   port: string;
   timeout: string;
+  maxDumpSize: string;
   json?: boolean;
   iface: string[];
 }
@@ -29,6 +31,7 @@ export function register(program: Command): void {
     .option('--bind <IP>', 'listen on this address only (also the source of ACKs); default: all')
     .option('--port <PORT>', 'herald port', String(NETDUMP_PORT))
     .option('--timeout <SECONDS>', 'end a session after this long without a message (netdumpd: 600)', '600')
+    .option('--max-dump-size <BYTES>', 'refuse (no ACK) data whose offset + length lies beyond this; suffixes K, M, G, T (powers of 1024)', '64G')
     .option('--json', 'one JSON object per line instead of log lines: {"event":"dump",…} per finished session, {"event":"write-error",…}, {"event":"stop",…}');
   addWatchOption(cmd)
     .addHelpText('after', `
@@ -41,6 +44,11 @@ Full disk: a write error (ENOSPC …) ends that session at once (the client stop
 reason and the path are printed on stdout ("Dump from client … unsuccessful: write error @ offset … in …: ENOSPC …"),
 in --json as the dump's "error", and as the info file's status line. What was received stays in the .incomplete
 file; free space and the next dump is written normally.
+
+Hostile traffic: offsets are u64 on the wire; a VMCORE or EKCD_KEY datagram whose offset + length lies beyond
+--max-dump-size (default 64G = ${DEFAULT_MAX_DUMP_SIZE} bytes) is refused without an ACK and without touching
+the file: the session goes on. Each dump's record counts them ("beyondMaxDumpSize"); the first per session is
+logged. Size the limit above the RAM of your largest client: a real dump beyond it never completes.
 
 Link outages: the sockets keep listening (a client's dump resumes when its link is back); link-down and link-up
 lines report each outage (--json: {"event":"link-down",…}, {"event":"link-up",…,"downMs":N}).
@@ -57,10 +65,11 @@ Exit codes: 0 stopped by a signal, 1 cannot listen or a link named with -i was d
       const bind = f.bind !== undefined ? formatIpv4(parseIpv4(f.bind, '--bind')) : undefined;
       const port = parsePort(f.port, '--port');
       const timeoutSec = intArg(f.timeout, '--timeout', 1, 86400)!;
+      const maxDumpSize = parseByteSize(f.maxDumpSize, '--max-dump-size', MAX_DUMP_SIZE_LIMIT);
       checkWatchedLinks(f.iface);
       const print = (l: string) => process.stdout.write(l + '\n');
       const log = f.json ? () => {} : print;
-      const server = await NetdumpServer.start({ dir: f.dir, bind, port, timeoutSec, log });
+      const server = await NetdumpServer.start({ dir: f.dir, bind, port, timeoutSec, maxDumpSize, log });
       if (f.json) {
         server.on('dump', (r: DumpResult) => {
           const kdh = r.kdh ? {
@@ -83,4 +92,14 @@ Exit codes: 0 stopped by a signal, 1 cannot listen or a link named with -i was d
       if (gone) throw new LinkGoneError(gone);
       process.exitCode = interruptedExitCode(sig!, false);
     });
+}
+
+/** BYTES with an optional K/M/G/T suffix (powers of 1024, optional 'iB'/'B'): 64G, 512MiB, 1048576. */
+export function parseByteSize(v: string, what: string, hi: number): number {
+  const m = /^(\d+)\s*([KMGT]?)(?:i?B)?$/i.exec(String(v).trim());
+  const n = m ? Number(m[1]) * 1024 ** ' KMGT'.indexOf(m[2].toUpperCase() || ' ') : NaN;
+  if (!(Number.isSafeInteger(n) && n >= 1 && n <= hi)) {
+    throw new UsageError(`bad ${what} '${v}': expected bytes 1-${hi}, optionally with K, M, G or T (e.g. 64G)`);
+  }
+  return n;
 }

@@ -25,6 +25,13 @@ import {
  *   killed server never looks complete. The info file always ends with one status line: "Dump started" while it
  *   runs (and forever, if the server is killed), then netdumpd's "Dump complete", "Dump incomplete: <why>" or
  *   "Dump unsuccessful: <why>".
+ * - A session is (client address, herald source port, herald path), not the address alone as in netdumpd. There, a
+ *   herald spoofed from the client's address naming another path, with no data after it, made the client's real
+ *   herald look like a retransmit: ACKed from the spoofed session's socket, its dump landed in the attacker's
+ *   directory. Here a herald with another port or path is a new session *beside* the open one: refusing it while one
+ *   is open would let one spoofed herald lock the real client out for --timeout (a panicked kernel tries for ~12 s),
+ *   and replacing the open one would let it end a dump in progress. At most MAX_SESSIONS_PER_ADDR per address.
+ *   Only a herald identical in all three is a retransmit (no data yet) or a new dump (netdumpd's rule).
  */
 
 export interface NetdumpServerOptions {
@@ -36,7 +43,17 @@ export interface NetdumpServerOptions {
   timeoutSec?: number;
   /** One line per event (stdout in the CLI). */
   log?: (line: string) => void;
+  /**
+   * Largest dump accepted, in bytes: VMCORE/EKCD_KEY data whose offset + len lies beyond it is refused (no ACK).
+   * Default DEFAULT_MAX_DUMP_SIZE; at most MAX_DUMP_SIZE_LIMIT.
+   */
+  maxDumpSize?: number;
 }
+
+/** 64 GiB: more than the RAM of the machines that dump over the network (a dump is at most the size of RAM). */
+export const DEFAULT_MAX_DUMP_SIZE = 64 * 1024 ** 3;
+/** 4 PiB: far below 2^53, so offset + len of any accepted message is an exact Number (file positions in node are). */
+export const MAX_DUMP_SIZE_LIMIT = 2 ** 52;
 
 export interface DumpResult {
   client: string;
@@ -51,11 +68,15 @@ export interface DumpResult {
   bytes: number;
   messages: number;
   duplicates: number;
+  /** Datagrams refused because their data lay beyond --max-dump-size. */
+  beyondMaxDumpSize: number;
   kdh: ReturnType<typeof parseKdh>;
 }
 
 const VMCORE_BUFSZ = 128 * 1024;
 const MAX_DUMPS = 1024;
+/** Open sessions per client address (a real client has one; see onHerald). */
+const MAX_SESSIONS_PER_ADDR = 4;
 /** cap_herald.c reads a herald into hdr + MAXPATHLEN: a longer one is truncated and fails the length check. */
 const HERALD_MAX = NETDUMP_HDR_LEN + 1024;
 const PKT_MAX = NETDUMP_HDR_LEN + NETDUMP_DATASIZE;
@@ -70,6 +91,15 @@ export const INCOMPLETE_SUFFIX = '.incomplete';
 const STATUS_STARTED = 'Dump started';
 
 /** Keep a name to [A-Za-z0-9._-] and never "." or "..": safe as a file name component. */
+/**
+ * mh_offset exactly, as the u64 it is on the wire (PROTOCOLS.md §4: big-endian @8). readNetdumpHeader gives a Number,
+ * which rounds above 2^53 (2^63 + 1 -> 2^63); deciding on a rounded value is how 2^63 once landed at position 0.
+ * TODO: move into proto/netdump.ts (as a bigint field of NetdumpHeader) when that file is free to edit.
+ */
+export function netdumpOffset(msg: Uint8Array): bigint {
+  return new DataView(msg.buffer, msg.byteOffset, msg.byteLength).getBigUint64(8);
+}
+
 export function sanitizeComponent(s: string): string {
   const t = s.replace(/[^A-Za-z0-9._-]/g, '_');
   return t === '' || t === '.' || t === '..' ? '_' : t;
@@ -106,11 +136,13 @@ class Session {
   maxEnd = 0;
   messages = 0;
   duplicates = 0;
+  /** Messages refused for data beyond --max-dump-size (logged once). */
+  beyondMax = 0;
   seen = new Set<number>();
   kdh: ReturnType<typeof parseKdh> = null;
   closed = false;
   complete = false;
-  constructor(readonly ip: string, readonly host: string) {
+  constructor(readonly key: string, readonly ip: string, readonly host: string) {
     this.sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 * 1024 * 1024 });
   }
 }
@@ -126,15 +158,21 @@ export class NetdumpServer extends EventEmitter {
   port = 0;
   readonly timeoutMs: number;
   /** Counters for tests and --json: datagrams dropped and why. */
-  readonly drops = { runt: 0, length: 0, oversize: 0, notHerald: 0, unknownType: 0 };
+  readonly drops = { runt: 0, length: 0, oversize: 0, notHerald: 0, unknownType: 0, beyondMaxDumpSize: 0, sessionLimit: 0 };
+  readonly maxDumpSize: number;
 
   private constructor(private readonly o: NetdumpServerOptions) {
     super();
     this.log = o.log ?? (() => {});
     this.timeoutMs = (o.timeoutSec ?? 600) * 1000;
+    this.maxDumpSize = o.maxDumpSize ?? DEFAULT_MAX_DUMP_SIZE;
   }
 
   static async start(o: NetdumpServerOptions): Promise<NetdumpServer> {
+    const m = o.maxDumpSize;
+    if (m !== undefined && !(Number.isInteger(m) && m >= 1 && m <= MAX_DUMP_SIZE_LIMIT)) {
+      throw new UsageError(`bad --max-dump-size '${m}': expected an integer 1-${MAX_DUMP_SIZE_LIMIT} (bytes)`);
+    }
     let st: fs.Stats;
     try {
       st = fs.statSync(o.dir);
@@ -187,29 +225,44 @@ export class NetdumpServer extends EventEmitter {
       return;
     }
     if (msg.length - NETDUMP_HDR_LEN !== h.len) { this.drops.length++; return; }
-    const existing = this.sessions.get(rinfo.address);
+    const pathArg = heraldPath(msg.subarray(NETDUMP_HDR_LEN));
+    // A session is (address, source port, herald path); see the class comment for why not the address alone.
+    const key = `${rinfo.address}:${rinfo.port}:${pathArg ?? ''}`;
+    const existing = this.sessions.get(key);
     if (existing) {
       if (!existing.anyData) {
         // A retransmitted herald (our first ACK was lost): same session, ACK again from its socket.
         this.sendAck(existing, h.seqno);
         return;
       }
+      // netdumpd: the same client heralding again after data is a new dump (it rebooted and panicked again).
       this.finish(existing, 'timeout');
     }
-    const pathArg = heraldPath(msg.subarray(NETDUMP_HDR_LEN));
-    void this.newSession(rinfo.address, pathArg, h.seqno);
+    const mine = [...this.sessions.values()].filter((c) => c.ip === rinfo.address);
+    if (mine.length >= MAX_SESSIONS_PER_ADDR) {
+      // Heralds with ever new paths must not open sockets and files without end: the oldest that never got data
+      // makes room (a real client whose session that was retransmits its herald); sessions with data never do.
+      const idle = mine.find((c) => !c.anyData);
+      if (!idle) {
+        this.drops.sessionLimit++;
+        this.log(`Ignoring herald from ${rinfo.address}:${rinfo.port}: ${mine.length} dumps from it in progress`);
+        return;
+      }
+      this.finish(idle, 'timeout');
+    }
+    void this.newSession(key, rinfo.address, pathArg, h.seqno);
   }
 
-  private async newSession(ip: string, herald: string | null, seqno: number): Promise<void> {
-    const c = new Session(ip, sanitizeComponent(ip));
-    this.sessions.set(ip, c);
+  private async newSession(key: string, ip: string, herald: string | null, seqno: number): Promise<void> {
+    const c = new Session(key, ip, sanitizeComponent(ip));
+    this.sessions.set(key, c);
     try {
       this.openFiles(c, sanitizeHeraldPath(herald));
     } catch (e) {
       // No ACK: the client retries its herald, then gives up saying the server never answered.
       this.log(`Can't create output files for new client ${ip}: ${(e as Error).message}`);
       this.emit('failure', { client: ip, error: `can't create output files: ${(e as Error).message}` });
-      this.sessions.delete(ip);
+      this.sessions.delete(key);
       c.sock.close();
       return;
     }
@@ -325,6 +378,7 @@ export class NetdumpServer extends EventEmitter {
     if (msg.length > PKT_MAX) { this.drops.oversize++; return; }
     const h = readNetdumpHeader(msg)!;
     if (msg.length - NETDUMP_HDR_LEN !== h.len) { this.drops.length++; return; }
+    if ((h.type === NETDUMP_VMCORE || h.type === NETDUMP_EKCD_KEY) && !this.inRange(c, h, msg)) return;
     c.lastMsg = Date.now();
     const payload = msg.subarray(NETDUMP_HDR_LEN);
     switch (h.type) {
@@ -336,6 +390,24 @@ export class NetdumpServer extends EventEmitter {
         this.drops.unknownType++;
         this.log(`Received unexpected message type ${h.type} from ${c.ip}`);
     }
+  }
+
+  /**
+   * Data must end within --max-dump-size, decided on the exact u64 offset: a write beyond it would be an EFBIG that
+   * ends the session (2^44 on ext4), or, rounded above 2^53, land at position 0. Refused without an ACK (a spoofed
+   * datagram must not end the real client's session; a real one is retransmitted and the session times out);
+   * counted, and said once per session.
+   */
+  private inRange(c: Session, h: NetdumpHeader, msg: Buffer): boolean {
+    const off = netdumpOffset(msg);
+    if (off + BigInt(h.len) <= BigInt(this.maxDumpSize)) return true;
+    this.drops.beyondMaxDumpSize++;
+    c.beyondMax++;
+    if (c.beyondMax === 1) {
+      this.log(`client ${c.ip}: refusing ${NETDUMP_TYPE_NAMES[h.type]} seqno ${h.seqno} at offset 0x${off.toString(16)} ` +
+        `+ ${h.len}: beyond --max-dump-size ${this.maxDumpSize} (no ACK; later ones only counted)`);
+    }
+    return false;
   }
 
   private onVmcore(c: Session, h: NetdumpHeader, data: Buffer): void {
@@ -413,7 +485,8 @@ export class NetdumpServer extends EventEmitter {
     }
     this.writeInfo(c, { status: 'Dump complete' });
     this.sendAck(c, h.seqno);
-    this.log(`Completed dump from client ${c.ip}: ${c.bytes} bytes in ${c.messages} messages (${c.duplicates} duplicates)`);
+    const refused = c.beyondMax ? `, ${c.beyondMax} refused beyond --max-dump-size` : '';
+    this.log(`Completed dump from client ${c.ip}: ${c.bytes} bytes in ${c.messages} messages (${c.duplicates} duplicates${refused})`);
     this.finish(c, 'complete');
   }
 
@@ -437,7 +510,7 @@ export class NetdumpServer extends EventEmitter {
       this.writeInfo(c, { status: `Dump unsuccessful: ${c.error}` });
     }
     c.closed = true;
-    if (this.sessions.get(c.ip) === c) this.sessions.delete(c.ip);
+    if (this.sessions.get(c.key) === c) this.sessions.delete(c.key);
     // A complete session keeps its socket a while to re-ACK a resent FINISHED; others just let the last ACK leave.
     c.complete = status === 'complete';
     const linger = c.complete ? Math.min(LINGER_MS, this.timeoutMs) : 200;
@@ -448,7 +521,7 @@ export class NetdumpServer extends EventEmitter {
     const r: DumpResult = {
       client: c.ip, host: c.host, index: c.index, vmcore: path.join(c.dirAbs, c.vmcoreName),
       info: path.join(c.dirAbs, c.infoName), status, bytes: c.bytes, messages: c.messages, duplicates: c.duplicates,
-      kdh: c.kdh,
+      beyondMaxDumpSize: c.beyondMax, kdh: c.kdh,
     };
     if (status === 'error') r.error = c.error;
     this.emit('dump', r);
