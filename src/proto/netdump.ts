@@ -64,13 +64,21 @@ export function writeNetdumpHeader(h: NetdumpHeader, buf: Uint8Array, off = 0): 
 }
 
 /** Reads the 24-byte header; null if the buffer is a runt. Does not check len against the buffer (see validLength). */
-export function readNetdumpHeader(buf: Uint8Array, off = 0): NetdumpHeader | null {
+/** A parsed header: `offset` as a number (exact below 2^53) and `offset64`, the exact u64 to decide on. */
+export interface ParsedNetdumpHeader extends NetdumpHeader {
+  /** mh_offset exactly: the Number rounds above 2^53 (2^63 + 1 -> 2^63), and a check on it let 2^63 land at 0. */
+  offset64: bigint;
+}
+
+export function readNetdumpHeader(buf: Uint8Array, off = 0): ParsedNetdumpHeader | null {
   if (buf.length - off < NETDUMP_HDR_LEN) return null;
   const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const offset64 = v.getBigUint64(off + 8);
   return {
     type: v.getUint32(off),
     seqno: v.getUint32(off + 4),
-    offset: Number(v.getBigUint64(off + 8)),
+    offset: Number(offset64),
+    offset64,
     len: v.getUint32(off + 16),
     aux2: v.getUint32(off + 20),
   };

@@ -6,7 +6,7 @@ import { RuntimeError, UsageError } from '../errors.js';
 import {
   NETDUMP_ACKPORT, NETDUMP_DATASIZE, NETDUMP_EKCD_KEY, NETDUMP_FINISHED, NETDUMP_HDR_LEN, NETDUMP_HERALD, NETDUMP_KDH,
   NETDUMP_PORT, NETDUMP_TYPE_NAMES, NETDUMP_VMCORE, KDH_LEN, encodeAck, formatKdhInfo, heraldPath, parseKdh,
-  readNetdumpHeader, type NetdumpHeader,
+  readNetdumpHeader, type NetdumpHeader, type ParsedNetdumpHeader,
 } from '../proto/netdump.js';
 
 /**
@@ -91,15 +91,6 @@ export const INCOMPLETE_SUFFIX = '.incomplete';
 const STATUS_STARTED = 'Dump started';
 
 /** Keep a name to [A-Za-z0-9._-] and never "." or "..": safe as a file name component. */
-/**
- * mh_offset exactly, as the u64 it is on the wire (PROTOCOLS.md §4: big-endian @8). readNetdumpHeader gives a Number,
- * which rounds above 2^53 (2^63 + 1 -> 2^63); deciding on a rounded value is how 2^63 once landed at position 0.
- * TODO: move into proto/netdump.ts (as a bigint field of NetdumpHeader) when that file is free to edit.
- */
-export function netdumpOffset(msg: Uint8Array): bigint {
-  return new DataView(msg.buffer, msg.byteOffset, msg.byteLength).getBigUint64(8);
-}
-
 export function sanitizeComponent(s: string): string {
   const t = s.replace(/[^A-Za-z0-9._-]/g, '_');
   return t === '' || t === '.' || t === '..' ? '_' : t;
@@ -378,7 +369,7 @@ export class NetdumpServer extends EventEmitter {
     if (msg.length > PKT_MAX) { this.drops.oversize++; return; }
     const h = readNetdumpHeader(msg)!;
     if (msg.length - NETDUMP_HDR_LEN !== h.len) { this.drops.length++; return; }
-    if ((h.type === NETDUMP_VMCORE || h.type === NETDUMP_EKCD_KEY) && !this.inRange(c, h, msg)) return;
+    if ((h.type === NETDUMP_VMCORE || h.type === NETDUMP_EKCD_KEY) && !this.inRange(c, h)) return;
     c.lastMsg = Date.now();
     const payload = msg.subarray(NETDUMP_HDR_LEN);
     switch (h.type) {
@@ -398,8 +389,8 @@ export class NetdumpServer extends EventEmitter {
    * datagram must not end the real client's session; a real one is retransmitted and the session times out);
    * counted, and said once per session.
    */
-  private inRange(c: Session, h: NetdumpHeader, msg: Buffer): boolean {
-    const off = netdumpOffset(msg);
+  private inRange(c: Session, h: ParsedNetdumpHeader): boolean {
+    const off = h.offset64;
     if (off + BigInt(h.len) <= BigInt(this.maxDumpSize)) return true;
     this.drops.beyondMaxDumpSize++;
     c.beyondMax++;

@@ -13,7 +13,15 @@ const HDR_VECTOR = Buffer.from(
 
 test('netdump header: deconstruct the known bytes', () => {
   const h = readNetdumpHeader(HDR_VECTOR);
-  assert.deepEqual(h, { type: NETDUMP_VMCORE, seqno: 7, offset: 0x100002000, len: 1448, aux2: 0 });
+  assert.deepEqual(h, { type: NETDUMP_VMCORE, seqno: 7, offset: 0x100002000, offset64: 0x100002000n, len: 1448, aux2: 0 });
+});
+
+test('netdump header: an offset past 2^53 is exact in offset64 (the Number rounds)', () => {
+  const b = Buffer.from(HDR_VECTOR);
+  b.writeBigUInt64BE(2n ** 63n + 1n, 8);
+  const h = readNetdumpHeader(b)!;
+  assert.equal(h.offset64, 2n ** 63n + 1n);
+  assert.equal(h.offset, 2 ** 63);
 });
 
 test('netdump header: construct into a zeroed buffer equals the vector', () => {
