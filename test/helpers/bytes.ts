@@ -10,3 +10,11 @@ export function refChecksum(b: Uint8Array): number {
   while (s >> 16) s = (s & 0xffff) + (s >> 16);
   return ~s & 0xffff;
 }
+
+/** The folded one's-complement sum of b[start, end) plus `init` (a checksum over it and the pseudo-header is 0xffff). */
+export function onesSum(b: Uint8Array, start: number, end: number, init = 0): number {
+  let s = init;
+  for (let i = start; i < end; i += 2) s += (b[i] << 8) | (i + 1 < end ? b[i + 1] : 0);
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  return s;
+}

@@ -10,15 +10,11 @@ import { join } from 'node:path';
 import { parsePcap } from '../../src/wire/pcapfile.js';
 import { nativeAvailable } from '../../src/link/native.js';
 import { rawpoll, rawpollAsync, snmp, twoHosts, type TwoHostLab } from '../helpers/lab.js';
+import { onesSum } from '../helpers/bytes.js';
 
 const MAGIC = 0xbe9be955;
 
-function csum(b: Buffer, start: number, end: number, init = 0): number {
-  let s = init;
-  for (let i = start; i < end; i += 2) s += (b[i] << 8) | (i + 1 < end ? b[i + 1] : 0);
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  return s;
-}
+const csum = onesSum;
 
 interface Frame { ipId: number; sport: number; dport: number; seq: number; tvSec: number; tvUsec: number; len: number; ts: number }
 

@@ -11,15 +11,11 @@ import assert from 'node:assert/strict';
 import { LinkDownError, LinkGoneError, RuntimeError } from '../../src/errors.js';
 import type { PcapLink } from '../../src/link/pcap.js';
 import { buildTemplates, makeFlows, parseSizes, startBlast, type Pacing, type Templates } from '../../src/tx/blast.js';
+import { onesSum } from '../helpers/bytes.js';
 
 const MAGIC = 0xbe9be955;
 
-function csum(b: Buffer, start: number, end: number, init = 0): number {
-  let s = init;
-  for (let i = start; i < end; i += 2) s += (b[i] << 8) | (i + 1 < end ? b[i + 1] : 0);
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  return s;
-}
+const csum = onesSum;
 
 /** 3 flows × simple IMIX: a 12-frame order cycle of 64, 576 and 1514-byte frames, so batches never line up alike. */
 function templates(): Templates {
