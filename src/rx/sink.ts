@@ -13,9 +13,8 @@ import { performance } from 'node:perf_hooks';
 import { RuntimeError, UsageError } from '../errors.js';
 import { PKTGEN_HDR_LEN, PKTGEN_MAGIC } from '../proto/pktgen.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
-import { ETH_HEADER_LEN, ETHERTYPE_IPV4, ETHERTYPE_VLAN } from '../wire/ethernet.js';
-import { IPPROTO_UDP, IPV4_HEADER_LEN } from '../wire/ipv4.js';
 import { UDP_HEADER_LEN } from '../wire/udp.js';
+import { locateUdp, type UdpLocation } from '../wire/udpframe.js';
 import { PcapLink } from '../link/pcap.js';
 import type { PcapStats } from '../link/addon.js';
 import type { LinkWatch } from '../link/watch.js';
@@ -28,35 +27,22 @@ function u32be(b: Uint8Array, o: number): number {
 
 /**
  * Where the UDP payload of an Ethernet[/802.1Q]/IPv4/UDP frame to `port` starts, or -1. Writes the addresses into
- * `out` instead of allocating: the capture path runs this per frame. It refuses exactly what parseUdpFrame
- * (wire/udpframe.ts) refuses — fragments, IHL < 5, an IP total length past the frame, a UDP length under 8 or past
- * the IP total length — and, on top, datagrams to another port. The payload ends where the UDP length says, so
+ * `out` instead of allocating: the capture path runs this per frame. The frame rules are wire/udpframe.ts's
+ * locateUdp (the same as parseUdpFrame's); on top, datagrams to another port are refused. The payload ends where the UDP length says, so
  * Ethernet padding is never counted as payload.
  */
 export function locateUdpPayload(f: Uint8Array, port: number, out: { srcIp: number; dstIp: number; srcPort: number; len: number }): number {
-  if (f.length < ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN) return -1;
-  let ip = ETH_HEADER_LEN;
-  let type = (f[12] << 8) | f[13];
-  if (type === ETHERTYPE_VLAN) {
-    if (f.length < ETH_HEADER_LEN + 4 + IPV4_HEADER_LEN + UDP_HEADER_LEN) return -1;
-    type = (f[16] << 8) | f[17];
-    ip += 4;
-  }
-  if (type !== ETHERTYPE_IPV4 || f[ip] >> 4 !== 4 || f[ip + 9] !== IPPROTO_UDP) return -1;
-  if ((((f[ip + 6] << 8) | f[ip + 7]) & 0x3fff) !== 0) return -1; // a fragment
-  const ihl = (f[ip] & 15) * 4;
-  const ipLen = (f[ip + 2] << 8) | f[ip + 3];
-  const udp = ip + ihl;
-  if (ihl < IPV4_HEADER_LEN || udp + UDP_HEADER_LEN > f.length || ip + ipLen > f.length) return -1;
-  const udpLen = (f[udp + 4] << 8) | f[udp + 5];
-  if (udpLen < UDP_HEADER_LEN || udp + udpLen > ip + ipLen) return -1;
+  if (!locateUdp(f, where)) return -1;
+  const { ip, udp } = where;
   if (((f[udp + 2] << 8) | f[udp + 3]) !== port) return -1;
   out.srcIp = u32be(f, ip + 12);
   out.dstIp = u32be(f, ip + 16);
   out.srcPort = (f[udp] << 8) | f[udp + 1];
-  out.len = udpLen - UDP_HEADER_LEN;
+  out.len = where.udpLen - UDP_HEADER_LEN;
   return udp + UDP_HEADER_LEN;
 }
+/** locateUdpPayload's scratch: one per process, no allocation per frame. */
+const where: UdpLocation = { ip: 0, udp: 0, udpLen: 0 };
 
 /**
  * A log-bucketed histogram of non-negative numbers (HDR-style): values below 128 are exact, above that each power

@@ -177,29 +177,54 @@ export interface ParsedUdpFrame {
 }
 
 /** Ethernet[/802.1Q]/IPv4/UDP → fields, or null for anything else (or a truncated/fragmented datagram). */
-export function parseUdpFrame(frame: Uint8Array): ParsedUdpFrame | null {
-  const b = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
-  if (b.length < ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN) return null;
-  let p = 12;
-  let type = b.readUInt16BE(p);
-  let vlan: ParsedUdpFrame['vlan'];
+/** Offsets of a whole IPv4/UDP datagram inside an Ethernet frame (see locateUdp). */
+export interface UdpLocation {
+  /** The IPv4 header: 14, or 18 behind an 802.1Q tag. */
+  ip: number;
+  /** The UDP header. */
+  udp: number;
+  /** UDP length (header + payload), as the header says and the IP length allows. */
+  udpLen: number;
+}
+
+/**
+ * Where a whole IPv4/UDP datagram sits in an Ethernet (optionally 802.1Q) frame, without allocating: false for a runt,
+ * anything but IPv4/UDP, a fragment, IHL < 5, an IP total length past the frame, or a UDP length outside 8..the IP
+ * length. The one set of rules for parseUdpFrame and the receivers' hot paths.
+ */
+export function locateUdp(f: Uint8Array, at: UdpLocation): boolean {
+  if (f.length < ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN) return false;
+  let ip = ETH_HEADER_LEN;
+  let type = (f[12] << 8) | f[13];
   if (type === ETHERTYPE_VLAN) {
-    if (b.length < p + 4 + 2 + IPV4_HEADER_LEN + UDP_HEADER_LEN) return null;
-    const tci = b.readUInt16BE(p + 2);
-    vlan = { vid: tci & 0x0fff, pcp: tci >>> 13 };
-    p += 4;
-    type = b.readUInt16BE(p);
+    if (f.length < ETH_HEADER_LEN + 4 + IPV4_HEADER_LEN + UDP_HEADER_LEN) return false;
+    type = (f[16] << 8) | f[17];
+    ip += 4;
   }
-  if (type !== ETHERTYPE_IPV4) return null;
-  const ip = p + 2;
-  if (b[ip] >>> 4 !== 4 || b[ip + 9] !== IPPROTO_UDP) return null;
-  const ihl = (b[ip] & 15) * 4;
-  if ((b.readUInt16BE(ip + 6) & 0x3fff) !== 0) return null; // a fragment: not a whole datagram
+  if (type !== ETHERTYPE_IPV4 || f[ip] >> 4 !== 4 || f[ip + 9] !== IPPROTO_UDP) return false;
+  if ((((f[ip + 6] << 8) | f[ip + 7]) & 0x3fff) !== 0) return false; // a fragment: not a whole datagram
+  const ihl = (f[ip] & 15) * 4;
+  const ipLen = (f[ip + 2] << 8) | f[ip + 3];
   const udp = ip + ihl;
-  const ipLen = b.readUInt16BE(ip + 2);
-  if (ihl < IPV4_HEADER_LEN || b.length < udp + UDP_HEADER_LEN || ip + ipLen > b.length) return null;
-  const udpLen = b.readUInt16BE(udp + 4);
-  if (udpLen < UDP_HEADER_LEN || udp + udpLen > ip + ipLen) return null;
+  if (ihl < IPV4_HEADER_LEN || udp + UDP_HEADER_LEN > f.length || ip + ipLen > f.length) return false;
+  const udpLen = (f[udp + 4] << 8) | f[udp + 5];
+  if (udpLen < UDP_HEADER_LEN || udp + udpLen > ip + ipLen) return false;
+  at.ip = ip;
+  at.udp = udp;
+  at.udpLen = udpLen;
+  return true;
+}
+
+export function parseUdpFrame(frame: Uint8Array): ParsedUdpFrame | null {
+  const at = { ip: 0, udp: 0, udpLen: 0 };
+  if (!locateUdp(frame, at)) return null;
+  const b = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+  const { ip, udp, udpLen } = at;
+  let vlan: ParsedUdpFrame['vlan'];
+  if (ip > ETH_HEADER_LEN) {
+    const tci = b.readUInt16BE(14);
+    vlan = { vid: tci & 0x0fff, pcp: tci >>> 13 };
+  }
   return {
     dstMac: b.subarray(0, 6),
     srcMac: b.subarray(6, 12),
