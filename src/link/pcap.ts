@@ -86,8 +86,6 @@ export class PcapLink {
   private reopenTimer: NodeJS.Timeout | null = null;
   /** How many sends had to wait for the kernel queue (EAGAIN/ENOBUFS) before going through. */
   sendRetries = 0;
-  /** How many times the capture handle was opened again after an outage. */
-  reopens = 0;
 
   private constructor(iface: string, opts: PcapLinkOptions & { filter: string }) {
     this.iface = iface;
@@ -134,7 +132,7 @@ export class PcapLink {
         snaplen: o.snaplen ?? 65535, bufferSize: o.bufferBytes, promisc: o.promisc ?? true, immediate: o.immediate ?? true,
         timeoutMs: o.timeoutMs ?? 10, tstampType: o.tstampType, nanosecond: o.nanosecond ?? false, filter: o.filter,
         data: this.data, meta: this.meta,
-      }, (n) => this.deliver(n), (msg, code) => this.onHandleError(msg, code));
+      }, (n) => this.deliver(n), () => this.onHandleError());
     } catch (e) {
       const err = e as Error & { code?: string };
       if (err.code === 'EINVAL' && /filter/.test(err.message)) throw new UsageError(err.message);
@@ -153,7 +151,7 @@ export class PcapLink {
   }
 
   /** The capture socket failed: an outage (pause until the link is back), the end (gone), or a fault (reopen). */
-  private onHandleError(msg: string, code: string): void {
+  private onHandleError(): void {
     if (this.closed) return;
     const s = this.watch.check();
     if (s === 'down') {
@@ -161,7 +159,7 @@ export class PcapLink {
       return;
     }
     this.dropHandle();
-    if (s === 'up') this.scheduleReopen(msg, code);
+    if (s === 'up') this.scheduleReopen();
   }
 
   private dropHandle(): void {
@@ -183,24 +181,19 @@ export class PcapLink {
     if (this.closed || this.handle || this.watch.status !== 'up') return;
     try {
       this.handle = this.openHandle();
-      this.reopens++;
     } catch {
       this.scheduleReopen(); // flapped again between the watch's read and the open: try once the state settles
     }
   }
 
-  private scheduleReopen(msg?: string, code?: string): void {
+  private scheduleReopen(): void {
     if (this.reopenTimer || this.closed) return;
     this.reopenTimer = setTimeout(() => {
       this.reopenTimer = null;
       if (this.watch.check() === 'up') this.reopen();
     }, 100);
     this.reopenTimer.unref();
-    if (msg !== undefined) this.lastError = `${msg}${code ? ` (${code})` : ''}`;
   }
-
-  /** The last receive-side error libpcap reported that was not an outage (for diagnostics). */
-  lastError: string | null = null;
 
   /** 'up', 'down' or 'gone', as last seen. */
   get status(): 'up' | 'down' | 'gone' {
