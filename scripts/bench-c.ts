@@ -72,26 +72,44 @@ static void backoff(int fd, int e) {
 }
 `;
 
+/**
+ * The pcap loops' common start: create, activate, filter, non-blocking. NULL (having said why) on failure.
+ * immediate = 1 for the sender's handle (as PcapLink's), 0 with `bufsize` for a capture (as sink --capture's).
+ */
+const PCAP_OPEN = String.raw`
+#include <pcap/pcap.h>
+static pcap_t* open_pcap(const char* ifname, int immediate, int promisc, int bufsize, const char* filter) {
+  char err[PCAP_ERRBUF_SIZE];
+  pcap_t* p = pcap_create(ifname, err);
+  if (!p) { fprintf(stderr, "pcap_create: %s\n", err); return NULL; }
+  pcap_set_snaplen(p, 65535);
+  pcap_set_promisc(p, promisc);
+  pcap_set_immediate_mode(p, immediate);
+  pcap_set_timeout(p, 10);
+  if (bufsize > 0) pcap_set_buffer_size(p, bufsize);
+  if (pcap_activate(p) < 0) { fprintf(stderr, "pcap_activate: %s\n", pcap_geterr(p)); return NULL; }
+  struct bpf_program prog;
+  if (pcap_compile(p, &prog, filter, 1, PCAP_NETMASK_UNKNOWN) != 0 || pcap_setfilter(p, &prog) != 0) {
+    fprintf(stderr, "filter: %s\n", pcap_geterr(p));
+    return NULL;
+  }
+  pcap_freecode(&prog);
+  if (pcap_setnonblock(p, 1, err) != 0) { fprintf(stderr, "pcap_setnonblock: %s\n", err); return NULL; }
+  return p;
+}
+`;
+
 export const C_SOURCES: Record<string, { src: string; pcap: boolean; threads?: boolean }> = {
   'pcap-inject': {
     pcap: true,
-    src: COMMON + String.raw`
-#include <pcap/pcap.h>
+    src: COMMON + PCAP_OPEN + String.raw`
 int main(int argc, char** argv) {
   if (argc < 4) { fprintf(stderr, "usage: pcap-inject IF HEXFRAME COUNT\n"); return 2; }
   unsigned char frame[2048];
   size_t len = unhex(argv[2], frame, sizeof frame);
   unsigned long long count = strtoull(argv[3], NULL, 10);
-  char err[PCAP_ERRBUF_SIZE];
-  pcap_t* p = pcap_create(argv[1], err);
-  if (!p) { fprintf(stderr, "pcap_create: %s\n", err); return 1; }
-  pcap_set_snaplen(p, 65535);
-  pcap_set_immediate_mode(p, 1);
-  pcap_set_timeout(p, 10);
-  if (pcap_activate(p) < 0) { fprintf(stderr, "pcap_activate: %s\n", pcap_geterr(p)); return 1; }
-  struct bpf_program prog;
-  if (pcap_compile(p, &prog, "arp and arp[6:2] = 9", 1, PCAP_NETMASK_UNKNOWN) == 0) { pcap_setfilter(p, &prog); pcap_freecode(&prog); }
-  if (pcap_setnonblock(p, 1, err) != 0) { fprintf(stderr, "pcap_setnonblock: %s\n", err); return 1; }
+  pcap_t* p = open_pcap(argv[1], 1, 0, 0, "arp and arp[6:2] = 9");
+  if (!p) return 1;
   int fd = pcap_get_selectable_fd(p);
   unsigned long long sent = 0, retries = 0;
   double t0 = now_s();
@@ -181,30 +199,15 @@ int main(int argc, char** argv) {
   },
   'pcap-count': {
     pcap: true,
-    src: COMMON + String.raw`
-#include <pcap/pcap.h>
+    src: COMMON + PCAP_OPEN + String.raw`
 static unsigned long long got = 0;
 static void on_frame(u_char* u, const struct pcap_pkthdr* h, const u_char* b) { (void)u; (void)h; (void)b; got++; }
 int main(int argc, char** argv) {
   if (argc < 5) { fprintf(stderr, "usage: pcap-count IF BUFFER_BYTES FILTER IDLE_S\n"); return 2; }
   catch_stop();
   double idle = atof(argv[4]);
-  char err[PCAP_ERRBUF_SIZE];
-  pcap_t* p = pcap_create(argv[1], err);
-  if (!p) { fprintf(stderr, "pcap_create: %s\n", err); return 1; }
-  pcap_set_snaplen(p, 65535);
-  pcap_set_promisc(p, 1);
-  pcap_set_immediate_mode(p, 0);
-  pcap_set_timeout(p, 10);
-  pcap_set_buffer_size(p, atoi(argv[2]));
-  if (pcap_activate(p) < 0) { fprintf(stderr, "pcap_activate: %s\n", pcap_geterr(p)); return 1; }
-  struct bpf_program prog;
-  if (pcap_compile(p, &prog, argv[3], 1, PCAP_NETMASK_UNKNOWN) != 0 || pcap_setfilter(p, &prog) != 0) {
-    fprintf(stderr, "filter: %s\n", pcap_geterr(p));
-    return 1;
-  }
-  pcap_freecode(&prog);
-  if (pcap_setnonblock(p, 1, err) != 0) { fprintf(stderr, "pcap_setnonblock: %s\n", err); return 1; }
+  pcap_t* p = open_pcap(argv[1], 0, 1, atoi(argv[2]), argv[3]);
+  if (!p) return 1;
   int fd = pcap_get_selectable_fd(p);
   fprintf(stderr, "ready\n");
   double first = 0, last = 0;
