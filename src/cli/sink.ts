@@ -47,9 +47,10 @@ export function register(program: Command): void {
     .option('--mid-stream', 'the sender was already running: count loss from the first seq seen, not from seq 1')
     .option('--rcvbuf <BYTES>', 'socket receive buffer to ask for (the kernel caps it at net.core.rmem_max)', String(32 << 20))
     .option('-B, --buffer-size <MiB>', '--capture: libpcap ring size in MiB (as tcpdump -B, but MiB)', '64')
-    .option('--max-flows <N>', 'keep accounts for at most N flows (src ip:port): datagrams of further flows are ' +
-      'counted as "flows-over-budget", not accounted, so spoofed sources cannot exhaust memory (a flow costs 1-2 KB, ' +
-      'up to 60 KB when its timings spread over every histogram bucket)', String(DEFAULT_MAX_FLOWS))
+    .option('--max-flows <N>', 'keep accounts for at most N flows (src ip:port), so spoofed sources cannot exhaust ' +
+      'memory (a flow costs 1-2 KB, up to 60 KB when its timings spread over every histogram bucket). With N flows ' +
+      'kept, a new flow replaces the oldest that has had only one datagram (counted as "flows-evicted"); if every ' +
+      'flow has had more, the new flow\'s datagrams are counted as "flows-over-budget", not accounted', String(DEFAULT_MAX_FLOWS))
     .option('--json', 'print one JSON object with the report (every flow within --max-flows)');
   cmd.addHelpText('after', '\nWhich receive path:\n' +
     '  socket (default)  a kernel UDP socket; no privileges needed above port 1023. Measured on a 2-core VM:\n' +
@@ -174,6 +175,10 @@ export function formatReport(r: SinkReport, rows = REPORT_ROWS): string {
   }
   if (over) {
     lines.push(`warning: ${over} datagram${over === 1 ? '' : 's'} not accounted (flows-over-budget): more than --max-flows ${r.maxFlows} flows; raise --max-flows`);
+  }
+  const evicted = t.refused['flows-evicted'];
+  if (evicted) {
+    lines.push(`warning: ${evicted} one-datagram flow${evicted === 1 ? '' : 's'} evicted to make room for new ones (flows-evicted; their datagrams are not in the totals): more than --max-flows ${r.maxFlows} sources, spoofed ones maybe`);
   }
   if (r.capture) {
     lines.push(`capture: ${r.capture.received} frames passed the filter, ${r.capture.dropped} dropped by our capture ring` +

@@ -409,14 +409,20 @@ export interface AccountingOptions {
   expect?: number;
   /**
    * Flows to keep accounts for (default DEFAULT_MAX_FLOWS). Every new source ip:port costs memory, so a flood of
-   * spoofed sources would grow the sink without bound: datagrams of flows beyond the budget are counted under
-   * refused['flows-over-budget'] and not accounted.
+   * spoofed sources would grow the sink without bound. With the budget full, a new flow takes the place of the
+   * oldest flow that has had a single datagram (one spoofed datagram each is what a flood of forged sources looks
+   * like; a real flow has its second datagram microseconds later): that datagram is counted under
+   * refused['flows-evicted'] and leaves the totals. If every flow has had two or more, the new flow's datagrams are
+   * counted under refused['flows-over-budget'] and not accounted.
    */
   maxFlows?: number;
 }
 
-/** Why a pktgen datagram was not accounted (besides having no pktgen header: nonPktgen). */
-export type RefusedReason = 'flows-over-budget';
+/**
+ * Why a pktgen datagram was not accounted (besides having no pktgen header: nonPktgen): its flow was over the budget,
+ * or it was the only datagram of a flow evicted to make room for a new one.
+ */
+export type RefusedReason = 'flows-over-budget' | 'flows-evicted';
 
 export interface AccountingTotals {
   /** Every UDP datagram seen on the port. */
@@ -439,11 +445,18 @@ export class SinkAccounting {
   readonly options: AccountingOptions;
   readonly maxFlows: number;
   private readonly byKey = new Map<number, Map<number, FlowAccount>>();
-  readonly flows: FlowAccount[] = [];
+  /** Accounted flows in the order they began (a Set: an evicted flow leaves in O(1)). */
+  private readonly flowSet = new Set<FlowAccount>();
+  /**
+   * Flows in the order they began, candidates for eviction while they have a single datagram. Entries of flows
+   * that got a second datagram (or were evicted) are skipped when reached; the queue is compacted as its head moves.
+   */
+  private probation: FlowAccount[] = [];
+  private probationHead = 0;
   private last: FlowAccount | null = null;
   datagrams = 0;
   nonPktgen = 0;
-  readonly refused: Record<RefusedReason, number> = { 'flows-over-budget': 0 };
+  readonly refused: Record<RefusedReason, number> = { 'flows-over-budget': 0, 'flows-evicted': 0 };
   /** The latest arrival in any flow (monotonic ns), 0 before the first. */
   lastArrivalNs = 0;
 
@@ -454,9 +467,14 @@ export class SinkAccounting {
     this.maxFlows = max;
   }
 
-  /** Datagrams with the pktgen header that were accounted in a flow. */
+  /** The accounted flows, in the order they began. */
+  get flows(): FlowAccount[] {
+    return [...this.flowSet];
+  }
+
+  /** Datagrams with the pktgen header that are accounted in a flow. */
   get accounted(): number {
-    return this.datagrams - this.nonPktgen - this.refused['flows-over-budget'];
+    return this.datagrams - this.nonPktgen - this.refused['flows-over-budget'] - this.refused['flows-evicted'];
   }
 
   /** One UDP datagram; returns false when it was not accounted (no pktgen header, or its flow is over the budget). */
@@ -477,14 +495,15 @@ export class SinkAccounting {
       const k2 = srcPort * 65536 + dstPort;
       f = inner?.get(k2) ?? null;
       if (f === null) {
-        if (this.flows.length >= this.maxFlows) {
+        if (this.flowSet.size >= this.maxFlows && !this.evictOne()) {
           this.refused['flows-over-budget']++;
           return false;
         }
         if (inner === undefined) this.byKey.set(srcIp, (inner = new Map()));
         f = new FlowAccount({ srcIp, srcPort, dstIp, dstPort });
         inner.set(k2, f);
-        this.flows.push(f);
+        this.flowSet.add(f);
+        this.probation.push(f);
       }
       this.last = f;
     }
@@ -493,12 +512,37 @@ export class SinkAccounting {
     return true;
   }
 
+  /** Removes the oldest flow that has had a single datagram; false if there is none. Amortised O(1). */
+  private evictOne(): boolean {
+    const q = this.probation;
+    while (this.probationHead < q.length) {
+      const f = q[this.probationHead++];
+      if (f.received !== 1 || !this.flowSet.has(f)) continue;
+      this.flowSet.delete(f);
+      const inner = this.byKey.get(f.key.srcIp)!;
+      inner.delete(f.key.srcPort * 65536 + f.key.dstPort);
+      if (inner.size === 0) this.byKey.delete(f.key.srcIp);
+      if (this.last === f) this.last = null;
+      this.refused['flows-evicted']++;
+      this.compactProbation();
+      return true;
+    }
+    this.compactProbation();
+    return false;
+  }
+
+  private compactProbation(): void {
+    if (this.probationHead < 1024 || this.probationHead * 2 < this.probation.length) return;
+    this.probation = this.probation.slice(this.probationHead).filter((f) => f.received === 1);
+    this.probationHead = 0;
+  }
+
   totals(): AccountingTotals {
     const t: AccountingTotals = {
       datagrams: this.datagrams, nonPktgen: this.nonPktgen, refused: { ...this.refused },
       received: 0, unique: 0, lost: 0, duplicates: 0, reordered: 0, seqJumps: 0,
     };
-    for (const f of this.flows) {
+    for (const f of this.flowSet) {
       t.received += f.received;
       t.unique += f.unique;
       t.lost += f.lost(this.options);
@@ -548,7 +592,10 @@ export interface SinkReport {
   socketDrops: number | null;
   /** Capture mode: libpcap's counts (pcap_stats) over the run; `dropped` is frames our capture ring had no room for. */
   capture: PcapStats | null;
-  /** Flows the sink keeps accounts for (--max-flows); totals.refused['flows-over-budget'] counts the datagrams beyond. */
+  /**
+   * Flows the sink keeps accounts for (--max-flows); totals.refused counts the datagrams beyond: 'flows-evicted' (a
+   * one-datagram flow that gave way to a new one), 'flows-over-budget' (a new flow with no one-datagram flow to evict).
+   */
   maxFlows: number;
   /** Capture mode: link outages during the run and the time the link was down, in ms. */
   linkOutages: number;

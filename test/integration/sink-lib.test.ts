@@ -53,7 +53,7 @@ test('count: stops after N test datagrams and accounts gaps, duplicates and fore
   assert.equal(r.mode, 'socket');
   assert.equal(r.bind, '127.0.0.1');
   assert.equal(r.socketDrops, 0);
-  assert.deepEqual(r.totals, { datagrams: 500, nonPktgen: 1, refused: { 'flows-over-budget': 0 }, received: 499, unique: 498, lost: 2, duplicates: 1, reordered: 0, seqJumps: 0 });
+  assert.deepEqual(r.totals, { datagrams: 500, nonPktgen: 1, refused: { 'flows-over-budget': 0, 'flows-evicted': 0 }, received: 499, unique: 498, lost: 2, duplicates: 1, reordered: 0, seqJumps: 0 });
   assert.equal(r.flows.length, 1);
   const f = r.flows[0];
   assert.equal(f.src, `127.0.0.1:${src}`);

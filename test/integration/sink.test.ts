@@ -19,7 +19,7 @@ interface FlowJson {
 interface SinkJson {
   mode: string; reason: string; socketDrops: number | null; rcvbufBytes: number | null;
   totals: { datagrams: number; nonPktgen: number; received: number; unique: number; lost: number; duplicates: number; reordered: number;
-    refused: { 'flows-over-budget': number }; seqJumps: number };
+    refused: { 'flows-over-budget': number; 'flows-evicted': number }; seqJumps: number };
   maxFlows: number;
   flows: FlowJson[];
 }

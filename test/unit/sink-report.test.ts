@@ -6,7 +6,7 @@ import type { SinkReport } from '../../src/rx/sink.js';
 const report: SinkReport = {
   mode: 'socket', port: 9, bind: null, iface: null, seconds: 2.5, reason: 'idle', rcvbufBytes: 425984, socketDrops: 17,
   capture: null, maxFlows: 10000, linkOutages: 0, linkDownMs: 0,
-  totals: { datagrams: 1001, nonPktgen: 1, refused: { 'flows-over-budget': 0 }, received: 1000, unique: 998, lost: 2, duplicates: 2, reordered: 3, seqJumps: 0 },
+  totals: { datagrams: 1001, nonPktgen: 1, refused: { 'flows-over-budget': 0, 'flows-evicted': 0 }, received: 1000, unique: 998, lost: 2, duplicates: 2, reordered: 3, seqJumps: 0 },
   flows: [{
     src: '10.0.0.1:5001', dst: '*:9', srcIp: '10.0.0.1', srcPort: 5001, dstIp: '*', dstPort: 9,
     received: 1000, unique: 998, lost: 2, duplicates: 2, reordered: 3, late: 0, seqJumps: 0, firstSeq: 1, lastSeq: 1000,
@@ -27,7 +27,7 @@ test('the human report: a header, one row per flow, totals with the loss rate, t
 });
 
 test('no flows, no latency: dashes, no warning', () => {
-  const empty: SinkReport = { ...report, socketDrops: 0, flows: [], totals: { datagrams: 0, nonPktgen: 0, refused: { 'flows-over-budget': 0 }, received: 0, unique: 0, lost: 0, duplicates: 0, reordered: 0, seqJumps: 0 } };
+  const empty: SinkReport = { ...report, socketDrops: 0, flows: [], totals: { datagrams: 0, nonPktgen: 0, refused: { 'flows-over-budget': 0, 'flows-evicted': 0 }, received: 0, unique: 0, lost: 0, duplicates: 0, reordered: 0, seqJumps: 0 } };
   assert.equal(formatReport(empty).split('\n')[2], '0 flows, 0 received, 0 lost (0.000%), 0 duplicates, 0 reordered in 2.5 s (stopped: idle)');
   const noTs: SinkReport = { ...report, flows: [{ ...report.flows[0], latencyUs: null, interArrivalUs: null }] };
   assert.match(formatReport(noTs).split('\n')[1], /\s-\s+-$/);
