@@ -11,7 +11,8 @@
 import { need } from '../wire/error.js';
 
 export const PKTGEN_MAGIC = 0xbe9be955;
-export const PKTGEN_HDR_LEN = 16;
+export const PKTGEN_FIELD = { magic: 0, seq: 4, tvSec: 8, tvUsec: 12, HEADER_LEN: 16 } as const;
+export const PKTGEN_HDR_LEN = PKTGEN_FIELD.HEADER_LEN;
 
 export interface PktgenHeader {
   seq: number;

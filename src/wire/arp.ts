@@ -1,7 +1,22 @@
 import { need, WireError } from './error.js';
 
 /** ARP for Ethernet/IPv4 (RFC 826): htype 1, ptype 0x0800, hlen 6, plen 4, op, sha, spa, tha, tpa — 28 bytes. */
-export const ARP_LEN = 28;
+export const ARP_FIELD = {
+  /** Hardware type, u16: 1 = Ethernet. */
+  htype: 0,
+  /** Protocol type, u16: an EtherType, 0x0800 = IPv4. */
+  ptype: 2,
+  /** Hardware address length, u8: 6. */
+  hlen: 4,
+  /** Protocol address length, u8: 4. */
+  plen: 5,
+  /** Operation, u16: 1 request, 2 reply. */
+  op: 6,
+  /** Sender hardware (MAC) and protocol (IPv4) address, target hardware and protocol address. */
+  sha: 8, spa: 14, tha: 18, tpa: 24,
+  LEN: 28,
+} as const;
+export const ARP_LEN = ARP_FIELD.LEN;
 export const ARP_REQUEST = 1;
 export const ARP_REPLY = 2;
 

@@ -35,3 +35,15 @@ export function incrementalUpdate(oldCsum: number, oldWord: number, newWord: num
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   return ~sum & 0xffff;
 }
+
+/**
+ * The deliberate bad checksum behind --bad-ip-checksum and --bad-udp-checksum, one definition for IPv4 and UDP:
+ * the correct field value `c` plus 1 in ones'-complement arithmetic, i.e. c + 1, except 0xffff which becomes 0x0001
+ * (end-around carry). So the receiver's ones'-complement sum over the covered bytes comes to 0x0001 instead of 0xffff:
+ * the header (IPv4) or datagram (UDP) is wrong by exactly one, and a Linux peer drops it (Ip InHdrErrors / Udp
+ * InCsumErrors). The result is never 0, so a bad UDP checksum can never read as "no checksum"; and because it is a
+ * ones'-complement offset, RFC 1624 incremental updates of the field (a new IP ID, pktgen seq) keep it wrong by one.
+ */
+export function corruptChecksum(c: number): number {
+  return c === 0xffff ? 0x0001 : (c + 1) & 0xffff;
+}

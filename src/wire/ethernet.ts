@@ -1,7 +1,16 @@
 import { need } from './error.js';
 
-/** Ethernet II header: dst[0,6) src[6,12) ethertype[12,14). */
-export const ETH_HEADER_LEN = 14;
+/** Ethernet II header (IEEE 802.3 clause 3, DIX framing): field offsets from the start of the frame. */
+export const ETH_FIELD = {
+  /** Destination MAC, 6 bytes. */
+  dst: 0,
+  /** Source MAC, 6 bytes. */
+  src: 6,
+  /** EtherType, u16 big-endian (0x8100 here means an 802.1Q tag follows, see VLAN_FIELD). */
+  ethertype: 12,
+  HEADER_LEN: 14,
+} as const;
+export const ETH_HEADER_LEN = ETH_FIELD.HEADER_LEN;
 export const ETHERTYPE_IPV4 = 0x0800;
 export const ETHERTYPE_ARP = 0x0806;
 export const ETHERTYPE_VLAN = 0x8100;

@@ -5,10 +5,16 @@ import { need, WireError } from './error.js';
  * IPv4 header without options (IHL 5), as netpoll writes it:
  * 0 ver/ihl, 1 tos, 2 total length, 4 id, 6 flags/frag, 8 ttl, 9 protocol, 10 checksum, 12 src, 16 dst.
  */
-export const IPV4_HEADER_LEN = 20;
+export const IPV4_FIELD = {
+  verIhl: 0, tos: 1, totalLength: 2, id: 4, flagsFrag: 6, ttl: 8, protocol: 9, checksum: 10, src: 12, dst: 16,
+  /** Without options (IHL 5); the real length is IHL * 4. */
+  HEADER_LEN: 20,
+} as const;
+/** The older name of IPV4_FIELD (same object). */
+export const IPV4_OFF = IPV4_FIELD;
+export const IPV4_HEADER_LEN = IPV4_FIELD.HEADER_LEN;
 export const IPPROTO_UDP = 17;
 export const IPV4_DF = 0x4000;
-export const IPV4_OFF = { verIhl: 0, tos: 1, totalLength: 2, id: 4, flagsFrag: 6, ttl: 8, protocol: 9, checksum: 10, src: 12, dst: 16 } as const;
 
 export interface Ipv4Repr {
   tos: number;

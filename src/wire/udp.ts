@@ -2,8 +2,25 @@ import { addWords, onesSum } from './checksum.js';
 import { need } from './error.js';
 import { IPPROTO_UDP } from './ipv4.js';
 
-/** UDP header: 0 src port, 2 dst port, 4 length (8 + payload), 6 checksum. */
-export const UDP_HEADER_LEN = 8;
+/** UDP header (RFC 768), all u16 big-endian. */
+export const UDP_FIELD = {
+  srcPort: 0,
+  dstPort: 2,
+  /** Header + payload. */
+  length: 4,
+  /** Over pseudo-header + header + payload; 0 = "no checksum" (IPv4 only). */
+  checksum: 6,
+  HEADER_LEN: 8,
+} as const;
+export const UDP_HEADER_LEN = UDP_FIELD.HEADER_LEN;
+
+/**
+ * The checksum field value for a computed UDP checksum `c`: a computed 0 goes out as 0xffff, because 0 on the wire
+ * means "no checksum" (RFC 768; netpoll and the kernel's udp4_hwcsum/csum_tcpudp_magic users do the same).
+ */
+export function finishUdpChecksum(c: number): number {
+  return c === 0 ? 0xffff : c;
+}
 
 export interface UdpRepr {
   srcPort: number;

@@ -1,7 +1,14 @@
 import { need } from './error.js';
 
 /** 802.1Q tag as it follows the MAC addresses: [TPID 0x8100 is the outer ethertype] TCI u16 (PCP:3 DEI:1 VID:12), inner ethertype u16. */
-export const VLAN_TAG_LEN = 4;
+export const VLAN_FIELD = {
+  /** Tag control information, u16: PCP (3 bits) | DEI (1) | VID (12). */
+  tci: 0,
+  /** The inner (encapsulated) EtherType, u16. */
+  ethertype: 2,
+  TAG_LEN: 4,
+} as const;
+export const VLAN_TAG_LEN = VLAN_FIELD.TAG_LEN;
 
 export interface VlanRepr {
   pcp: number;
