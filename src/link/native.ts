@@ -3,8 +3,10 @@
  * hands the kernel batches of frames with sendmmsg, paced on CLOCK_MONOTONIC, patching per-frame fields itself.
  * The pcap engine (pcap_inject through our libpcap binding, one frame per call) is the simpler path beside it.
  */
-import { RuntimeError, UsageError } from '../errors.js';
+import { constants } from 'node:os';
+import { LinkDownError, LinkGoneError, RuntimeError, UsageError } from '../errors.js';
 import { addonLoadError, loadAddon, tryLoadAddon, type Addon } from './addon.js';
+import type { BatchSendError, Link } from './link.js';
 
 export type Engine = 'pcap' | 'native';
 
@@ -146,11 +148,13 @@ function merge(rs: NativeBlastResult[]): NativeBlastResult {
 }
 
 /** One AF_PACKET socket bound to an interface, send-only (protocol 0: it is handed no received frames). */
-export class NativeLink {
+export class NativeLink implements Link {
   readonly iface: string;
   readonly fd: number;
   readonly ifindex: number;
   readonly qdiscBypass: boolean;
+  /** Times a sendmmsg met a full queue and waited (send/sendBatch; blast() reports its own). */
+  sendRetries = 0;
   private readonly addon: Addon;
   private closed = false;
 
@@ -174,18 +178,34 @@ export class NativeLink {
     }
   }
 
-  /** Sends frames buf[offsets[i], +lengths[i]) with sendmmsg, waiting out a full queue; throws on a hard error. */
-  sendBatch(buf: Buffer, offsets: Uint32Array, lengths: Uint32Array): NativeBatchResult {
-    this.check();
-    const r = this.addon.sendBatch(this.fd, buf, offsets, lengths);
-    if (r.errno) throw new RuntimeError(`send on ${this.iface} failed after ${r.sent} of ${offsets.length} frames: ${r.error}`);
-    return r;
+  /**
+   * Link.sendBatch with sendmmsg: frames 0..n-1 of buf (frame i = buf[offsets[i], +lengths[i])), a full queue waited
+   * out in C. Returns n; a failure throws LinkDownError (ENETDOWN), LinkGoneError (ENXIO/ENODEV: the interface went
+   * away under the socket) or RuntimeError, with `sent` frames before it gone out.
+   */
+  sendBatch(buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, n: number): number {
+    if (this.closed) throw Object.assign(new RuntimeError(`native link ${this.iface} is closed`), { sent: 0 }) as BatchSendError;
+    if (!(Number.isInteger(n) && n >= 0 && n <= offsets.length && n <= lengths.length)) {
+      throw new RangeError(`sendBatch: n ${n} is not 0-${Math.min(offsets.length, lengths.length)} (the frames offsets and lengths describe)`);
+    }
+    const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+    const r = this.addon.sendBatch(this.fd, b, offsets.subarray(0, n), lengths.subarray(0, n));
+    this.sendRetries += r.waits;
+    if (!r.errno) return r.sent;
+    throw Object.assign(this.sendError(r.errno, `send on ${this.iface} failed after ${r.sent} of ${n} frames: ${r.error}`), { sent: r.sent }) as BatchSendError;
   }
 
-  /** One frame (for symmetry with PcapLink; the point of this class is sendBatch and blast). */
+  /** One frame: a batch of one. */
   send(frame: Uint8Array): void {
-    const b = Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
-    this.sendBatch(b, Uint32Array.of(0), Uint32Array.of(b.length));
+    this.sendBatch(frame, Uint32Array.of(0), Uint32Array.of(frame.length), 1);
+  }
+
+  /** ENETDOWN: down (the caller may wait for it); ENXIO/ENODEV: the ifindex the socket is bound to is gone. */
+  private sendError(errno: number, msg: string): RuntimeError {
+    const E = constants.errno;
+    if (errno === E.ENETDOWN) return new LinkDownError(this.iface);
+    if (errno === E.ENXIO || errno === E.ENODEV) return new LinkGoneError(this.iface);
+    return new RuntimeError(msg);
   }
 
   /** Runs the paced send loop in C on a worker thread. Resolves with what was sent and what was not. */

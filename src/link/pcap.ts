@@ -12,7 +12,11 @@
 import { readFileSync } from 'node:fs';
 import { LinkDownError, LinkGoneError, RuntimeError, UsageError } from '../errors.js';
 import { loadAddon, type PcapHandle, type PcapStats } from './addon.js';
+import type { FrameHandler, Link } from './link.js';
 import { LinkWatch } from './watch.js';
+
+// Defined with the Link interface; exported here too, where the blast engine and tests have always found them.
+export { sentBeforeError, type BatchSendError, type FrameHandler } from './link.js';
 
 const SEND_RETRY_LIMIT_MS = 2000;
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
@@ -29,21 +33,6 @@ function hasNetRaw(): boolean {
     return true; // not Linux /proc: let libpcap say
   }
 }
-
-/** What PcapLink.sendBatch throws: send()'s error for the frame that failed, and how many frames before it went out. */
-export type BatchSendError = RuntimeError & { sent: number };
-
-/** Frames a sendBatch sent before it threw `e` (0 for an error that does not say: nothing is known to have gone out). */
-export function sentBeforeError(e: unknown): number {
-  const s = (e as { sent?: unknown } | null)?.sent;
-  return typeof s === 'number' ? s : 0;
-}
-
-/**
- * Called for every captured frame. `frame` is a view into the batch buffer, valid only during the call; the
- * timestamp is libpcap's (the kernel's, for Linux): seconds and the fraction in ns (`link.nanosecond`) or µs.
- */
-export type FrameHandler = (frame: Buffer, tsSec: number, tsFrac: number) => void;
 
 export interface PcapLinkOptions {
   /** BPF expression for what to receive (default 'arp'). */
@@ -68,7 +57,7 @@ export function pcapTimestampTypes(iface: string): string[] {
   return loadAddon().pcapTstampTypes(iface);
 }
 
-export class PcapLink {
+export class PcapLink implements Link {
   readonly iface: string;
   readonly watch: LinkWatch;
   /** Timestamps handed to frame handlers are ns (true) or µs (false). */
