@@ -1,5 +1,6 @@
 import { RuntimeError, UsageError } from '../errors.js';
 import { hostOwnsAddress, ifaceInfo, type IfaceInfo } from '../link/iface.js';
+import type { Link } from '../link/link.js';
 import { PcapLink } from '../link/pcap.js';
 import { linkStatus } from '../link/watch.js';
 import { PcapFileWriter } from '../link/pcapwriter.js';
@@ -13,7 +14,7 @@ import { UDP_HEADER_LEN } from '../wire/udp.js';
 import { parseUdpFrame, patchIpId, udpHeaderLen, UdpFramer, type FrameProfile, type ParsedUdpFrame } from '../wire/udpframe.js';
 
 export interface SenderOptions extends FrameProfile {
-  /** Required unless writePcap is given together with dstMac, srcMac and from. */
+  /** Required unless writePcap or link is given together with dstMac, srcMac and from. */
   iface?: string;
   to: { ip: number; port: number };
   /** Source address; default: the interface's first IPv4 address. `prefix` tells which targets are on-link. */
@@ -28,6 +29,13 @@ export interface SenderOptions extends FrameProfile {
   arpRetries?: number;
   arpTimeoutMs?: number;
   writePcap?: string;
+  /**
+   * Send on this Link (a NativeLink, a PcapFileWriter, a test's recorder, …) instead of a libpcap handle opened here.
+   * The sender owns it from the call on: close() and abort() close it, and so does an open() that fails. A libpcap
+   * handle on `iface` is then opened only to receive: ARP requests for a source address the host does not own, or
+   * what `filter` asks for.
+   */
+  link?: Link;
   /** BPF for what the caller wants to receive via onUdp (e.g. netdump ACKs). */
   filter?: string;
   /** MTU when there is no interface (pcap file only). */
@@ -36,13 +44,24 @@ export interface SenderOptions extends FrameProfile {
   payloadLen?: number;
 }
 
-export interface FrameSink {
-  send(frame: Uint8Array): void;
+/** One UDP flow with every address known: what UdpSender.over needs (no interface lookup, no ARP). */
+export interface UdpFlow extends FrameProfile {
+  srcMac: Buffer;
+  dstMac: Buffer;
+  srcIp: number;
+  dstIp: number;
+  srcPort: number;
+  dstPort: number;
+  /** Default 1500. */
+  mtu?: number;
+  frameSize?: number;
+  ipId?: number | 'counter' | 'zero';
 }
 
 /**
- * The library's front door: one UDP flow from us to a target, its frames hand-built and put on the link
- * (or into a pcap file), with our own ARP for the next hop and an ARP responder for a source address the host lacks.
+ * The library's front door: one UDP flow from us to a target, its frames hand-built and handed to a Link — a libpcap
+ * handle, a pcap file, or any Link the caller gives — with our own ARP for the next hop and an ARP responder for a
+ * source address the host lacks.
  */
 export class UdpSender {
   readonly iface: IfaceInfo | null;
@@ -54,60 +73,95 @@ export class UdpSender {
   readonly maxPayload: number;
   readonly arpMs: number | null;
   readonly nextHop: NextHop | null;
+  /**
+   * The libpcap handle on the interface, when there is one: it receives (ARP requests for our address, onUdp) and
+   * its watch follows the link's state. It is also sendLink unless a pcap file or another Link was given.
+   */
   readonly link: PcapLink | null;
+  /** Where the frames go. */
+  readonly sendLink: Link;
   readonly stats = { sent: 0, bytes: 0, retries: 0 };
   private _srcPort: number;
   private _dstPort: number;
   private readonly framer: UdpFramer;
-  private readonly sink: FrameSink;
-  private readonly writer: PcapFileWriter | null;
   private readonly responder: ArpResponder | null;
   private readonly ipIdMode: number | 'counter' | 'zero';
   private nextId = 1;
   private readonly frameSize: number | undefined;
 
   private constructor(p: {
-    iface: IfaceInfo | null; dstMac: Buffer; srcMac: Buffer; srcIp: number; mtu: number; arpMs: number | null;
-    nextHop: NextHop | null; link: PcapLink | null; writer: PcapFileWriter | null; responder: ArpResponder | null;
-    o: SenderOptions; srcPort: number;
+    iface: IfaceInfo | null; flow: UdpFlow & { mtu: number }; arpMs: number | null; nextHop: NextHop | null;
+    link: PcapLink | null; sendLink: Link; responder: ArpResponder | null;
   }) {
+    const f = p.flow;
     this.iface = p.iface;
-    this.dstMac = p.dstMac;
-    this.srcMac = p.srcMac;
-    this.srcIp = p.srcIp;
-    this.dstIp = p.o.to.ip;
-    this.mtu = p.mtu;
+    this.dstMac = f.dstMac;
+    this.srcMac = f.srcMac;
+    this.srcIp = f.srcIp;
+    this.dstIp = f.dstIp;
+    this.mtu = f.mtu;
     this.arpMs = p.arpMs;
     this.nextHop = p.nextHop;
     this.link = p.link;
-    this.writer = p.writer;
+    this.sendLink = p.sendLink;
     this.responder = p.responder;
-    this.ipIdMode = p.o.ipId ?? 'counter';
-    this._srcPort = p.srcPort;
-    this._dstPort = p.o.to.port;
-    this.maxPayload = p.mtu - IPV4_HEADER_LEN - UDP_HEADER_LEN;
-    this.frameSize = p.o.frameSize;
+    this.ipIdMode = f.ipId ?? 'counter';
+    this._srcPort = f.srcPort;
+    this._dstPort = f.dstPort;
+    this.maxPayload = f.mtu - IPV4_HEADER_LEN - UDP_HEADER_LEN;
+    this.frameSize = f.frameSize;
     this.framer = new UdpFramer({
-      srcMac: p.srcMac, dstMac: p.dstMac, srcIp: p.srcIp, dstIp: p.o.to.ip, srcPort: p.srcPort, dstPort: p.o.to.port,
-      ttl: p.o.ttl, tos: p.o.tos, df: p.o.df, vlan: p.o.vlan, ipChecksum: p.o.ipChecksum, udpChecksum: p.o.udpChecksum,
-      frameSize: p.o.frameSize,
+      srcMac: f.srcMac, dstMac: f.dstMac, srcIp: f.srcIp, dstIp: f.dstIp, srcPort: f.srcPort, dstPort: f.dstPort,
+      ttl: f.ttl, tos: f.tos, df: f.df, vlan: f.vlan, ipChecksum: f.ipChecksum, udpChecksum: f.udpChecksum,
+      frameSize: f.frameSize,
     }, this.maxPayload);
-    this.sink = (p.writer ?? p.link) as FrameSink;
   }
 
+  /**
+   * A sender on `link` for a flow whose addresses are all known: no interface, no ARP, no I/O of its own. The sender
+   * owns the link from the call on (close/abort close it; so does a flow refused here).
+   */
+  static over(link: Link, flow: UdpFlow): UdpSender {
+    try {
+      validate(flow);
+      const mtu = flow.mtu ?? 1500;
+      checkFrameSize(flow, mtu);
+      return new UdpSender({ iface: null, flow: { ...flow, mtu }, arpMs: null, nextHop: null, link: null, sendLink: link, responder: null });
+    } catch (e) {
+      abortLink(link);
+      throw e;
+    }
+  }
+
+  /**
+   * Opens the flow `o` describes: the interface's addresses, the next hop's MAC by ARP (unless dstMac), and the link
+   * frames go to — `o.link`, a pcap file (`writePcap`), or a libpcap handle on `iface`.
+   */
   static async open(o: SenderOptions): Promise<UdpSender> {
+    try {
+      return await UdpSender.start(o);
+    } catch (e) {
+      if (o.link) abortLink(o.link);
+      throw e;
+    }
+  }
+
+  private static async start(o: SenderOptions): Promise<UdpSender> {
     validate(o);
+    if (o.link && o.writePcap) throw new UsageError('give a link to send on or a pcap file to write, not both');
+    // Nothing on the wire: a file takes what the NIC would have, so the interface's state does not matter.
+    const toFile = !!o.writePcap || o.link instanceof PcapFileWriter;
     const offline = !o.iface;
-    if (offline && !(o.writePcap && o.dstMac && o.srcMac && o.from)) {
+    if (offline && !((o.writePcap || o.link) && o.dstMac && o.srcMac && o.from)) {
       throw new UsageError('no interface given: use -i IF, or write a pcap file with -w FILE together with --dst-mac, --src-mac and --from');
     }
     const iface = o.iface ? ifaceInfo(o.iface) : null;
-    if (iface && !iface.up && !o.writePcap) {
+    if (iface && !iface.up && !toFile) {
       throw new RuntimeError(`interface ${iface.name} is down; bring it up with: ip link set ${iface.name} up`);
     }
     // Up but no carrier (cable out, veth peer down): say so, rather than "no IPv4 address" (the kernel lists a link's
     // addresses only while it runs).
-    if (iface && !o.writePcap && linkStatus(iface.name).status === 'down') {
+    if (iface && !toFile && linkStatus(iface.name).status === 'down') {
       throw new RuntimeError(`interface ${iface.name} has no carrier (cable, switch port or veth peer down); nothing can be sent on it now`);
     }
     const src = o.from ?? (iface?.ipv4[0] ? { ip: iface.ipv4[0].addr, prefix: iface.ipv4[0].prefix } : undefined);
@@ -126,7 +180,9 @@ export class UdpSender {
     let responder: ArpResponder | null = null;
     try {
       // Open the link first: a missing permission should be the first thing the user hears about, before any ARP.
-      const needLink = iface && (!o.writePcap || !o.dstMac);
+      // Sending on a given Link, the libpcap handle is only for receiving: ARP requests for an address the host
+      // does not own (the host answers for its own), or what `filter` asks for.
+      const needLink = iface && (o.link ? !hostOwnsAddress(src.ip) || !!o.filter : !o.writePcap || !o.dstMac);
       if (needLink) {
         const filters = [arpRequestFilter(src.ip)];
         if (o.filter) filters.push(`(${o.filter})`);
@@ -145,7 +201,9 @@ export class UdpSender {
         arpMs = r.ms;
       }
       if (o.writePcap) writer = new PcapFileWriter(o.writePcap);
-      return new UdpSender({ iface, dstMac, srcMac, srcIp: src.ip, mtu, arpMs, nextHop, link, writer, responder, o, srcPort });
+      const sendLink = o.link ?? writer ?? link!;
+      const flow = { ...o, srcMac, dstMac, srcIp: src.ip, dstIp: o.to.ip, srcPort, dstPort: o.to.port, mtu };
+      return new UdpSender({ iface, flow, arpMs, nextHop, link, sendLink, responder });
     } catch (e) {
       responder?.stop();
       link?.close();
@@ -179,7 +237,7 @@ export class UdpSender {
   send(payload: Uint8Array): void {
     this.checkPayload(payload.length);
     const frame = this.framer.build(payload, this.nextIpId());
-    this.sink.send(frame);
+    this.sendLink.send(frame);
     this.stats.sent++;
     this.stats.bytes += frame.length;
   }
@@ -195,7 +253,7 @@ export class UdpSender {
     const frame = this.framer.build(payload, this.nextIpId());
     for (let i = 0; i < count; i++) {
       if (i > 0 && counter) patchIpId(frame, this.framer.ipOff, this.nextId++ & 0xffff);
-      this.sink.send(frame);
+      this.sendLink.send(frame);
       if (onProgress && (i & 4095) === 4095) onProgress(i + 1);
     }
     this.stats.sent += count;
@@ -208,8 +266,9 @@ export class UdpSender {
 
   /** UDP frames captured on the link that pass the `filter` given at open. The payload is a view: copy to keep. */
   onUdp(cb: (pkt: ParsedUdpFrame) => void): () => void {
-    if (!this.link) throw new UsageError('receiving needs an interface (-i IF)');
-    return this.link.onFrame((frame) => {
+    const rx = this.link ?? this.sendLink;
+    if (!rx.onFrame) throw new UsageError('receiving needs an interface (-i IF)');
+    return rx.onFrame((frame) => {
       const p = parseUdpFrame(frame);
       if (p && p.dstIp === this.srcIp && !p.srcMac.equals(this.srcMac)) cb(p);
     });
@@ -223,21 +282,27 @@ export class UdpSender {
   }
 
   async close(): Promise<void> {
-    this.stats.retries = this.link?.sendRetries ?? 0;
+    this.stats.retries = this.sendLink.sendRetries ?? 0;
     this.responder?.stop();
-    this.link?.close();
-    this.writer?.close();
+    if (this.link !== this.sendLink) this.link?.close();
+    this.sendLink.close();
   }
 
   /** Give up: like close, but a pcap file being written is removed rather than put in place. */
   abort(): void {
     this.responder?.stop();
-    this.link?.close();
-    this.writer?.abort();
+    if (this.link !== this.sendLink) this.link?.close();
+    abortLink(this.sendLink);
   }
 }
 
-function validate(o: SenderOptions): void {
+/** Closes a link, or for a pcap file being written, removes it: a run that failed leaves no file behind. */
+function abortLink(l: Link): void {
+  if (l instanceof PcapFileWriter) l.abort();
+  else l.close();
+}
+
+function validate(o: FrameProfile & Pick<SenderOptions, 'ipId' | 'arpRetries' | 'arpTimeoutMs'>): void {
   const int = (v: number | undefined, lo: number, hi: number, what: string) => {
     if (v !== undefined && !(Number.isInteger(v) && v >= lo && v <= hi)) {
       throw new UsageError(`bad ${what} '${v}': expected an integer ${lo}-${hi}`);
@@ -262,7 +327,7 @@ function checkPayloadFits(len: number, mtu: number, frameSize: number | undefine
   }
 }
 
-function checkFrameSize(o: SenderOptions, mtu: number): void {
+function checkFrameSize(o: Pick<SenderOptions, 'frameSize' | 'vlan'>, mtu: number): void {
   if (o.frameSize === undefined) return;
   const hdr = udpHeaderLen(o.vlan);
   const max = mtu + ETH_HEADER_LEN + (o.vlan ? 4 : 0);
