@@ -2,7 +2,7 @@
 // so that proto/ stays pure codecs without I/O.
 import { readFileSync, openSync, readSync, closeSync, constants as fsc } from 'node:fs';
 import * as os from 'node:os';
-import { parseKmsgRecord } from '../tx/sources.js';
+import { parseKmsgRecord } from '../proto/kmsg.js';
 import { NETOOPS_ARCH_X86, NETOOPS_ARCH_OTHER } from '../proto/netoops.js';
 
 /**

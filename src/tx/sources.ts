@@ -8,7 +8,9 @@ import { openSync, readSync, closeSync, fstatSync, statSync, constants as C } fr
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RuntimeError } from '../errors.js';
-import { unescapeExtText } from '../proto/netconsole.js';
+import { parseKmsgRecord, type KmsgRecord } from '../proto/kmsg.js';
+
+export type { KmsgRecord };
 
 /** Longest line handed on as one message; longer ones are cut (a kernel record is at most ~1 KiB of text). */
 export const MAX_LINE = 64 * 1024;
@@ -157,29 +159,6 @@ export async function* followLines(path: string, o: {
   } finally {
     if (fd >= 0) closeSync(fd);
   }
-}
-
-export interface KmsgRecord {
-  /** The record exactly as /dev/kmsg gave it: `prio,seq,usec,flag[,…];text\n[ KEY=value\n…]`. */
-  raw: Buffer;
-  prio: number; level: number; facility: number; seq: number; usec: number; cont: boolean;
-  /** Unescaped message text (no newline). */
-  text: Buffer;
-}
-
-/** Parse one /dev/kmsg record (see Documentation/ABI/testing/dev-kmsg). */
-export function parseKmsgRecord(raw: Buffer): KmsgRecord | null {
-  const semi = raw.indexOf(0x3b);
-  if (semi < 0) return null;
-  const f = raw.toString('latin1', 0, semi).split(',');
-  if (f.length < 4 || !/^\d+$/.test(f[0]) || !/^\d+$/.test(f[1]) || !/^\d+$/.test(f[2])) return null;
-  const nl = raw.indexOf(0x0a, semi + 1);
-  const escaped = raw.subarray(semi + 1, nl < 0 ? raw.length : nl);
-  const prio = Number(f[0]);
-  return {
-    raw, prio, level: prio & 7, facility: prio >> 3, seq: Number(f[1]), usec: Number(f[2]), cont: f[3].startsWith('c'),
-    text: unescapeExtText(escaped), // /dev/kmsg escapes text as the extended netconsole format does
-  };
 }
 
 /** What kmsgRecords reads from: /dev/kmsg itself, or a stand-in for tests. read() throws with code EAGAIN/EPIPE. */

@@ -2,7 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
-import { LineSplitter, streamLines, parseKmsgRecord, kmsgRecords, type KmsgDevice } from '../../src/tx/sources.js';
+import { LineSplitter, streamLines, kmsgRecords, type KmsgDevice } from '../../src/tx/sources.js';
+import { parseKmsgRecord } from '../../src/proto/kmsg.js';
 import { NetconsoleFormatter } from '../../src/proto/netconsole.js';
 import { UsageError } from '../../src/errors.js';
 
