@@ -1,14 +1,27 @@
+import { AddressError } from './wire/addr.js';
+
 /**
  * Two kinds of failure, matching the exit codes our users' tools use:
  * UsageError (exit 2) — the command line or input is wrong; nothing was sent.
  * RuntimeError (exit 1) — the request was fine but the world said no (no ARP reply, no permission, link down).
  * The message is one line that names the bad value and, where it can, what would be valid.
+ * The codecs in wire/ have their own errors (WireError, AddressError) and know nothing of these; the CLI maps them
+ * (cli/main.ts exitCodeFor).
  */
 export class UsageError extends Error {
   readonly exitCode = 2;
   constructor(message: string) {
     super(message);
     this.name = 'UsageError';
+  }
+
+  /**
+   * An address the user typed wrong is bad usage: `e instanceof UsageError` also holds for wire/addr's AddressError,
+   * so code (and library users) that sort failures by these two kinds keep doing so now that the wire layer throws
+   * its own error. Subclasses keep plain instanceof.
+   */
+  static [Symbol.hasInstance](x: unknown): boolean {
+    return Function.prototype[Symbol.hasInstance].call(this, x) || (this === UsageError && x instanceof AddressError);
   }
 }
 

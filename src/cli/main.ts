@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { UsageError, RuntimeError } from '../errors.js';
+import { WireError } from '../wire/error.js';
 
 /**
  * Every subcommand lives in its own module under src/cli/ and exports `register(program)`.
@@ -52,6 +53,11 @@ export function exitCodeFor(err: unknown): number {
   if (err instanceof CommanderError) {
     // commander already printed its message (or the help text, whose exit code is 0).
     return err.exitCode === 0 ? 0 : 2;
+  }
+  if (err instanceof WireError) {
+    // A codec refused what it was given (an address in a flag, a MAC, bytes from a file): the input is wrong.
+    process.stderr.write(`rawpoll: ${err.message}\n`);
+    return 2;
   }
   if (err instanceof UsageError || err instanceof RuntimeError) {
     process.stderr.write(`rawpoll: ${err.message}\n`);
