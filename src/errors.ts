@@ -20,7 +20,7 @@ export class UsageError extends Error {
    * so code (and library users) that sort failures by these two kinds keep doing so now that the wire layer throws
    * its own error. Subclasses keep plain instanceof.
    */
-  static [Symbol.hasInstance](x: unknown): boolean {
+  static override [Symbol.hasInstance](x: unknown): boolean {
     return Function.prototype[Symbol.hasInstance].call(this, x) || (this === UsageError && x instanceof AddressError);
   }
 }
