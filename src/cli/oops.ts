@@ -1,13 +1,9 @@
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { RuntimeError, UsageError } from '../errors.js';
-import {
-  NetoopsEncoder, NETOOPS_PORT, NETOOPS_RETRANSMIT_COUNT, NETOOPS_TYPE_OOPS, NETOOPS_TYPE_SOFT, NETOOPS_ARCH_X86,
-  encodeUserBlob, netoopsTypeName,
-} from '../proto/netoops.js';
-import { readHostInfo, readKmsgSnapshot, bootIdFromUuid } from '../host/hostinfo.js';
-import { OopsStateFile, decide, recordSent, parseRateLimit, type RateLimit } from '../tx/oopsstate.js';
-import { UdpSender } from '../tx/sender.js';
+import { UsageError } from '../errors.js';
+import { NETOOPS_PORT, NETOOPS_RETRANSMIT_COUNT } from '../proto/netoops.js';
+import { bootIdFromUuid } from '../host/hostinfo.js';
+import { buildOopsReport, readOopsLog, rearmOneShot, sendOops } from '../tx/oops.js';
+import { parseRateLimit, type RateLimit } from '../tx/oopsstate.js';
 import { parseEndpoint } from '../wire/addr.js';
 import {
   addFrameOptions, addLinkOptions, interruptedExitCode, intArg, onStopSignal, senderOptionsFromFlags, type FrameFlags, type StopSignal,
@@ -42,17 +38,6 @@ function parseBootId(s: string): number {
   } catch {
     throw new UsageError(`bad --boot-id '${s}': expected a u32 (decimal or 0x hex) or a boot_id UUID`);
   }
-}
-
-/** Spin for short gaps (timers are ms-grained), sleep for long ones. */
-async function gap(us: number): Promise<void> {
-  if (us <= 0) return;
-  if (us >= 2000) {
-    await new Promise((r) => setTimeout(r, Math.round(us / 1000)));
-    return;
-  }
-  const end = process.hrtime.bigint() + BigInt(us) * 1000n;
-  while (process.hrtime.bigint() < end) { /* spin */ }
 }
 
 export function register(program: Command): void {
@@ -114,13 +99,7 @@ export function register(program: Command): void {
     const haveLog = f.log !== undefined || !!f.kmsg;
 
     if (f.rearm) {
-      const st = await OopsStateFile.lock(f.oneShot!);
-      try {
-        const s = st.read();
-        st.write({ ...s, armed: true, disarmedAt: null });
-      } finally {
-        st.unlock();
-      }
+      await rearmOneShot(f.oneShot!);
       if (!haveLog) {
         print({ rearmed: true, stateFile: f.oneShot }, `re-armed ${f.oneShot}`);
         return;
@@ -131,105 +110,41 @@ export function register(program: Command): void {
     const to = parseEndpoint(f.to, '--to', NETOOPS_PORT);
     const opts = senderOptionsFromFlags(f);
 
-    let log: Buffer;
-    let kmsgInfo: { records: number; lost: number } | null = null;
-    if (f.kmsg) {
-      try {
-        const k = readKmsgSnapshot();
-        log = k.log;
-        kmsgInfo = { records: k.records, lost: k.lost };
-      } catch (e) {
-        throw new RuntimeError(`cannot read /dev/kmsg: ${(e as Error).message} (needs root or CAP_SYSLOG)`);
-      }
-    } else {
-      try {
-        log = readFileSync(f.log === '-' ? 0 : f.log!);
-      } catch (e) {
-        throw new RuntimeError(`cannot read log ${f.log === '-' ? 'from standard input' : f.log}: ${(e as Error).message}`);
-      }
-    }
+    const { log, kmsg: kmsgInfo } = readOopsLog(f.kmsg ? { kmsg: true } : { file: f.log! });
     if (log.length === 0) throw new UsageError(`the log ${f.kmsg ? '(/dev/kmsg)' : f.log} is empty: nothing to report`);
+    const report = buildOopsReport(log, {
+      soft, version: f.layout === 'v2' ? 2 : 3,
+      dumpId: f.dumpId !== undefined ? intArg(f.dumpId, '--dump-id', 0, 65535)! : undefined,
+      bootId: f.bootId !== undefined ? parseBootId(f.bootId) : undefined,
+      kernelVersion: f.kernelVersion, board: f.board, firmware: f.firmware,
+    });
 
-    const host = readHostInfo();
-    const board = f.board ?? host.board ?? undefined;
-    const firmware = f.firmware ?? host.firmware ?? undefined;
-    const version = f.layout === 'v2' ? 2 : 3;
-    const enc = new NetoopsEncoder({
-      version,
-      dumpId: f.dumpId !== undefined ? intArg(f.dumpId, '--dump-id', 0, 65535)! : host.uptimeSec & 0xffff,
-      type: soft ? NETOOPS_TYPE_SOFT : NETOOPS_TYPE_OOPS,
-      bootId: f.bootId !== undefined ? parseBootId(f.bootId) : host.bootId,
-      kernelVersion: f.kernelVersion ?? host.kernelRelease,
-      arch: host.arch,
-      x86: host.arch === NETOOPS_ARCH_X86 && host.cpu ? { vendor: host.cpu.vendor, family: host.cpu.family, model: host.cpu.model, stepping: host.cpu.stepping } : undefined,
-      userBlob: version === 3 ? encodeUserBlob({ board, firmware }) : undefined,
-      biosVersion: firmware,
-      boardName: board,
-    }, log);
-    const dumpId = enc.buf.readUInt16LE(2);
-    const bootId = enc.buf.readUInt32LE(20);
-
-    const state = stateFile ? await OopsStateFile.lock(stateFile, 60_000) : null;
-    try {
-      const now = Date.now();
-      const dopts = { soft, oneShot: !!f.oneShot, rate, now };
-      if (state) {
-        const d = decide(state.read(), dopts);
-        if (!d.send) {
-          print({ sent: false, reason: d.reason, detail: d.detail, retryAt: d.retryAt ?? null, stateFile },
-            `not sent: ${d.reason} (${d.detail})${d.retryAt ? `; next allowed at ${d.retryAt}` : ''}`);
-          return;
-        }
-      }
-      // From here on a signal stops the sending (one during ARP takes effect when ARP is done), not the process.
-      let interrupted = null as StopSignal | null;
-      const unlisten = onStopSignal((sig) => { interrupted = sig; });
-      let sender: UdpSender;
-      try {
-        sender = await UdpSender.open({ ...opts, to, srcPort: opts.from?.port ?? NETOOPS_PORT, payloadLen: enc.buf.length });
-      } catch (e) {
-        unlisten();
-        throw e;
-      }
-      const total = enc.packetCount * retransmit;
-      let datagrams = 0;
-      try {
-        send: for (let round = 0; round < retransmit; round++) {
-          for (const k of enc.order()) {
-            if (datagrams > 0) await gap(gapUs);
-            if ((datagrams & 63) === 63) await new Promise((r) => setImmediate(r)); // short gaps spin: let a signal in
-            if (interrupted) break send;
-            sender.send(enc.datagram(k));
-            datagrams++;
-          }
-        }
-        await sender.close();
-      } catch (e) {
-        sender.abort();
-        throw e;
-      } finally {
-        unlisten();
-      }
-      const cut = datagrams < total ? interrupted : null;
-      if (state && !cut) state.write(recordSent(state.read(), dopts));
-      const d = sender.describe();
-      const summary = {
-        sent: !cut, interrupted: cut, type: netoopsTypeName(soft ? NETOOPS_TYPE_SOFT : NETOOPS_TYPE_OOPS), layout: `v${version}`,
-        dumpId, bootId, bootIdHex: bootId.toString(16).padStart(8, '0'), kernelVersion: f.kernelVersion ?? host.kernelRelease,
-        logBytes: log.length, packetCount: enc.packetCount, retransmit, datagrams, datagramBytes: enc.buf.length,
-        src: `${d.srcIp}:${d.srcPort}`, dst: `${d.dstIp}:${d.dstPort}`, dstMac: d.dstMac,
-        arpMs: sender.arpMs === null ? null : Math.round(sender.arpMs * 1000) / 1000,
-        kmsg: kmsgInfo, board: board ?? null, firmware: firmware ?? null, stateFile: stateFile ?? null,
-        disarmed: !!f.oneShot && !soft && !cut, iface: sender.iface?.name ?? null, pcapFile: f.write ?? null,
-      };
-      print(summary, `oops report ${summary.type} dump_id ${dumpId} boot_id ${summary.bootIdHex}: ${log.length} bytes in ` +
-        `${enc.packetCount} chunks x ${retransmit} = ${total} datagrams of ${enc.buf.length} bytes ${summary.src} -> ${summary.dst} [${d.dstMac}]` +
-        (kmsgInfo ? ` (${kmsgInfo.records} kmsg records${kmsgInfo.lost ? `, ${kmsgInfo.lost} lost to overrun` : ''})` : '') +
-        (summary.disarmed ? `; one-shot disarmed (${stateFile})` : '') +
-        (cut ? `; interrupted (${cut}) after ${datagrams} of ${total} datagrams${stateFile ? `, ${stateFile} left as it was` : ''}` : ''));
-      if (cut) process.exitCode = interruptedExitCode(cut, true);
-    } finally {
-      state?.unlock();
+    const r = await sendOops({
+      ...opts, to, report, retransmit, gapUs, state: stateFile ? { file: stateFile, oneShot: !!f.oneShot, rate } : undefined,
+      // Once the report may go, a signal stops the sending (one during ARP takes effect after it), not the process.
+      interrupt: (stop) => onStopSignal(stop),
+    });
+    if (r.heldBack) {
+      print({ sent: false, reason: r.reason, detail: r.detail, retryAt: r.retryAt, stateFile },
+        `not sent: ${r.reason} (${r.detail})${r.retryAt ? `; next allowed at ${r.retryAt}` : ''}`);
+      return;
     }
+    const cut = r.interrupted as StopSignal | null;
+    const enc = report.enc;
+    const bootIdHex = report.bootId.toString(16).padStart(8, '0');
+    const summary = {
+      sent: r.sent, interrupted: cut, type: report.type, layout: `v${report.version}`,
+      dumpId: report.dumpId, bootId: report.bootId, bootIdHex, kernelVersion: report.kernelVersion,
+      logBytes: log.length, packetCount: enc.packetCount, retransmit, datagrams: r.datagrams, datagramBytes: r.datagramBytes,
+      src: r.src, dst: r.dst, dstMac: r.dstMac, arpMs: r.arpMs,
+      kmsg: kmsgInfo, board: report.board, firmware: report.firmware, stateFile: stateFile ?? null,
+      disarmed: r.disarmed, iface: r.iface, pcapFile: f.write ?? null,
+    };
+    print(summary, `oops report ${summary.type} dump_id ${report.dumpId} boot_id ${bootIdHex}: ${log.length} bytes in ` +
+      `${enc.packetCount} chunks x ${retransmit} = ${r.total} datagrams of ${r.datagramBytes} bytes ${r.src} -> ${r.dst} [${r.dstMac}]` +
+      (kmsgInfo ? ` (${kmsgInfo.records} kmsg records${kmsgInfo.lost ? `, ${kmsgInfo.lost} lost to overrun` : ''})` : '') +
+      (r.disarmed ? `; one-shot disarmed (${stateFile})` : '') +
+      (cut ? `; interrupted (${cut}) after ${r.datagrams} of ${r.total} datagrams${stateFile ? `, ${stateFile} left as it was` : ''}` : ''));
+    if (cut) process.exitCode = interruptedExitCode(cut, true);
   });
 }
