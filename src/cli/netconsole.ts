@@ -1,15 +1,9 @@
-import { readFileSync } from 'node:fs';
-import { release as osRelease } from 'node:os';
 import { Command } from 'commander';
-import { LinkDownError, LinkGoneError, RuntimeError, UsageError } from '../errors.js';
+import { LinkGoneError, UsageError } from '../errors.js';
 import { ifaceInfo, listInterfaces } from '../link/iface.js';
-import {
-  NETCONSOLE_DST_PORT, NETCONSOLE_SRC_PORT, NetconsoleFormatter, parseNetconsoleConfig, type NetconsoleFormatOptions,
-} from '../proto/netconsole.js';
-import { UdpSender, type SenderOptions } from '../tx/sender.js';
-import { LinkQueue } from '../tx/linkqueue.js';
-import { followLines, kmsgRecords, streamLines } from '../tx/sources.js';
-import { formatIpv4, parseEndpoint } from '../wire/addr.js';
+import { NETCONSOLE_DST_PORT, NETCONSOLE_SRC_PORT, parseNetconsoleConfig } from '../proto/netconsole.js';
+import { runNetconsole, SYSDATA_FIELDS, type NetconsoleTargetOptions, type SysdataField } from '../tx/netconsole.js';
+import { parseEndpoint } from '../wire/addr.js';
 import { MAC_BROADCAST, formatMac } from '../wire/mac.js';
 import {
   addFrameOptions, addLinkOptions, eventWriter, interruptedExitCode, intArg, onStopSignal, reportLinkEvents, senderOptionsFromFlags,
@@ -33,20 +27,10 @@ interface NetconsoleFlags extends FrameFlags {
 }
 
 const LEVELS = ['emerg', 'alert', 'crit', 'err', 'warning', 'notice', 'info', 'debug'];
-const SYSDATA_FIELDS = ['cpu', 'taskname', 'release', 'msgid'];
 // configfs limits (netconsole.c): name <= 53, value <= 200, at most 16 userdata + sysdata entries.
 const MAX_KEY = 53;
 const MAX_VALUE = 200;
 const MAX_ENTRIES = 16;
-
-interface Target {
-  sender: UdpSender;
-  fmt: NetconsoleFormatter;
-  extended: boolean;
-  sent: number;
-  /** Datagrams waiting for the link to come back. */
-  queue: LinkQueue;
-}
 
 export function register(program: Command): void {
   const cmd = program
@@ -114,33 +98,15 @@ function parseUserdata(items: string[]): Array<[string, string]> {
   });
 }
 
-function parseSysdata(v: boolean | string | undefined): Set<string> | null {
+function parseSysdata(v: boolean | string | undefined): Set<SysdataField> | null {
   if (v === undefined || v === false) return null;
   if (v === true) return new Set(SYSDATA_FIELDS);
-  const set = new Set<string>();
+  const set = new Set<SysdataField>();
   for (const x of v.split(',').map((s) => s.trim()).filter(Boolean)) {
-    if (!SYSDATA_FIELDS.includes(x)) throw new UsageError(`bad --sysdata field '${x}': expected some of ${SYSDATA_FIELDS.join(',')}`);
-    set.add(x);
+    if (!(SYSDATA_FIELDS as readonly string[]).includes(x)) throw new UsageError(`bad --sysdata field '${x}': expected some of ${SYSDATA_FIELDS.join(',')}`);
+    set.add(x as SysdataField);
   }
   return set;
-}
-
-/** The CPU this process last ran on (field 39 of /proc/self/stat), the kernel's raw_smp_processor_id(). */
-function currentCpu(): number {
-  try {
-    const s = readFileSync('/proc/self/stat', 'latin1');
-    return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[36]) || 0;
-  } catch {
-    return 0;
-  }
-}
-
-function taskName(): string {
-  try {
-    return readFileSync('/proc/self/comm', 'utf8').trim();
-  } catch {
-    return 'rawpoll';
-  }
 }
 
 function ifaceByMac(mac: Buffer): string {
@@ -152,9 +118,7 @@ function ifaceByMac(mac: Buffer): string {
   throw new UsageError(`no interface here has MAC ${formatMac(mac)} (from --config)`);
 }
 
-interface TargetPlan { opts: SenderOptions; extended: boolean; release: boolean }
-
-function planTargets(f: NetconsoleFlags): TargetPlan[] {
+function planTargets(f: NetconsoleFlags): NetconsoleTargetOptions[] {
   const base = senderOptionsFromFlags(f);
   if (f.broadcast && f.dstMac) throw new UsageError('--broadcast and --dst-mac contradict each other: choose one');
   const bcast = f.broadcast ? MAC_BROADCAST : undefined;
@@ -165,7 +129,7 @@ function planTargets(f: NetconsoleFlags): TargetPlan[] {
       if (!iface) throw new UsageError(`--config '${f.config}' names no interface: put it after the source IP (…@IP/eth1,…) or add -i IF`);
       const from = t.srcIp !== null ? { ip: t.srcIp, port: t.srcPort } : base.from;
       return {
-        opts: { ...base, iface, from, srcPort: t.srcPort, to: { ip: t.dstIp, port: t.dstPort }, dstMac: t.dstMac ?? bcast ?? base.dstMac },
+        sender: { ...base, iface, from, srcPort: t.srcPort, to: { ip: t.dstIp, port: t.dstPort }, dstMac: t.dstMac ?? bcast ?? base.dstMac },
         extended: t.extended || !!f.extended,
         release: t.release || !!f.release,
       };
@@ -174,7 +138,7 @@ function planTargets(f: NetconsoleFlags): TargetPlan[] {
   if (f.to === undefined) throw new UsageError('no target: give --to IP[:PORT] (with -i IF) or --config STRING');
   if (!f.iface && !f.write) throw new UsageError('no interface: give -i IF (or use --config with the device in it)');
   return [{
-    opts: { ...base, to: parseEndpoint(f.to, '--to', NETCONSOLE_DST_PORT), srcPort: base.from?.port ?? NETCONSOLE_SRC_PORT, dstMac: bcast ?? base.dstMac },
+    sender: { ...base, to: parseEndpoint(f.to, '--to', NETCONSOLE_DST_PORT), srcPort: base.from?.port ?? NETCONSOLE_SRC_PORT, dstMac: bcast ?? base.dstMac },
     extended: !!f.extended,
     release: !!f.release,
   }];
@@ -185,177 +149,37 @@ async function run(f: NetconsoleFlags): Promise<void> {
   const count = intArg(f.count, '--count', 1, 2 ** 31);
   const level = parseLevel(f.level ?? 'info');
   const userdata = parseUserdata(f.userdata ?? []);
-  const sysFields = parseSysdata(f.sysdata);
-  if (userdata.length + (sysFields?.size ?? 0) > MAX_ENTRIES) {
-    throw new UsageError(`too many --userdata/--sysdata entries (${userdata.length + (sysFields?.size ?? 0)}): the kernel allows ${MAX_ENTRIES}`);
+  const sysdata = parseSysdata(f.sysdata);
+  if (userdata.length + (sysdata?.size ?? 0) > MAX_ENTRIES) {
+    throw new UsageError(`too many --userdata/--sysdata entries (${userdata.length + (sysdata?.size ?? 0)}): the kernel allows ${MAX_ENTRIES}`);
   }
-  const plans = planTargets(f);
-  const queueLimit = intArg(f.linkQueue, '--link-queue', 0, 10_000_000)!;
-  const rel = osRelease();
-  const formatters = plans.map((p) => {
-    const o: NetconsoleFormatOptions = { extended: p.extended, level };
-    if (p.release) o.release = rel;
-    if (p.extended) {
-      if (userdata.length) o.userdata = userdata;
-      if (sysFields) {
-        o.sysdata = {
-          cpu: sysFields.has('cpu') ? currentCpu : undefined,
-          taskname: sysFields.has('taskname') ? taskName() : undefined,
-          release: sysFields.has('release') ? rel : undefined,
-          msgid: sysFields.has('msgid'),
-        };
-      }
-    } else if (userdata.length || sysFields || p.release) {
-      throw new UsageError('--release, --userdata and --sysdata need the extended format: add --extended (or \'+\' in --config)');
-    }
-    return new NetconsoleFormatter(o);
-  });
-
-  const targets: Target[] = [];
-  try {
-    for (let i = 0; i < plans.length; i++) {
-      targets.push({ sender: await UdpSender.open(plans[i].opts), fmt: formatters[i], extended: plans[i].extended, sent: 0, queue: new LinkQueue(queueLimit) });
-    }
-  } catch (e) {
-    for (const t of targets) t.sender.abort();
-    throw e;
+  const targets = planTargets(f);
+  const linkQueue = intArg(f.linkQueue, '--link-queue', 0, 10_000_000)!;
+  if (targets.some((t) => !t.extended && (userdata.length || sysdata || t.release))) {
+    throw new UsageError('--release, --userdata and --sysdata need the extended format: add --extended (or \'+\' in --config)');
   }
-
-  const ac = new AbortController();
-  let stopReason = 'end of input';
-  let interrupted = null as StopSignal | null;
-  const unlisten = onStopSignal((sig) => {
-    if (ac.signal.aborted) return; // already ending (count reached, interface gone): the signal changes nothing
-    interrupted = sig;
-    stopReason = sig;
-    ac.abort();
-  });
 
   const event = eventWriter('netconsole', f.json);
-  // The link-state policy: a target whose link is down queues (--link-queue) and sends when it is back; a vanished
-  // interface ends the run after the summary, with exit 1.
-  let gone: string | null = null;
-  const endGone = (iface: string) => {
-    gone = gone ?? iface;
-    stopReason = `interface ${iface} disappeared`;
-    ac.abort();
-  };
-  const send = (t: Target, d: Buffer) => {
-    t.sender.send(d);
-    t.sent++;
-  };
-  const detach = targets.map((t) => {
-    const link = t.sender.link;
-    if (!link) return () => {};
-    const flushOnUp = () => {
-      if (t.queue.length && t.queue.flush((d) => send(t, d))) {
-        event({ event: 'link-queue-flushed', iface: link.iface, sent: t.queue.queuedTotal - t.queue.dropped, dropped: t.queue.dropped },
-          `link ${link.iface}: queued datagrams sent${t.queue.dropped ? `, ${t.queue.dropped} dropped (queue full)` : ''}`);
-      }
-    };
-    link.watch.on('up', flushOnUp);
-    const off = reportLinkEvents(link.watch, event, () => endGone(link.iface));
-    return () => {
-      off();
-      link.watch.removeListener('up', flushOnUp);
-    };
+  const s = await runNetconsole({
+    targets, level, userdata, sysdata, count, linkQueue, event,
+    input: f.kmsg ? { kind: 'kmsg', fromStart: f.fromStart } : f.follow ? { kind: 'follow', path: f.follow, fromStart: f.fromStart }
+      : { kind: 'lines', stream: process.stdin, name: 'stdin' },
+    // One event line per outage's start and end, and the interface's disappearance.
+    onLink: (watch) => reportLinkEvents(watch, event),
+    // Once the targets are open, a signal ends the run with its summary, not the process.
+    interrupt: (stop) => onStopSignal(stop),
   });
-  const ready = () => {
-    const desc = targets.map((t) => {
-      const d = t.sender.describe();
-      return { src: `${d.srcIp}:${d.srcPort}`, dst: `${d.dstIp}:${d.dstPort}`, dstMac: d.dstMac, via: d.via,
-        arpMs: t.sender.arpMs === null ? null : Math.round(t.sender.arpMs * 1000) / 1000, extended: t.extended,
-        iface: t.sender.iface?.name ?? null };
-    });
-    const source = f.kmsg ? 'kmsg' : f.follow ? `follow ${f.follow}` : 'stdin';
-    event({ event: 'ready', source, targets: desc },
-      `${source} -> ${desc.map((d) => `${d.dst} [${d.dstMac}${d.arpMs === null ? '' : `, ARP ${d.arpMs} ms`}]${d.extended ? ' extended' : ''}`).join(', ')}`);
-  };
-
-  const t0 = process.hrtime.bigint();
-  const usecNow = () => Number((process.hrtime.bigint() - t0) / 1000n);
-  let messages = 0;
-  let datagrams = 0;
-  let payloadBytes = 0;
-  let lost = 0;
-  const sendAll = (make: (t: Target) => Buffer[]) => {
-    for (const t of targets) {
-      for (const d of make(t)) {
-        datagrams++;
-        payloadBytes += d.length;
-        if (t.queue.length === 0) {
-          try {
-            send(t, d);
-            continue;
-          } catch (e) {
-            if (e instanceof LinkGoneError) return endGone(e.iface);
-            if (!(e instanceof LinkDownError)) throw e;
-          }
-        }
-        t.queue.push(d);
-      }
-    }
-    messages++;
-    if (count !== undefined && messages >= count) { stopReason = 'count'; ac.abort(); }
-  };
-
-  try {
-    if (f.kmsg) {
-      const recs = kmsgRecords({
-        fromStart: f.fromStart, signal: ac.signal, onReady: ready,
-        onLost: (n, next) => {
-          lost += n;
-          event({ event: 'kmsg-lost', lost: n, nextSeq: next }, `kernel log overran us: ${n} record${n === 1 ? '' : 's'} lost before seq ${next}`);
-        },
-      });
-      for await (const r of recs) {
-        sendAll((t) => t.fmt.kmsg(r.raw, r.usec, r.text));
-        if (ac.signal.aborted) break;
-      }
-    } else {
-      const lines = f.follow
-        ? followLines(f.follow, {
-          // "ready" once the follower has fixed its start: a line written after it is never taken for an old one.
-          fromStart: f.fromStart, signal: ac.signal, onReady: ready,
-          onEvent: (e) => event({ event: `follow-${e.kind}`, path: e.path }, `${e.path} ${e.kind}`),
-        })
-        : streamLines(process.stdin, ac.signal);
-      if (!f.follow) ready();
-      for await (const line of lines) {
-        const usec = usecNow();
-        sendAll((t) => t.fmt.line(line, usec));
-        if (ac.signal.aborted) break;
-      }
-    }
-  } catch (e) {
-    for (const t of targets) t.sender.abort();
-    throw e instanceof UsageError || e instanceof RuntimeError ? e : new RuntimeError((e as Error).message);
-  } finally {
-    for (const off of detach) off();
-    unlisten();
-  }
-  // What still waits for a link that did not come back before the end is not sent: counted, never silent.
-  const unsent = targets.map((t) => t.queue.discard());
-  const linkStats = targets.map((t) => t.sender.link?.watch).map((w) => ({ outages: w?.outages ?? 0, downMs: w ? w.downMsTotal + (w.downSince !== null ? Date.now() - w.downSince : 0) : 0 }));
-  for (const t of targets) await t.sender.close();
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  const summary = {
-    event: 'summary', stopped: stopReason, interrupted, messages, datagrams, payloadBytes, lostKmsgRecords: lost,
-    seconds: Math.round(seconds * 1000) / 1000,
-    targets: targets.map((t, i) => ({
-      dst: `${formatIpv4(t.sender.dstIp)}:${t.sender.dstPort}`, dstMac: formatMac(t.sender.dstMac), datagrams: t.sent,
-      linkOutages: linkStats[i].outages, linkDownMs: linkStats[i].downMs, queuedWhileDown: t.queue.queuedTotal,
-      droppedQueueFull: t.queue.dropped, notSentLinkDown: unsent[i],
-    })),
-  };
-  const dropped = summary.targets.reduce((a, t) => a + t.droppedQueueFull + t.notSentLinkDown, 0);
-  const outages = summary.targets.reduce((a, t) => a + t.linkOutages, 0);
-  if (f.json) process.stdout.write(JSON.stringify(summary) + '\n');
+  const { gone, ...rest } = s;
+  const interrupted = s.interrupted as StopSignal | null;
+  const dropped = s.targets.reduce((a, t) => a + t.droppedQueueFull + t.notSentLinkDown, 0);
+  const outages = s.targets.reduce((a, t) => a + t.linkOutages, 0);
+  if (f.json) process.stdout.write(JSON.stringify({ event: 'summary', ...rest }) + '\n');
   else {
-    process.stdout.write(`${messages} message${messages === 1 ? '' : 's'} in ${datagrams} datagram${datagrams === 1 ? '' : 's'} (${payloadBytes} bytes) to ` +
-      `${summary.targets.map((t) => t.dst).join(', ')}${lost ? `, ${lost} kernel records lost to overruns` : ''}` +
-      (outages ? `; ${outages} link outage${outages === 1 ? '' : 's'}, ${summary.targets.reduce((a, t) => a + t.queuedWhileDown, 0)} datagrams queued, ${dropped} dropped while down` : '') +
-      ` — stopped: ${stopReason}\n`);
+    const { messages, datagrams, lostKmsgRecords: lost } = s;
+    process.stdout.write(`${messages} message${messages === 1 ? '' : 's'} in ${datagrams} datagram${datagrams === 1 ? '' : 's'} (${s.payloadBytes} bytes) to ` +
+      `${s.targets.map((t) => t.dst).join(', ')}${lost ? `, ${lost} kernel records lost to overruns` : ''}` +
+      (outages ? `; ${outages} link outage${outages === 1 ? '' : 's'}, ${s.targets.reduce((a, t) => a + t.queuedWhileDown, 0)} datagrams queued, ${dropped} dropped while down` : '') +
+      ` — stopped: ${s.stopped}\n`);
   }
   if (gone) throw new LinkGoneError(gone);
   if (interrupted) process.exitCode = interruptedExitCode(interrupted, count !== undefined || (!f.kmsg && !f.follow));

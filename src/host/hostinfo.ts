@@ -167,3 +167,22 @@ export function formatPrintkPrefix(level: number, usec: number): string {
   const frac = String(usec % 1e6).padStart(6, '0');
   return `<${level}>[${String(sec).padStart(5, ' ')}.${frac}] `;
 }
+
+/** The CPU this process last ran on (field 39 of /proc/self/stat): netconsole sysdata's cpu=, raw_smp_processor_id(). */
+export function currentCpu(): number {
+  try {
+    const s = readFileSync('/proc/self/stat', 'latin1');
+    return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[36]) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** This process's name (/proc/self/comm): netconsole sysdata's taskname=, the kernel's current->comm. */
+export function taskName(): string {
+  try {
+    return readFileSync('/proc/self/comm', 'utf8').trim();
+  } catch {
+    return 'rawpoll';
+  }
+}
