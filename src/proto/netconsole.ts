@@ -302,57 +302,117 @@ export interface ExtRecordBytes {
   key: string; seq: number; header: string; bytes: Buffer; fragments: number;
 }
 
+/**
+ * Why a piece (too_big, bad_range, too_many_fragments) or an open record (evicted, superseded, shutdown) was dropped:
+ * short names a receiver counts by.
+ */
+export type NcfragDropReason = 'too_big' | 'bad_range' | 'too_many_fragments' | 'evicted' | 'superseded' | 'shutdown';
+
+export const NCFRAG_DEFAULTS = {
+  /** Records under reassembly, all sources together. */
+  maxOpen: 64,
+  /** Reassembly bytes per source key. */
+  maxBytesPerKey: 1024 * 1024,
+  /** Largest ncfrag total accepted. */
+  maxRecordBytes: 64 * 1024,
+  /**
+   * Pieces that brought new bytes to one record. The kernel cuts a record (at most CONSOLE_EXT_LOG_MAX = 8 KiB, plus
+   * extradata) into pieces of up to 1000 bytes: a dozen or so.
+   */
+  maxFragmentsPerRecord: 1024,
+};
+
 interface Pending {
-  key: string; header: string; seq: number; total: number; buf: Buffer;
-  ranges: Array<[number, number]>; have: number; fragments: number; born: number;
+  key: string; header: string; seq: number; total: number;
+  /** Filled as pieces come; read only once every byte has arrived, so it need not start zeroed. */
+  buf: Buffer;
+  /** One bit per byte of `total`: which bytes arrived. A piece costs O(its length), whatever came before it. */
+  seen: Uint8Array;
+  have: number; fragments: number;
 }
+
+/** One source's open records in arrival order (its oldest first) and the bytes they reserve. */
+interface KeyState { bytes: number; open: Map<string, Pending> }
 
 export type ReassemblyResult =
   | { kind: 'complete'; record: ExtRecordBytes }
   | { kind: 'partial' }                                   // stored, waiting for more pieces
   | { kind: 'duplicate' }                                 // a piece we already have (retransmit/dup)
-  | { kind: 'rejected'; reason: string };                 // inconsistent or over the limits
+  | { kind: 'rejected'; code: NcfragDropReason; reason: string };   // inconsistent or over the limits
 
-export interface EvictedPartial { key: string; seq: number; header: string; have: number; total: number; fragments: number; reason: string }
+export interface EvictedPartial {
+  key: string; seq: number; header: string; have: number; total: number; fragments: number;
+  code: NcfragDropReason; reason: string;
+}
 
 /**
- * Reassembles ncfrag pieces by (source key, seq). Pieces may come in any order and twice; memory is bounded:
- * a record may be at most maxRecordBytes, at most maxOpen records are open in all and maxBytesPerKey bytes per
- * source; beyond that the oldest open record is evicted (reported through onEvict).
+ * Reassembles ncfrag pieces by (source key, seq). Pieces may come in any order, twice, or overlapping. Every piece's
+ * cost is bounded: O(its length) to mark its bytes in the record's bitmap, O(1) for the rest, and a new record
+ * O(1) plus its allocation (at most maxRecordBytes + 1/8 of it). Budgets: a record at most maxRecordBytes (else the
+ * piece is rejected, too_big) and maxFragmentsPerRecord pieces that brought new bytes (else further pieces are
+ * rejected, too_many_fragments); at most maxOpen records open in all and maxBytesPerKey bytes of them per source:
+ * beyond, the oldest open record (of that source) is evicted and reported through onEvict.
  */
 export class NcfragReassembler {
-  private readonly open = new Map<string, Pending>();
-  private bytesByKey = new Map<string, number>();
-  private tick = 0;
+  private readonly open = new Map<string, Pending>();   // insertion order: the oldest record first
+  private readonly keys = new Map<string, KeyState>();
+  private bytes = 0;
+  private readonly maxOpen: number;
+  private readonly maxBytesPerKey: number;
+  private readonly maxRecordBytes: number;
+  private readonly maxFragments: number;
+
   constructor(private readonly o: {
-    maxOpen?: number; maxBytesPerKey?: number; maxRecordBytes?: number;
+    maxOpen?: number; maxBytesPerKey?: number; maxRecordBytes?: number; maxFragmentsPerRecord?: number;
     onEvict?: (e: EvictedPartial) => void;
-  } = {}) {}
+  } = {}) {
+    this.maxOpen = Math.max(1, o.maxOpen ?? NCFRAG_DEFAULTS.maxOpen);
+    this.maxBytesPerKey = o.maxBytesPerKey ?? NCFRAG_DEFAULTS.maxBytesPerKey;
+    this.maxRecordBytes = o.maxRecordBytes ?? NCFRAG_DEFAULTS.maxRecordBytes;
+    this.maxFragments = Math.max(1, o.maxFragmentsPerRecord ?? NCFRAG_DEFAULTS.maxFragmentsPerRecord);
+  }
 
   get openCount(): number { return this.open.size; }
-  get openBytes(): number { let n = 0; for (const p of this.open.values()) n += p.total; return n; }
+  /** Bytes reserved by open records (their totals). */
+  get openBytes(): number { return this.bytes; }
 
   add(key: string, dg: ExtDatagram): ReassemblyResult {
     const frag = dg.frag;
     if (!frag) return { kind: 'complete', record: { key, seq: dg.seq, header: dg.header, bytes: joinRecord(dg.header, dg.body), fragments: 1 } };
-    const maxRecord = this.o.maxRecordBytes ?? 64 * 1024;
-    if (frag.total > maxRecord) return { kind: 'rejected', reason: `ncfrag total ${frag.total} over the ${maxRecord}-byte limit` };
-    if (frag.offset + dg.body.length > frag.total) return { kind: 'rejected', reason: `ncfrag piece ${frag.offset}+${dg.body.length} runs past total ${frag.total}` };
+    if (frag.total > this.maxRecordBytes) {
+      return { kind: 'rejected', code: 'too_big', reason: `ncfrag total ${frag.total} over the ${this.maxRecordBytes}-byte limit` };
+    }
+    if (frag.offset + dg.body.length > frag.total) {
+      return { kind: 'rejected', code: 'bad_range', reason: `ncfrag piece ${frag.offset}+${dg.body.length} runs past total ${frag.total}` };
+    }
     const id = `${key}\u0000${dg.seq}`;
     let p = this.open.get(id);
     if (p && (p.total !== frag.total || p.header !== dg.header)) {
       // Same seq, different record: the sender restarted (seq reused). Drop the old one.
-      this.evict(id, p, 'superseded by a different record with the same seq');
+      this.evict(id, p, 'superseded', 'superseded by a different record with the same seq');
       p = undefined;
     }
     if (!p) {
       this.makeRoom(key, frag.total);
-      p = { key, header: dg.header, seq: dg.seq, total: frag.total, buf: Buffer.alloc(frag.total), ranges: [], have: 0, fragments: 0, born: this.tick++ };
+      p = {
+        key, header: dg.header, seq: dg.seq, total: frag.total, buf: Buffer.allocUnsafeSlow(frag.total),
+        seen: new Uint8Array((frag.total + 7) >>> 3), have: 0, fragments: 0,
+      };
       this.open.set(id, p);
-      this.bytesByKey.set(key, (this.bytesByKey.get(key) ?? 0) + frag.total);
+      let ks = this.keys.get(key);
+      if (!ks) this.keys.set(key, (ks = { bytes: 0, open: new Map() }));
+      ks.open.set(id, p);
+      ks.bytes += frag.total;
+      this.bytes += frag.total;
+    }
+    if (p.fragments >= this.maxFragments) {
+      return {
+        kind: 'rejected', code: 'too_many_fragments',
+        reason: `record seq ${p.seq} already took ${p.fragments} pieces (limit ${this.maxFragments}) and has ${p.have} of ${p.total} bytes`,
+      };
     }
     const start = frag.offset, end = frag.offset + dg.body.length;
-    const added = addRange(p.ranges, start, end);
+    const added = markRange(p.seen, start, end);
     if (added === 0) return { kind: 'duplicate' };
     dg.body.copy(p.buf, start);
     p.have += added;
@@ -362,35 +422,35 @@ export class NcfragReassembler {
     return { kind: 'complete', record: { key, seq: p.seq, header: p.header, bytes: joinRecord(p.header, p.buf), fragments: p.fragments } };
   }
 
-  /** Drop everything still open (reported through onEvict with the given reason). */
+  /** Drop everything still open (reported through onEvict with code shutdown and the given reason). */
   flush(reason = 'incomplete at shutdown'): void {
-    for (const [id, p] of [...this.open]) this.evict(id, p, reason);
+    for (const [id, p] of [...this.open]) this.evict(id, p, 'shutdown', reason);
   }
 
+  /** Oldest records give way, O(1) each: the first of the open table, or of this source's own table. */
   private makeRoom(key: string, need: number): void {
-    const maxOpen = this.o.maxOpen ?? 64;
-    const maxPerKey = this.o.maxBytesPerKey ?? 1024 * 1024;
-    while (this.open.size >= maxOpen) this.evictOldest(null, 'too many open fragmented records');
-    while ((this.bytesByKey.get(key) ?? 0) + need > maxPerKey && this.evictOldest(key, 'per-source reassembly memory limit')) { /* loop */ }
+    while (this.open.size >= this.maxOpen) {
+      const [id, p] = this.open.entries().next().value as [string, Pending];
+      this.evict(id, p, 'evicted', 'too many open fragmented records');
+    }
+    for (let ks = this.keys.get(key); ks && ks.bytes + need > this.maxBytesPerKey; ks = this.keys.get(key)) {
+      const [id, p] = ks.open.entries().next().value as [string, Pending];
+      this.evict(id, p, 'evicted', 'per-source reassembly memory limit');
+    }
   }
 
-  private evictOldest(key: string | null, reason: string): boolean {
-    let best: [string, Pending] | null = null;
-    for (const e of this.open) if ((key === null || e[1].key === key) && (!best || e[1].born < best[1].born)) best = e;
-    if (!best) return false;
-    this.evict(best[0], best[1], reason);
-    return true;
-  }
-
-  private evict(id: string, p: Pending, reason: string): void {
+  private evict(id: string, p: Pending, code: NcfragDropReason, reason: string): void {
     this.drop(id, p);
-    this.o.onEvict?.({ key: p.key, seq: p.seq, header: p.header, have: p.have, total: p.total, fragments: p.fragments, reason });
+    this.o.onEvict?.({ key: p.key, seq: p.seq, header: p.header, have: p.have, total: p.total, fragments: p.fragments, code, reason });
   }
 
   private drop(id: string, p: Pending): void {
     this.open.delete(id);
-    const left = (this.bytesByKey.get(p.key) ?? 0) - p.total;
-    if (left > 0) this.bytesByKey.set(p.key, left); else this.bytesByKey.delete(p.key);
+    this.bytes -= p.total;
+    const ks = this.keys.get(p.key)!;
+    ks.open.delete(id);
+    ks.bytes -= p.total;
+    if (ks.open.size === 0) this.keys.delete(p.key);
   }
 }
 
@@ -399,23 +459,27 @@ function joinRecord(header: string, data: Buffer): Buffer {
   return Buffer.concat([h, data]);
 }
 
-/** Merge [start,end) into sorted disjoint ranges; returns how many new bytes it covered. */
-function addRange(r: Array<[number, number]>, start: number, end: number): number {
-  if (end <= start) return 0;
-  let covered = 0;
-  for (const [a, b] of r) covered += Math.max(0, Math.min(b, end) - Math.max(a, start));
-  const added = end - start - covered;
-  if (added === 0) return 0;
-  let s = start, e = end;
-  const out: Array<[number, number]> = [];
-  for (const [a, b] of r) {
-    if (b < s || a > e) out.push([a, b]);
-    else { s = Math.min(s, a); e = Math.max(e, b); }
+/** Set bits per byte value. */
+const POPCOUNT = new Uint8Array(256);
+for (let i = 1; i < 256; i++) POPCOUNT[i] = (i & 1) + POPCOUNT[i >> 1];
+
+/** Marks bytes [start, end) as arrived, bit i&7 of seen[i>>3] per byte i; returns how many were new. */
+export function markRange(seen: Uint8Array, start: number, end: number): number {
+  let added = 0;
+  let i = start;
+  // Single bits up to a byte boundary, then whole bytes of the bitmap, then the single bits left.
+  for (; i < end && (i & 7) !== 0; i++) {
+    const m = 1 << (i & 7);
+    if ((seen[i >>> 3] & m) === 0) { seen[i >>> 3] |= m; added++; }
   }
-  out.push([s, e]);
-  out.sort((x, y) => x[0] - y[0]);
-  r.length = 0;
-  r.push(...out);
+  for (; i + 8 <= end; i += 8) {
+    added += 8 - POPCOUNT[seen[i >>> 3]];
+    seen[i >>> 3] = 0xff;
+  }
+  for (; i < end; i++) {
+    const m = 1 << (i & 7);
+    if ((seen[i >>> 3] & m) === 0) { seen[i >>> 3] |= m; added++; }
+  }
   return added;
 }
 

@@ -10,14 +10,19 @@
  *   back to 0 as `seq-restart` (the sender rebooted or restarted), any other step back as `seq-late`.
  * - Memory is bounded: at most maxOpenFragments records under reassembly in all, maxBytesPerHost bytes of them per
  *   source, maxRecordBytes per record, maxSources tracked seq counters / known hosts and maxOpenFiles open log
- *   files (LRU). With the defaults reassembly holds at most 64 x 256 KiB = 16 MiB.
- *   Whatever is dropped is reported as an event; nothing here throws on garbage.
+ *   files (LRU). With the defaults reassembly holds at most 64 x 256 KiB = 16 MiB (plus 1/8 for coverage bitmaps).
+ * - CPU is bounded per datagram: an ncfrag piece costs O(its length) whatever else is open (NcfragReassembler), and
+ *   a record takes at most maxFragmentsPerRecord pieces that bring new bytes; further ones are rejected.
+ * - Whatever is dropped is counted in `drops` by reason — per datagram: too_big (ncfrag total over maxRecordBytes),
+ *   bad_range (piece past its total), too_many_fragments; per record given up: evicted (maxOpenFragments or
+ *   maxBytesPerHost reached), superseded (same seq, other record), shutdown; error (a receiver bug) — and reported
+ *   as an event (`dropped` for a piece, `fragments-dropped` for a record). Nothing here throws on garbage.
  * - A write that fails (full disk) is cut back off the log, so the file holds whole records only, and goes to a
  *   DiskWatch: one line per full-disk episode, and writing resumes by itself with the first datagram that fits.
  */
 import { mkdirSync, openSync, writeSync, closeSync, fstatSync, ftruncateSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseExtDatagram, NcfragReassembler, type EvictedPartial } from '../proto/netconsole.js';
+import { parseExtDatagram, NcfragReassembler, type EvictedPartial, type NcfragDropReason } from '../proto/netconsole.js';
 import { DiskWatch } from './oopscollect.js';
 
 export interface CollectorEvent { event: string; host: string; [k: string]: unknown }
@@ -31,6 +36,8 @@ export interface NetconsoleCollectorOptions {
   maxBytesPerHost?: number;
   /** Largest ncfrag total accepted (default 256 KiB; a kernel record is a few KiB). */
   maxRecordBytes?: number;
+  /** ncfrag pieces (that brought new bytes) one record may take (default 1024; the kernel's take a dozen or so). */
+  maxFragmentsPerRecord?: number;
   /** Log files kept open at once (default 32; others are reopened on demand). */
   maxOpenFiles?: number;
   /** Sources whose seq is tracked (default 4096, least recently heard forgotten first). */
@@ -47,9 +54,24 @@ export interface NetconsoleCollectorStats {
 
 interface SourceState { lastSeq: number }
 
+export type NetconsoleDropReason = NcfragDropReason | 'error';
+
+export const NETCONSOLE_DEFAULTS = {
+  maxOpenFragments: 64,
+  maxBytesPerHost: 1024 * 1024,
+  maxRecordBytes: 256 * 1024,
+  maxFragmentsPerRecord: 1024,
+  maxOpenFiles: 32,
+  maxSources: 4096,
+};
+
 export class NetconsoleCollector {
   readonly dir: string;
   readonly stats: NetconsoleCollectorStats = { datagrams: 0, basic: 0, records: 0, fragments: 0, dropped: 0, bytesWritten: 0, notWritten: 0 };
+  /** What `stats.dropped` counts, by reason: rejected pieces and records given up (see the file comment). */
+  readonly drops: Record<NetconsoleDropReason, number> = {
+    too_big: 0, bad_range: 0, too_many_fragments: 0, evicted: 0, superseded: 0, shutdown: 0, error: 0,
+  };
   private readonly onEvent: (e: CollectorEvent) => void;
   private readonly reasm: NcfragReassembler;
   private readonly files = new Map<string, number>();        // host -> fd, in LRU order
@@ -64,13 +86,15 @@ export class NetconsoleCollector {
     this.dir = join(opts.dir, 'netconsole');
     mkdirSync(this.dir, { recursive: true });
     this.onEvent = opts.onEvent;
-    this.maxOpenFiles = Math.max(1, opts.maxOpenFiles ?? 32);
-    this.maxSources = Math.max(1, opts.maxSources ?? 4096);
+    const d = NETCONSOLE_DEFAULTS;
+    this.maxOpenFiles = Math.max(1, opts.maxOpenFiles ?? d.maxOpenFiles);
+    this.maxSources = Math.max(1, opts.maxSources ?? d.maxSources);
     this.disk = opts.disk ?? new DiskWatch(opts.dir, opts.onEvent);
     this.reasm = new NcfragReassembler({
-      maxOpen: opts.maxOpenFragments ?? 64,
-      maxBytesPerKey: opts.maxBytesPerHost ?? 1024 * 1024,
-      maxRecordBytes: opts.maxRecordBytes ?? 256 * 1024,
+      maxOpen: opts.maxOpenFragments ?? d.maxOpenFragments,
+      maxBytesPerKey: opts.maxBytesPerHost ?? d.maxBytesPerHost,
+      maxRecordBytes: opts.maxRecordBytes ?? d.maxRecordBytes,
+      maxFragmentsPerRecord: opts.maxFragmentsPerRecord ?? d.maxFragmentsPerRecord,
       onEvict: (e) => this.evicted(e),
     });
   }
@@ -111,7 +135,8 @@ export class NetconsoleCollector {
           break;
         case 'rejected':
           this.stats.dropped++;
-          this.emit({ event: 'dropped', host, port: from.port, seq: dg.seq, reason: res.reason });
+          this.drops[res.code]++;
+          this.emit({ event: 'dropped', host, port: from.port, seq: dg.seq, code: res.code, reason: res.reason });
           break;
         case 'duplicate':
           this.emit({ event: 'duplicate-fragment', host, port: from.port, seq: dg.seq, offset: dg.frag?.offset });
@@ -122,6 +147,7 @@ export class NetconsoleCollector {
     } catch (err) {
       // A receiver bug must not kill the receiver (write failures are the DiskWatch's); say so and go on.
       this.stats.dropped++;
+      this.drops.error++;
       this.emit({ event: 'error', host, reason: (err as Error).message });
     }
   }
@@ -158,10 +184,11 @@ export class NetconsoleCollector {
 
   private evicted(e: EvictedPartial): void {
     this.stats.dropped++;
+    this.drops[e.code]++;
     const i = e.key.lastIndexOf(':');
     this.emit({
       event: 'fragments-dropped', host: e.key.slice(0, i), port: Number(e.key.slice(i + 1)), seq: e.seq,
-      have: e.have, total: e.total, fragments: e.fragments, reason: e.reason,
+      have: e.have, total: e.total, fragments: e.fragments, code: e.code, reason: e.reason,
     });
   }
 

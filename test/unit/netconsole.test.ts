@@ -193,11 +193,12 @@ test('reassembly: bounded — oldest open record evicted, oversize totals reject
     assert.equal(r.add('h', parseExtDatagram(Buffer.from(`6,${seq},0,-,ncfrag=0/2000;abc`))!).kind, 'partial');
   }
   assert.equal(r.openCount, 2);
-  assert.deepEqual(evicted.map((e) => [e.seq, e.have, e.total]), [[1, 3, 2000]]);
+  assert.deepEqual(evicted.map((e) => [e.seq, e.have, e.total, e.code]), [[1, 3, 2000, 'evicted']]);
+  assert.equal(r.openBytes, 4000);
   const big = r.add('h', parseExtDatagram(Buffer.from('6,4,0,-,ncfrag=0/999999;abc'))!);
-  assert.equal(big.kind, 'rejected');
+  assert.deepEqual(big.kind === 'rejected' && big.code, 'too_big');
   const past = r.add('h', parseExtDatagram(Buffer.from('6,5,0,-,ncfrag=1999/2000;abc'))!);
-  assert.equal(past.kind, 'rejected');
+  assert.deepEqual(past.kind === 'rejected' && past.code, 'bad_range');
   const perKey = new NcfragReassembler({ maxBytesPerKey: 3000, onEvict: (e) => evicted.push(e) });
   perKey.add('a', parseExtDatagram(Buffer.from('6,1,0,-,ncfrag=0/2000;x'))!);
   perKey.add('b', parseExtDatagram(Buffer.from('6,1,0,-,ncfrag=0/2000;x'))!);
@@ -207,4 +208,6 @@ test('reassembly: bounded — oldest open record evicted, oversize totals reject
   assert.equal(evicted[evicted.length - 1].seq, 1);
   r.flush();
   assert.equal(r.openCount, 0);
+  assert.equal(r.openBytes, 0);
+  assert.deepEqual(evicted.slice(-2).map((e) => e.code), ['shutdown', 'shutdown']);
 });
