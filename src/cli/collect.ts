@@ -3,6 +3,7 @@ import { LinkGoneError, UsageError } from '../errors.js';
 import { parseIpv4 } from '../wire/addr.js';
 import { CollectServer, CollectEvent } from '../rx/collect.js';
 import { OOPS_DEFAULTS } from '../rx/oopscollect.js';
+import { NETCONSOLE_DEFAULTS } from '../rx/nclog.js';
 import { addWatchOption, checkWatchedLinks, intArg, interruptedExitCode, untilStopped } from './common.js';
 
 interface CollectFlags {
@@ -12,8 +13,11 @@ interface CollectFlags {
   bind?: string;
   idle: string;
   maxDumps?: string;
+  maxDumpsPerHost?: string;
   maxDumpBytes?: string;
   maxBytes?: string;
+  maxQueuedWrites?: string;
+  maxFragments?: string;
   json?: boolean;
   iface: string[];
 }
@@ -39,17 +43,20 @@ export function register(program: Command): void {
     .command('collect')
     .summary('receive netconsole logs and netoops crash reports into a directory (ordinary UDP sockets)')
     .description('Receive netconsole logs and netoops crash reports on ordinary UDP sockets and write them to a directory\n' +
-      '(no root needed for ports >= 1024). One line per event on stdout: new-host, dump-complete, dump-partial, dropped,\n' +
-      'disk-full, write-resumed. Runs until SIGINT/SIGTERM, then writes open dumps out as partial, prints a summary line\n' +
-      'and exits 0.')
+      '(no root needed for ports >= 1024). One line per event on stdout: new-host, dump-complete, dump-partial,\n' +
+      'dump-dropped, dropped, disk-full, write-resumed. Runs until SIGINT/SIGTERM, then writes open dumps out as partial,\n' +
+      'prints a summary line and exits 0. Anyone can send to these ports: every budget below is counted when exceeded.')
     .requiredOption('-d, --dir <DIR>', 'where logs and dumps go (created if missing)')
     .option('--netconsole [PORT]', 'receive netconsole on this UDP port (kernel default target port: 6666)')
     .option('--oops [PORT]', 'receive netoops on this UDP port (netoops uses 2004)')
     .option('--bind <IP>', 'listen on this local address only (default: all)')
     .option('--idle <S>', 'write an incomplete dump out (as partial) after S seconds without a new chunk', String(OOPS_DEFAULTS.idleMs / 1000))
-    .option('--max-dumps <N>', `dumps reassembled at once; beyond, the least recently active is written out as partial (default ${OOPS_DEFAULTS.maxOpenDumps})`)
+    .option('--max-dumps <N>', `dumps reassembled at once; beyond, one gives way: a one-chunk dump first (dropped, evicted_unconfirmed), else the least recently active (written as partial) (default ${OOPS_DEFAULTS.maxOpenDumps})`)
+    .option('--max-dumps-per-host <N>', `dumps reassembled at once per source address; beyond, that host's own least recently active dump gives way, one-chunk dumps first (default ${OOPS_DEFAULTS.maxDumpsPerHost})`)
     .option('--max-dump-bytes <N>', `largest dump accepted: datagrams announcing more than N/1024 chunks are dropped as too_big (default ${OOPS_DEFAULTS.maxBytesPerDump})`)
-    .option('--max-bytes <N>', `reassembly memory for all dumps together (and again for dumps queued for writing); beyond, the least recently active is written out as partial, or dropped if the write queue is full too (default ${OOPS_DEFAULTS.maxTotalBytes})`)
+    .option('--max-bytes <N>', `reassembly memory for all dumps together, and again for dumps queued for writing (log, packet table and header counted); beyond, a dump gives way as with --max-dumps, or a write is dropped (backlog) (default ${OOPS_DEFAULTS.maxTotalBytes})`)
+    .option('--max-queued-writes <N>', `dumps waiting to be written (complete ones first); full: a partial dump is dropped (backlog), a complete one takes the place of the newest queued partial (default ${OOPS_DEFAULTS.maxQueuedWrites})`)
+    .option('--max-fragments <N>', `ncfrag pieces one netconsole record may take; further pieces are dropped (too_many_fragments) (default ${NETCONSOLE_DEFAULTS.maxFragmentsPerRecord})`)
     .option('--json', 'one JSON object per line instead of text');
   addWatchOption(cmd)
     .addHelpText('after', `
@@ -58,9 +65,21 @@ Files (all written to a temp name and renamed, so a file under its final name is
   oops-<host>-<bootid>-<dumpid>[-N].json   every header field, complete, missing_packet_no, gaps (byte offsets in .log)
   netconsole: one log per source host (see the netconsole receiver)
 netoops datagrams are grouped by (source address, boot_id, dump_id); the sender's retransmit rounds are recognised
-and dropped. Garbage never stops the collector: drops are counted by reason (truncated, version, offsets, packet_no,
-too_big, conflict, duplicate, late, backlog) and reported in 'dropped' lines. Memory is bounded by --max-dumps,
---max-dump-bytes and --max-bytes.
+and dropped. Garbage never stops the collector: drops are counted by reason and reported in 'dropped' lines (per
+protocol, when the counts changed, at most every 10 s, and at the end) and in the summary:
+  netoops     truncated, version, offsets, packet_no (malformed), too_big (over --max-dump-bytes), conflict,
+              duplicate, late (retransmits), backlog (write queue full: --max-queued-writes, --max-bytes; each also
+              a 'dump-dropped' line), evicted_unconfirmed (a dump of one chunk of several that gave way)
+  netconsole  too_big (ncfrag total over ${NETCONSOLE_DEFAULTS.maxRecordBytes}), bad_range, too_many_fragments (--max-fragments),
+              evicted (over ${NETCONSOLE_DEFAULTS.maxOpenFragments} records or ${NETCONSOLE_DEFAULTS.maxBytesPerHost} bytes per host in reassembly), superseded, shutdown, error
+
+Budgets under a flood: each datagram costs bounded memory and CPU; the write queue is bounded in dumps and bytes, and
+a complete dump is written before any partial one. A dump with one chunk is on probation: over --max-dumps or
+--max-dumps-per-host it gives way first, and is dropped, not written (evicted_unconfirmed) — a file pair per forged
+datagram would let a flood fill the disk; a real dump's first chunk comes again in the sender's next round. A dump
+with two chunks or more gives way only when no dump (of that host, for --max-dumps-per-host) is on probation, and is
+then written as partial (reason evicted).
+Dumps that go idle (--idle) or are open at the end are written as partial whatever their size.
 
 Full disk: a write that fails leaves no temp file and no half netconsole line behind. The first failure prints one
 'disk-full' line (other errors: 'write-error') naming the file and the reason; what is lost after it is only counted,
@@ -95,8 +114,11 @@ Examples:
         oopsPort,
         idleMs: Math.round(idle * 1000),
         maxOpenDumps: intArg(f.maxDumps, '--max-dumps', 1, 100000),
+        maxDumpsPerHost: intArg(f.maxDumpsPerHost, '--max-dumps-per-host', 1, 100000),
         maxBytesPerDump: intArg(f.maxDumpBytes, '--max-dump-bytes', 1024, 2 ** 31),
         maxTotalBytes: intArg(f.maxBytes, '--max-bytes', 1024, 2 ** 40),
+        maxQueuedWrites: intArg(f.maxQueuedWrites, '--max-queued-writes', 1, 100000),
+        maxFragmentsPerRecord: intArg(f.maxFragments, '--max-fragments', 1, 262144),
         onEvent: out,
       });
       out({ event: 'listening', host: f.bind ?? '0.0.0.0', netconsole: server.ports.netconsole ?? undefined, oops: server.ports.oops ?? undefined, dir: f.dir });
@@ -110,7 +132,7 @@ Examples:
       out({
         event: 'summary', host: '-', interrupted: sig, ...(gone ? { stopped: `interface ${gone} disappeared` } : {}),
         ...(o ? { oops_datagrams: o.stats.datagrams, dumps_complete: o.stats.dumpsComplete, dumps_partial: o.stats.dumpsPartial, oops_drops: nonzero(o.drops) } : {}),
-        ...(server.nc ? { netconsole: nonzero(server.nc.stats as unknown as Record<string, number>) } : {}),
+        ...(server.nc ? { netconsole: nonzero(server.nc.stats as unknown as Record<string, number>), netconsole_drops: nonzero(server.nc.drops) } : {}),
         ...(Object.keys(failures).length ? { write_failures: { ...failures, failing_now: server.disk.failing } } : {}),
       });
       if (gone) throw new LinkGoneError(gone);

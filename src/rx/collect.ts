@@ -7,8 +7,10 @@ import { NetconsoleCollector } from './nclog.js';
 /**
  * `rawpoll collect`: ordinary UDP sockets (receiving needs no raw access) feeding the netconsole and netoops
  * receivers, one event stream out. Events: new-host (once per source address, whichever protocol saw it first),
- * dump-complete, dump-partial, dropped (counts by reason, at most every dropReportMs and at close), plus whatever
- * the netconsole receiver reports. Both receivers share one DiskWatch: disk-full / write-error once per episode,
+ * dump-complete, dump-partial, dump-dropped, dropped (per protocol, `proto` netoops or netconsole: counts by reason
+ * since start, when they changed, at most every dropReportMs and at close), plus whatever the netconsole receiver
+ * reports. The budgets that bound each receiver under hostile traffic are theirs (OopsCollector, NetconsoleCollector;
+ * README "Budgets"). Both receivers share one DiskWatch: disk-full / write-error once per episode,
  * write-resumed when writing works again. At start, temp files a killed predecessor left are removed
  * (stale-temp-removed).
  */
@@ -27,8 +29,12 @@ export interface CollectOptions {
   oopsPort?: number | null;
   idleMs?: number;
   maxOpenDumps?: number;
+  maxDumpsPerHost?: number;
   maxBytesPerDump?: number;
   maxTotalBytes?: number;
+  maxQueuedWrites?: number;
+  /** ncfrag pieces one netconsole record may take. */
+  maxFragmentsPerRecord?: number;
   dropReportMs?: number;
   onEvent: (e: CollectEvent) => void;
 }
@@ -54,7 +60,7 @@ export class CollectServer {
   readonly disk: DiskWatch;
   private socks: dgram.Socket[] = [];
   private hosts = new Set<string>();
-  private lastDrops = '';
+  private lastDrops: Record<string, string> = {};
   private dropTimer: NodeJS.Timeout | null = null;
   private readonly onEvent: (e: CollectEvent) => void;
 
@@ -68,8 +74,10 @@ export class CollectServer {
         onEvent: (e) => this.emit(e),
         idleMs: o.idleMs ?? OOPS_DEFAULTS.idleMs,
         maxOpenDumps: o.maxOpenDumps,
+        maxDumpsPerHost: o.maxDumpsPerHost,
         maxBytesPerDump: o.maxBytesPerDump,
         maxTotalBytes: o.maxTotalBytes,
+        maxQueuedWrites: o.maxQueuedWrites,
       });
     }
   }
@@ -82,7 +90,7 @@ export class CollectServer {
     if (stale.files.length > 0) s.emit({ event: 'stale-temp-removed', host: '-', dir: o.dir, files: stale.files.length, bytes: stale.bytes });
     try {
       if (o.netconsolePort !== undefined && o.netconsolePort !== null) {
-        s.nc = new NetconsoleCollector({ dir: o.dir, disk: s.disk, onEvent: (e) => s.emit(e) });
+        s.nc = new NetconsoleCollector({ dir: o.dir, disk: s.disk, onEvent: (e) => s.emit(e), maxFragmentsPerRecord: o.maxFragmentsPerRecord });
         const sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20 });
         s.socks.push(sock);
         s.ports.netconsole = await bindSocket(sock, o.netconsolePort, o.bind, 'netconsole');
@@ -122,16 +130,25 @@ export class CollectServer {
     this.onEvent(e as CollectEvent);
   }
 
-  /** Emits a `dropped` event when the drop counters changed since the last report. */
+  /** Emits a `dropped` event per protocol whose drop counters changed since the last report. */
   reportDrops(): void {
-    if (!this.oops) return;
-    const d = this.oops.drops;
-    const key = JSON.stringify(d);
-    if (key === this.lastDrops) return;
-    this.lastDrops = key;
-    const nonzero = Object.fromEntries(Object.entries(d).filter(([, v]) => v > 0));
+    if (this.oops) {
+      const o = this.oops;
+      this.reportDropsOf('netoops', o.drops, { buffered_bytes: o.bufferedBytes, open_dumps: o.stats.openDumps, queued_writes: o.stats.queuedWrites });
+    }
+    if (this.nc) {
+      const p = this.nc.pending;
+      this.reportDropsOf('netconsole', this.nc.drops, { open_records: p.records, open_bytes: p.bytes });
+    }
+  }
+
+  private reportDropsOf(proto: string, drops: Record<string, number>, state: Record<string, number>): void {
+    const key = JSON.stringify(drops);
+    if (key === this.lastDrops[proto]) return;
+    this.lastDrops[proto] = key;
+    const nonzero = Object.fromEntries(Object.entries(drops).filter(([, v]) => v > 0));
     if (Object.keys(nonzero).length === 0) return;
-    this.emit({ event: 'dropped', host: '-', proto: 'netoops', ...nonzero, buffered_bytes: this.oops.bufferedBytes, open_dumps: this.oops.stats.openDumps });
+    this.emit({ event: 'dropped', host: '-', proto, ...nonzero, ...state });
   }
 
   async close(): Promise<void> {

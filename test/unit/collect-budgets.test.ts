@@ -9,10 +9,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import * as dgram from 'node:dgram';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { OopsCollector, OOPS_DEFAULTS, type OopsEvent } from '../../src/rx/oopscollect.js';
 import { NetconsoleCollector, NETCONSOLE_DEFAULTS, type CollectorEvent } from '../../src/rx/nclog.js';
+import { CollectServer, type CollectEvent } from '../../src/rx/collect.js';
+import { RAWPOLL } from '../helpers/lab.js';
 import {
   NcfragReassembler, NCFRAG_DEFAULTS, parseExtDatagram, extendedDatagrams, markRange, type ExtDatagram,
 } from '../../src/proto/netconsole.js';
@@ -389,4 +393,54 @@ test('netconsole receiver: the sparse-piece flood is counted by reason, and a re
     assert.equal(c.drops.shutdown, 1, 'the flooded record, given up at close');
     assert.equal(readFileSync(c.logPath(from.address), 'utf8'), `6,778,2,-;${'r'.repeat(2500)}\n`);
   } finally { rmSync(dir, { recursive: true, force: true }); }
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// The server and the CLI: budgets passed through, drop reasons reported
+
+test('CollectServer on loopback: the budgets reach both receivers, dropped lines per protocol name the new reasons', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rawpoll-budget-srv-'));
+  const events: CollectEvent[] = [];
+  const s = await CollectServer.start({
+    dir, bind: '127.0.0.1', netconsolePort: 0, oopsPort: 0, dropReportMs: 60_000, idleMs: 600_000,
+    maxDumpsPerHost: 1, maxQueuedWrites: 3, maxFragmentsPerRecord: 4, onEvent: (e) => events.push(e),
+  });
+  const sock = dgram.createSocket('udp4');
+  const send = (b: Buffer, port: number) => new Promise<void>((r) => sock.send(b, port, '127.0.0.1', () => r()));
+  let closed = false;
+  try {
+    assert.equal(s.oops!.opts.maxDumpsPerHost, 1);
+    assert.equal(s.oops!.opts.maxQueuedWrites, 3);
+    // Two one-chunk fakes from one address: the first gives way unwritten. Six pieces of one record: 2 over budget.
+    await send(fake(1), s.ports.oops!);
+    await send(fake(2), s.ports.oops!);
+    for (let i = 0; i < 6; i++) await send(Buffer.from(`6,777,1,-,ncfrag=${2 * i}/262144;z`), s.ports.netconsole!);
+    const until = Date.now() + 5000;
+    while ((s.oops!.stats.datagrams < 2 || s.nc!.stats.datagrams < 6) && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    s.reportDrops();
+    const oops = events.find((e) => e.event === 'dropped' && e.proto === 'netoops')!;
+    assert.equal(oops.evicted_unconfirmed, 1);
+    assert.equal(oops.open_dumps, 1);
+    assert.equal(oops.queued_writes, 0);
+    const nc = events.find((e) => e.event === 'dropped' && e.proto === 'netconsole')!;
+    assert.equal(nc.too_many_fragments, 2);
+    assert.equal(nc.open_records, 1);
+    await s.close();
+    closed = true;
+    // At close: the flooded record counted as shutdown, in a second netconsole line.
+    const last = events.filter((e) => e.event === 'dropped' && e.proto === 'netconsole').pop()!;
+    assert.equal(last.shutdown, 1);
+  } finally {
+    sock.close();
+    if (!closed) await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('rawpoll collect: the budget flags are checked like every other (exit 2, the value and the range named)', () => {
+  for (const [flag, range] of [['--max-queued-writes', '1-100000'], ['--max-dumps-per-host', '1-100000'], ['--max-fragments', '1-262144']]) {
+    const r = spawnSync(process.execPath, [RAWPOLL, 'collect', '--dir', tmpdir(), '--oops', '0', '--bind', '127.0.0.1', flag, '0'], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`bad ${flag} '0': expected an integer ${range}`));
+  }
 });
