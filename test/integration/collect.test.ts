@@ -115,6 +115,92 @@ test('collect: garbage never stops it, memory stays bounded, drops are reported,
   }
 });
 
+/**
+ * Runs in the sender namespace: node -e FLOOD host mode n. The floods of issue 9, from a plain kernel UDP socket:
+ *   singles  n one-datagram fake dumps (the attacker's 1240-byte header: packet_count 4096, zero data), fresh dump_ids
+ *   pairs    n fake dumps of two datagrams each (they pass probation and fill the write queue)
+ *   ncfrag   n one-byte pieces `6,777,1,-,ncfrag=<2i>/262144;z` of one netconsole record
+ */
+const FLOOD = String.raw`
+const dgram = require('node:dgram');
+const [host, mode, n] = process.argv.slice(1);
+const s = dgram.createSocket('udp4');
+const send = (b, port) => new Promise((r) => s.send(b, port, host, () => r()));
+function fake(id, boot, no) {
+  const b = Buffer.alloc(1240);
+  Buffer.from('03000100d8000000d8000100' + '00100000' + '00000000' + '000000f0' + '362e31', 'hex').copy(b);
+  b.writeUInt16LE(id & 0xffff, 2); b.writeUInt32LE(no, 16); b.writeUInt32LE(boot >>> 0, 20);
+  return b;
+}
+(async () => {
+  for (let i = 0; i < Number(n); i++) {
+    if (mode === 'singles') await send(fake(i, 0xf0000000 + (i >>> 16), 0), 2004);
+    else if (mode === 'pairs') { await send(fake(i, 0xf1000000, 0), 2004); await send(fake(i, 0xf1000000, 1), 2004); }
+    else await send(Buffer.from('6,777,1,-,ncfrag=' + 2 * i + '/262144;z'), 6666);
+  }
+  s.close();
+})();
+`;
+
+test('collect under the floods of issue 9: memory bounded, a real oops report and a real netconsole record land, drops named', async (t) => {
+  const h = twoHosts();
+  const dir = mkdtempSync(join(tmpdir(), 'rawpoll-cf-'));
+  try {
+    const c = await startCollector(h.lab, h.b, dir, ['--oops', '2004', '--netconsole', '6666']);
+    const { proc, events } = c;
+    const pid = proc.pid!;
+    const before = rssKiB(pid);
+    // Fill the write queue with partial fakes first (from the same address as the real sender below).
+    const pairs = nsRun(h.a, [process.execPath, '-e', FLOOD, h.ipB, 'pairs', '10000']);
+    assert.equal(pairs.code, 0, pairs.stderr);
+    // Then one-datagram fakes while the real report goes out.
+    const singles = h.lab.spawn(h.a, [process.execPath, '-e', FLOOD, h.ipB, 'singles', '40000']);
+    const singlesDone = new Promise<number | null>((r) => singles.on('close', (code) => r(code)));
+    const log = Buffer.from(Array.from({ length: 6000 }, (_, i) => `<0>[${i}.000000] real oops line ${i}\n`).join('').slice(0, 50 * 1024));
+    const logFile = join(dir, 'in.log');
+    writeFileSync(logFile, log);
+    await new Promise((r) => setTimeout(r, 300));
+    const r = await rawpollAsync(h.a, ['oops', '-i', h.ifA, '--to', h.ipB, '--log', logFile, '--dump-id', '7', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const sentAt = Date.now();
+    const isReal = (e: Record<string, unknown>) => e.event === 'dump-complete' && e.dump_id === 7;
+    const done = await c.wait(isReal, 30_000);
+    const lateMs = Date.now() - sentAt;
+    assert.ok(done, JSON.stringify(events.slice(-5)));
+    assert.deepEqual(readFileSync(done.file as string), log);
+    assert.equal(await singlesDone, 0);
+
+    // netconsole: the quadratic-reassembly flood, then a real extended record of 3 pieces from the same host.
+    const nc = nsRun(h.a, [process.execPath, '-e', FLOOD, h.ipB, 'ncfrag', '30000']);
+    assert.equal(nc.code, 0, nc.stderr);
+    const line = 'real netconsole record '.repeat(100);
+    const sent = await rawpollAsync(h.a, ['netconsole', '-i', h.ifA, '--to', h.ipB, '--extended'], line + '\n');
+    assert.equal(sent.code, 0, sent.stderr);
+    const ncLog = join(dir, 'netconsole', `${h.ipA}.log`);
+    assert.ok(await waitFor(() => { try { return readFileSync(ncLog, 'utf8').includes(line); } catch { return false; } }, 15000), 'netconsole record not written');
+    assert.equal(proc.exitCode, null, `collector died: ${c.stderr()}`);
+    const after = rssKiB(pid);
+
+    assert.equal(await c.stop(), 0, c.stderr());
+    const summary = events.find((e) => e.event === 'summary')!;
+    const oopsDrops = summary.oops_drops as Record<string, number>;
+    const ncDrops = summary.netconsole_drops as Record<string, number>;
+    const figure = `real report written ${lateMs} ms after its sender exited; collector RSS ${(before.rss / 1024).toFixed(1)} MiB at start, ` +
+      `${(after.rss / 1024).toFixed(1)} MiB after, peak ${(after.hwm / 1024).toFixed(1)} MiB; oops drops ${JSON.stringify(oopsDrops)}; ` +
+      `netconsole drops ${JSON.stringify(ncDrops)}; ${events.filter((e) => e.event === 'dump-partial').length} partial dumps written`;
+    t.diagnostic(figure);
+    assert.ok(oopsDrops.evicted_unconfirmed > 0 && oopsDrops.backlog > 0, figure);
+    assert.ok(ncDrops.too_many_fragments > 0, figure);
+    assert.ok(events.some((e) => e.event === 'dropped' && e.proto === 'netconsole'), 'no dropped line for netconsole');
+    // Before the budgets: 6.2 GB and an OOM on the oops flood, 113 s for the real report, 53 s of CPU for 25k pieces.
+    assert.ok(after.hwm - before.rss < 256 * 1024, figure);
+    assert.ok(lateMs < 15_000, figure);
+  } finally {
+    h.lab.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('collect runs both receivers: a netconsole line and an oops report from the same host, one new-host event', async () => {
   const h = twoHosts();
   const dir = mkdtempSync(join(tmpdir(), 'rawpoll-cb-'));
