@@ -329,6 +329,8 @@ interface Pending {
   /** One bit per byte of `total`: which bytes arrived. A piece costs O(its length), whatever came before it. */
   seen: Uint8Array;
   have: number; fragments: number;
+  /** Pieces refused since the record reached its fragment budget. */
+  refused: number;
 }
 
 /** One source's open records in arrival order (its oldest first) and the bytes they reserve. */
@@ -338,7 +340,9 @@ export type ReassemblyResult =
   | { kind: 'complete'; record: ExtRecordBytes }
   | { kind: 'partial' }                                   // stored, waiting for more pieces
   | { kind: 'duplicate' }                                 // a piece we already have (retransmit/dup)
-  | { kind: 'rejected'; code: NcfragDropReason; reason: string };   // inconsistent or over the limits
+  // Inconsistent or over the limits. `repeat`: not the record's first piece refused for this (a flood of them needs
+  // counting, not one report each).
+  | { kind: 'rejected'; code: NcfragDropReason; reason: string; repeat?: boolean };
 
 export interface EvictedPartial {
   key: string; seq: number; header: string; have: number; total: number; fragments: number;
@@ -350,7 +354,7 @@ export interface EvictedPartial {
  * cost is bounded: O(its length) to mark its bytes in the record's bitmap, O(1) for the rest, and a new record
  * O(1) plus its allocation (at most maxRecordBytes + 1/8 of it). Budgets: a record at most maxRecordBytes (else the
  * piece is rejected, too_big) and maxFragmentsPerRecord pieces that brought new bytes (else further pieces are
- * rejected, too_many_fragments); at most maxOpen records open in all and maxBytesPerKey bytes of them per source:
+ * rejected, too_many_fragments, all reported but the first as `repeat`); at most maxOpen records open in all and maxBytesPerKey bytes of them per source:
  * beyond, the oldest open record (of that source) is evicted and reported through onEvict.
  */
 export class NcfragReassembler {
@@ -396,7 +400,7 @@ export class NcfragReassembler {
       this.makeRoom(key, frag.total);
       p = {
         key, header: dg.header, seq: dg.seq, total: frag.total, buf: Buffer.allocUnsafeSlow(frag.total),
-        seen: new Uint8Array((frag.total + 7) >>> 3), have: 0, fragments: 0,
+        seen: new Uint8Array((frag.total + 7) >>> 3), have: 0, fragments: 0, refused: 0,
       };
       this.open.set(id, p);
       let ks = this.keys.get(key);
@@ -406,8 +410,9 @@ export class NcfragReassembler {
       this.bytes += frag.total;
     }
     if (p.fragments >= this.maxFragments) {
+      // It cannot complete without another piece: every further one, even a duplicate, is refused.
       return {
-        kind: 'rejected', code: 'too_many_fragments',
+        kind: 'rejected', code: 'too_many_fragments', repeat: ++p.refused > 1,
         reason: `record seq ${p.seq} already took ${p.fragments} pieces (limit ${this.maxFragments}) and has ${p.have} of ${p.total} bytes`,
       };
     }

@@ -16,7 +16,8 @@
  * - Whatever is dropped is counted in `drops` by reason — per datagram: too_big (ncfrag total over maxRecordBytes),
  *   bad_range (piece past its total), too_many_fragments; per record given up: evicted (maxOpenFragments or
  *   maxBytesPerHost reached), superseded (same seq, other record), shutdown; error (a receiver bug) — and reported
- *   as an event (`dropped` for a piece, `fragments-dropped` for a record). Nothing here throws on garbage.
+ *   as an event (`dropped` for a piece, only the first for a record over its fragment budget; `fragments-dropped`
+ *   for a record). Nothing here throws on garbage.
  * - A write that fails (full disk) is cut back off the log, so the file holds whole records only, and goes to a
  *   DiskWatch: one line per full-disk episode, and writing resumes by itself with the first datagram that fits.
  */
@@ -136,7 +137,8 @@ export class NetconsoleCollector {
         case 'rejected':
           this.stats.dropped++;
           this.drops[res.code]++;
-          this.emit({ event: 'dropped', host, port: from.port, seq: dg.seq, code: res.code, reason: res.reason });
+          // One line for a record over its fragment budget, not one per piece of the flood: the count has them all.
+          if (!res.repeat) this.emit({ event: 'dropped', host, port: from.port, seq: dg.seq, code: res.code, reason: res.reason });
           break;
         case 'duplicate':
           this.emit({ event: 'duplicate-fragment', host, port: from.port, seq: dg.seq, offset: dg.frag?.offset });
