@@ -1,9 +1,9 @@
 // rawpoll's native TX fast path (Linux).
 //
-// Why it exists: the pcap engine crosses from JS into C once per frame (cap.send -> pcap_sendpacket -> send()),
-// one syscall per packet. Here JS hands over a few template frames once; a loop on a libuv worker thread copies
-// them into a batch, patches the per-frame fields (IP ID, pktgen seq and timestamps) with RFC 1624 incremental
-// checksum updates, and hands up to `batch` frames to the kernel per sendmmsg() call. No JS runs per packet.
+// Why it exists: the pcap engine hands libpcap one frame per pcap_inject, one syscall per packet. Here JS hands over a
+// few template frames and their patch plan once (plan.h: which fields change per frame, from which counter, feeding
+// which checksum); a loop on a libuv worker thread copies them into a batch, applies the plan, and hands up to
+// `batch` frames to the kernel per sendmmsg() call. No JS runs per packet, and no header offset is known here.
 //
 // Exports:
 //   open(ifname, {qdiscBypass?, sndbuf?}) -> {fd, ifindex, qdiscBypass}
@@ -18,6 +18,7 @@
 #include <napi.h>
 
 #include "linkstate.h"
+#include "plan.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -70,20 +71,6 @@ inline void cpu_relax() {
   asm volatile("yield");
 #endif
 }
-
-inline uint16_t rd16(const uint8_t* p) { return uint16_t((p[0] << 8) | p[1]); }
-inline void wr16(uint8_t* p, uint16_t v) { p[0] = uint8_t(v >> 8); p[1] = uint8_t(v); }
-inline void wr32(uint8_t* p, uint32_t v) { wr16(p, uint16_t(v >> 16)); wr16(p + 2, uint16_t(v)); }
-inline uint32_t fold(uint32_t s) {
-  while (s >> 16) s = (s & 0xffff) + (s >> 16);
-  return s;
-}
-// Adds ~word of each 16-bit word in [p, p+len): the "~m" half of RFC 1624 eqn 3, HC' = ~(~HC + ~m + m').
-inline uint32_t add_complements(uint32_t s, const uint8_t* p, unsigned len) {
-  for (unsigned i = 0; i + 1 < len; i += 2) s += uint16_t(~rd16(p + i));
-  return s;
-}
-inline uint32_t add_words32(uint32_t s, uint32_t v) { return s + (v >> 16) + (v & 0xffff); }
 
 // Waits until `deadline` on clock `c`: coarse sleeps (re-checking `stop`), then a busy-wait for the last stretch
 // (still checking `stop`: a stop() that lands in it must not let the first group out).
@@ -283,10 +270,7 @@ Napi::Value SendBatch(const Napi::CallbackInfo& info) {
 
 struct Tpl {
   uint32_t off, len, flow;
-  bool ipId;       // patch the IP ID (and header checksum)
-  bool seq;        // frame is long enough to carry the pktgen header at seqOff
-  bool udpCsum;    // template's UDP checksum is non-zero: keep it right incrementally
-  uint32_t ipPartial, udpPartial;  // ~HC + sum(~m) of the template's words that get replaced
+  uint32_t partial[rawpoll_plan::MAX_CHECKSUMS];  // rawpoll_plan::partials() of this template
 };
 
 struct Progress {
@@ -312,10 +296,9 @@ struct Job {
   std::vector<Tpl> tpl;
   std::vector<uint32_t> order;
   uint32_t maxLen = 0;
-  int ipOff = 14, seqOff = -1;
-  bool patchIpId = false, patchTs = true;
-  uint32_t ipId = 1;
-  std::vector<uint32_t> seq;  // next seq per flow (multi-thread: the first seq)
+  rawpoll_plan::Plan plan;
+  uint32_t ipId = 1;          // next IP ID (multi-thread: the first), if the plan has an ipId patch
+  std::vector<uint32_t> seq;  // next seq per flow (multi-thread: the first seq), if the plan has a flowSeq patch
   // Multi-thread: a frame's seq follows from its run-wide index g alone — seq0 + (g / L) * perCycle[flow] +
   // rank[g % L], rank = how many earlier frames of that flow the order cycle holds — so threads share no counter
   // (atomics on one cache line would bounce between the CPUs on every frame).
@@ -335,7 +318,9 @@ struct Job {
   int err = 0;
   uint64_t firstNs = 0, lastNs = 0, firstRealNs = 0, startedLateNs = 0;
   double lateSumNs = 0;
-  uint64_t lateMaxNs = 0, groups = 0;
+  uint64_t lateMaxNs = 0;
+  uint64_t groups = 0;   // groups of the schedule sent (lateness is per group)
+  uint64_t batches = 0;  // sendmmsg batches (send_all calls) they took
 };
 
 class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
@@ -407,7 +392,8 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
     r.Set("startedLateNs", double(j.startedLateNs));
     r.Set("lateMaxNs", double(j.lateMaxNs));
     r.Set("lateMeanNs", j.groups ? j.lateSumNs / double(j.groups) : 0.0);
-    r.Set("sendCalls", double(j.groups));
+    r.Set("groups", double(j.groups));
+    r.Set("sendCalls", double(j.batches));  // sendmmsg batches
     r.Set("worker", j.worker);
     r.Set("multi", j.multi);
     r.Set("nextIpId", j.ipId & 0xffff);  // multi-thread: the first ID; JS adds the run's frame count
@@ -523,6 +509,7 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
         uint64_t real = clock_ns(CLOCK_REALTIME);
         uint32_t tvSec = uint32_t(real / NS), tvUsec = uint32_t((real % NS) / 1000);
         for (unsigned s = 0; s < m; s++) Prepare(j, j.tpl[j.order[(pos + s) % L]], gBase + done + s, ring.data() + size_t(s) * j.maxLen, &iov[s], tvSec, tvUsec);
+        if (done == 0) j.groups++;
         uint64_t tSend = mono_ns();
         if (!j.firstNs) {
           j.firstNs = tSend;
@@ -537,7 +524,7 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
         }
         unsigned sent = 0;
         int e = send_all(j.fd, msgs.data(), m, &sent, &j.waits);
-        j.groups++;
+        j.batches++;
         for (unsigned s = 0; s < sent; s++) j.bytes += iov[s].iov_len;
         if (sent < m) {
           // Frames prepared but refused: undo their IP IDs / seqs so the counters match what went out.
@@ -603,42 +590,29 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
     }
   }
 
-  // Copies one template into a slot and patches IP ID, seq and timestamps with incremental checksum updates.
+  // Copies one template into a slot and applies the plan: the run's counters and the group's wall-clock time.
   // g: the frame's index in the whole run (used by several threads, which share no counters: see Blast()).
   static void Prepare(Job& j, const Tpl& t, uint64_t g, uint8_t* slot, iovec* iov, uint32_t tvSec, uint32_t tvUsec) {
+    using namespace rawpoll_plan;
     memcpy(slot, j.frames.data() + t.off, t.len);
     iov->iov_len = t.len;
-    if (t.ipId) {
-      uint8_t* ip = slot + j.ipOff;
-      uint16_t id = uint16_t(j.multi ? j.ipId + g : j.ipId++);
-      wr16(ip + 4, id);
-      wr16(ip + 10, uint16_t(~fold(t.ipPartial + id)));
+    uint32_t v[N_SOURCES];
+    if (j.plan.uses[IP_ID]) v[IP_ID] = j.multi ? uint32_t(j.ipId + g) : j.ipId++;
+    if (j.plan.uses[FLOW_SEQ]) {
+      v[FLOW_SEQ] = j.multi ? uint32_t(j.seq[t.flow] + (g / j.order.size()) * j.perCycle[t.flow] + j.rank[g % j.order.size()])
+                            : j.seq[t.flow]++;
     }
-    if (t.seq) {
-      uint8_t* h = slot + j.seqOff;
-      uint32_t seq = j.multi ? uint32_t(j.seq[t.flow] + (g / j.order.size()) * j.perCycle[t.flow] + j.rank[g % j.order.size()])
-                           : j.seq[t.flow]++;
-      uint32_t s = t.udpPartial;
-      wr32(h + 4, seq);
-      s = add_words32(s, seq);
-      if (j.patchTs) {
-        wr32(h + 8, tvSec);
-        wr32(h + 12, tvUsec);
-        s = add_words32(add_words32(s, tvSec), tvUsec);
-      }
-      if (t.udpCsum) {
-        uint16_t c = uint16_t(~fold(s));
-        wr16(slot + j.ipOff + 20 + 6, c ? c : 0xffff);  // UDP: a computed 0 goes out as 0xffff (RFC 768)
-      }
-    }
+    v[TV_SEC] = tvSec;
+    v[TV_USEC] = tvUsec;
+    apply(j.plan, t.partial, slot, v);
   }
 
   static void Rewind(Job& j, size_t from, unsigned k) {
     const size_t L = j.order.size();
     for (unsigned s = 0; s < k; s++) {
       const Tpl& t = j.tpl[j.order[(from + s) % L]];
-      if (t.ipId) j.ipId--;
-      if (t.seq) j.seq[t.flow]--;
+      if (j.plan.uses[rawpoll_plan::IP_ID]) j.ipId--;
+      if (j.plan.uses[rawpoll_plan::FLOW_SEQ]) j.seq[t.flow]--;
     }
   }
 };
@@ -651,9 +625,9 @@ T num(Napi::Object o, const char* k, T dflt) {
 
 // blast(params, onProgress, onDone) -> { stop() }
 // params: { fd, frames: Buffer, offsets: Uint32Array, lengths: Uint32Array, flows: Uint32Array (flow of each
-//   template), order: Uint32Array (template index cycle), nFlows, ipOff, seqOff (-1: no pktgen header),
-//   ipId (first IP ID, or -1: leave the template's), seqStart (1), timestamps (bool), count, durationNs, gapNs,
-//   nsPerByte, burst, burstGapNs, batch, progressMs, startAtSec, startAtNsec }
+//   template), order: Uint32Array (template index cycle), nFlows, plan: Int32Array (plan.h), ipId (first value of
+//   the IP ID counter), seqStart (1), count, durationNs, gapNs, nsPerByte, burst, burstGapNs, batch, progressMs,
+//   startAtSec, startAtNsec }
 Napi::Value Blast(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsFunction() || !info[2].IsFunction())
@@ -680,12 +654,16 @@ Napi::Value Blast(const Napi::CallbackInfo& info) {
   if (!order.ElementLength()) throw Napi::RangeError::New(env, "blast: order must not be empty");
   uint32_t nFlows = num<uint32_t>(p, "nFlows", 1);
   if (!nFlows) nFlows = 1;
-  j.ipOff = num<int>(p, "ipOff", 14);
-  j.seqOff = num<int>(p, "seqOff", -1);
-  double ipId = num<double>(p, "ipId", -1);
-  j.patchIpId = ipId >= 0;
-  j.ipId = j.patchIpId ? uint32_t(ipId) : 0;
-  j.patchTs = p.Get("timestamps").IsUndefined() ? true : p.Get("timestamps").ToBoolean().Value();
+  {
+    Napi::Value v = p.Get("plan");
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+      throw Napi::TypeError::New(env, "blast: params.plan must be an Int32Array (src/tx/plan.ts encodePlan)");
+    auto a = v.As<Napi::Int32Array>();
+    std::string bad = rawpoll_plan::parse(a.Data(), a.ElementLength(), &j.plan);
+    if (!bad.empty()) throw Napi::RangeError::New(env, "blast: " + bad);
+  }
+  double ipId = num<double>(p, "ipId", 1);
+  j.ipId = ipId >= 0 ? uint32_t(ipId) : 0;
   j.seq.assign(nFlows, num<uint32_t>(p, "seqStart", 1));
   j.count = num<uint64_t>(p, "count", 0);
   j.durationNs = num<double>(p, "durationNs", 0);
@@ -711,18 +689,12 @@ Napi::Value Blast(const Napi::CallbackInfo& info) {
     t.off = offs[i];
     t.len = lens[i];
     t.flow = flows[i];
-    if (size_t(t.off) + t.len > j.frames.size() || t.len < 14) throw Napi::RangeError::New(env, "blast: template " + std::to_string(i) + " lies outside frames");
+    if (size_t(t.off) + t.len > j.frames.size()) throw Napi::RangeError::New(env, "blast: template " + std::to_string(i) + " lies outside frames");
+    if (t.len < j.plan.extent)
+      throw Napi::RangeError::New(env, "blast: template " + std::to_string(i) + " has " + std::to_string(t.len) + " bytes, the plan needs " + std::to_string(j.plan.extent));
     if (t.flow >= nFlows) throw Napi::RangeError::New(env, "blast: template " + std::to_string(i) + " has flow >= nFlows");
-    const uint8_t* f = j.frames.data() + t.off;
     j.maxLen = std::max(j.maxLen, t.len);
-    t.ipId = j.patchIpId && t.len >= uint32_t(j.ipOff + 20);
-    if (t.ipId) t.ipPartial = add_complements(uint16_t(~rd16(f + j.ipOff + 10)), f + j.ipOff + 4, 2);
-    t.seq = j.seqOff >= 0 && t.len >= uint32_t(j.seqOff + 16);
-    if (t.seq) {
-      uint16_t hc = rd16(f + j.ipOff + 20 + 6);
-      t.udpCsum = hc != 0;
-      t.udpPartial = add_complements(uint16_t(~hc), f + j.seqOff + 4, j.patchTs ? 12 : 4);
-    }
+    rawpoll_plan::partials(j.plan, j.frames.data() + t.off, t.partial);
     j.tpl.push_back(t);
   }
   j.order.resize(order.ElementLength());
@@ -741,7 +713,7 @@ Napi::Value Blast(const Napi::CallbackInfo& info) {
     j.rank.resize(j.order.size());
     for (size_t i = 0; i < j.order.size(); i++) {
       const Tpl& t = j.tpl[j.order[i]];
-      j.rank[i] = t.seq ? j.perCycle[t.flow]++ : 0;
+      j.rank[i] = j.plan.uses[rawpoll_plan::FLOW_SEQ] ? j.perCycle[t.flow]++ : 0;
     }
   }
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);

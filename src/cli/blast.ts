@@ -1,18 +1,17 @@
 import { Command } from 'commander';
 import { LinkGoneError, UsageError } from '../errors.js';
-import { hostOwnsAddress, ifaceInfo } from '../link/iface.js';
-import { parseEngine } from '../link/native.js';
+import { NativeLink, parseEngine } from '../link/native.js';
 import { LinkWatch } from '../link/watch.js';
-import {
-  buildTemplates, describeFlows, makeFlows, parseDuration, parseLinkDownPolicy, parseRange, parseRate, parseSizes, parseStartAt,
-  realtimeNowNs, startBlast, type BlastResult, type Pacing,
-} from '../tx/blast.js';
+import { realtimeNowNs, startBlast, type BlastResult } from '../tx/blast.js';
+import type { Pacing } from '../tx/schedule.js';
 import { UdpSender } from '../tx/sender.js';
-import { parseIpv4, parsePort } from '../wire/addr.js';
+import { buildTemplates, makeFlows, type Flow } from '../tx/templates.js';
+import { formatIpv4, parseIpv4, parsePort } from '../wire/addr.js';
 import { formatMac } from '../wire/mac.js';
+import { parseDuration, parseLinkDownPolicy, parseRange, parseRate, parseSizes, parseStartAt } from './blast-args.js';
 import {
-  addLinkOptions, eventWriter, interruptedExitCode, intArg, onStopSignal, reportLinkEvents, senderOptionsFromFlags, type FrameFlags,
-  type StopSignal,
+  addFrameProfileOptions, addLinkOptions, eventWriter, interruptedExitCode, intArg, onStopSignal, reportLinkEvents, senderOptionsFromFlags,
+  type FrameFlags, type StopSignal,
 } from './common.js';
 
 interface BlastFlags extends FrameFlags {
@@ -77,17 +76,8 @@ export function register(program: Command): void {
       'when it is back; stop: end the run there (summary, exit 1)', 'continue')
     .option('--no-progress', 'no live progress line on a terminal');
   addLinkOptions(cmd);
-  cmd
-    .option('--src-mac <MAC>', "source MAC; default: the interface's")
-    .option('--ttl <N>', 'IPv4 TTL (netpoll: 64)')
-    .option('--tos <N>', 'IPv4 TOS byte (0-255)')
-    .option('--df', "set IPv4 Don't Fragment")
-    .option('--ip-id <N>', 'fixed IPv4 ID (default: a counter from 1, +1 per frame, as netpoll)')
-    .option('--vlan <ID[:PRIO]>', '802.1Q tag: VLAN ID 0-4095 and optional priority 0-7')
-    .option('--bad-ip-checksum', 'NIC validation: a wrong IPv4 header checksum in every frame')
-    .option('--bad-udp-checksum', 'NIC validation: a wrong UDP checksum in every frame')
-    .option('--no-udp-checksum', 'UDP checksum 0 ("none", legal over IPv4; pktgen\'s default)')
-    .option('--json', 'print one JSON summary object at the end');
+  addFrameProfileOptions(cmd, 'frame');
+  cmd.option('--json', 'print one JSON summary object at the end');
   cmd.addHelpText('after', '\nExamples:\n' +
     '  sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --count 1000000                          # as fast as the NIC takes\n' +
     '  sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --rate 250kpps --duration 10\n' +
@@ -150,11 +140,12 @@ export function register(program: Command): void {
       interrupted = sig;
       stopRun();
     });
-    let sender: Target;
+    let sender: UdpSender;
     try {
-      sender = (engine === 'native' && quickTarget(f.iface, opts.dstMac, opts.srcMac, from?.ip)) || await UdpSender.open({
-        ...opts, to: { ip: dstIp, port: dstPorts[0] }, srcPort: srcPorts[0], from,
-      });
+      // The native engine blasts on its own AF_PACKET socket: the sender sends nothing itself, and opens a libpcap
+      // handle only to answer ARP for a --from the host does not own.
+      const link = engine === 'native' ? NativeLink.open(f.iface, { qdiscBypass: !!f.qdiscBypass }) : undefined;
+      sender = await UdpSender.open({ ...opts, to: { ip: dstIp, port: dstPorts[0] }, srcPort: srcPorts[0], from, link });
     } catch (e) {
       unlisten();
       throw e;
@@ -168,13 +159,10 @@ export function register(program: Command): void {
         ttl: opts.ttl, tos: opts.tos, df: opts.df, vlan: opts.vlan, ipChecksum: opts.ipChecksum, udpChecksum: opts.udpChecksum,
         ipId: opts.ipId ?? 'counter',
       });
-      // The native engine sends on its own socket. The sender's libpcap handle listens to everything (ETH_P_ALL), so
-      // each frame we send would be offered to its BPF filter too: close it unless it must answer ARP for --from.
-      if (engine === 'native' && sender.link && hostOwnsAddress(sender.srcIp)) sender.link.close();
       const tty = process.stderr.isTTY && f.progress !== false && !f.json;
       const t0 = Date.now();
       const run = startBlast({
-        engine, iface: f.iface, pcapLink: sender.link, templates, count, durationNs, pacing, startAt, batch, threads,
+        engine, iface: f.iface, link: sender.link, nativeLink: sender.sendLink instanceof NativeLink ? sender.sendLink : undefined, templates, count, durationNs, pacing, startAt, batch, threads,
         qdiscBypass: !!f.qdiscBypass, progressMs: 250, onLinkDown,
         onProgress: tty ? (p) => {
           const s = p.elapsedNs / 1e9;
@@ -240,21 +228,13 @@ export function register(program: Command): void {
   });
 }
 
-/** What blast needs from the foundation's UdpSender (its own MACs, address and MTU, an optional libpcap handle). */
-type Target = Pick<UdpSender, 'srcIp' | 'srcMac' | 'dstMac' | 'mtu' | 'link' | 'arpMs' | 'nextHop' | 'close' | 'abort'>;
-
-/**
- * The native engine with --dst-mac and a source address the host owns needs neither ARP nor a libpcap handle:
- * skip opening one (about 45 ms of a short run's start-up). Null = take the UdpSender path, which also explains
- * whatever is wrong (link down, no address).
- */
-function quickTarget(iface: string, dstMac: Buffer | undefined, srcMac: Buffer | undefined, fromIp: number | undefined): Target | null {
-  if (!dstMac) return null;
-  const info = ifaceInfo(iface);
-  const srcIp = fromIp ?? info.ipv4[0]?.addr;
-  if (!info.up || srcIp === undefined || !hostOwnsAddress(srcIp)) return null;
-  return {
-    srcIp, srcMac: srcMac ?? info.mac, dstMac, mtu: info.mtu, link: null, arpMs: null, nextHop: null,
-    close: async () => {}, abort: () => {},
+/** A short human label for a flow list: "10.0.0.1:10000-10015 -> 10.0.0.2:9 (16 flows)". */
+export function describeFlows(flows: Flow[], dstIp: number): string {
+  const r = (xs: number[], f: (x: number) => string = String) => {
+    const lo = Math.min(...xs);
+    const hi = Math.max(...xs);
+    return lo === hi ? f(lo) : `${f(lo)}-${f(hi)}`;
   };
+  const srcIps = r(flows.map((f) => f.srcIp), formatIpv4);
+  return `${srcIps}:${r(flows.map((f) => f.srcPort))} -> ${formatIpv4(dstIp)}:${r(flows.map((f) => f.dstPort))} (${flows.length} flow${flows.length === 1 ? '' : 's'})`;
 }

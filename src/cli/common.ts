@@ -38,18 +38,26 @@ export function addLinkOptions(cmd: Command): Command {
     .option('--timeout <MS>', 'wait for an ARP reply after each request, in ms', '1000');
 }
 
-export function addFrameOptions(cmd: Command): Command {
+/**
+ * The IPv4/UDP frame profile every sending command shares (blast too): addresses, TTL/TOS/DF, IP ID, VLAN tag and the
+ * named checksum corruptions. `unit` is what one IP ID step counts (a datagram, or a frame for blast).
+ */
+export function addFrameProfileOptions(cmd: Command, unit = 'datagram'): Command {
   return cmd
     .option('--src-mac <MAC>', "source MAC; default: the interface's")
     .option('--ttl <N>', 'IPv4 TTL (netpoll: 64)')
     .option('--tos <N>', 'IPv4 TOS byte (0-255)')
     .option('--df', "set IPv4 Don't Fragment (netpoll leaves it clear)")
-    .option('--ip-id <N>', 'fixed IPv4 ID (default: a counter from 1, +1 per datagram, as netpoll)')
+    .option('--ip-id <N>', `fixed IPv4 ID (default: a counter from 1, +1 per ${unit}, as netpoll)`)
     .option('--vlan <ID[:PRIO]>', '802.1Q tag: VLAN ID 0-4095 and optional priority 0-7')
-    .option('--size <N>', 'pad the payload with zeros to make N-byte frames (60 to MTU+14, without FCS)')
     .option('--bad-ip-checksum', 'NIC validation: write a wrong IPv4 header checksum')
     .option('--bad-udp-checksum', 'NIC validation: write a wrong UDP checksum (a Linux peer drops it: UDP InCsumErrors)')
-    .option('--no-udp-checksum', 'send UDP checksum 0 ("none", legal over IPv4)')
+    .option('--no-udp-checksum', 'send UDP checksum 0 ("none", legal over IPv4)');
+}
+
+export function addFrameOptions(cmd: Command): Command {
+  return addFrameProfileOptions(cmd)
+    .option('--size <N>', 'pad the payload with zeros to make N-byte frames (60 to MTU+14, without FCS)')
     .option('-w, --write <FILE.pcap>', 'write the frames to a classic pcap file instead of sending (no root needed with --dst-mac/--src-mac/--from)')
     .option('--json', 'print one JSON object with what was done');
 }

@@ -1,6 +1,8 @@
 /**
- * rawpoll blast on a real veth pair: frames are captured (tcpdump) or counted (the receiver's kernel UDP counters)
- * on the peer namespace and checked byte for byte against PROTOCOLS.md §1 and §5, with checksums recomputed here.
+ * rawpoll blast on a real veth pair, each engine: frames are captured (tcpdump) or counted (the receiver's kernel UDP
+ * counters) on the peer namespace and checked byte for byte against PROTOCOLS.md §1 and §5, with checksums
+ * recomputed here; and, frame for frame, against what src/tx/plan.ts makes of the same templates — so the C loop
+ * (native/src/plan.h) and the TS plan walker are held to the same bytes, bad checksums included.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,7 +10,12 @@ import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parsePcap } from '../../src/wire/pcapfile.js';
+import { parseMac } from '../../src/wire/mac.js';
+import { parseIpv4 } from '../../src/wire/addr.js';
 import { nativeAvailable } from '../../src/link/native.js';
+import { parseSizes } from '../../src/cli/blast-args.js';
+import { planFor, PlanWriter } from '../../src/tx/plan.js';
+import { buildTemplates, makeFlows, templateFrame, type TemplateOptions } from '../../src/tx/templates.js';
 import { rawpoll, rawpollAsync, snmp, twoHosts, type TwoHostLab } from '../helpers/lab.js';
 import { onesSum } from '../helpers/bytes.js';
 
@@ -67,6 +74,28 @@ async function capture(L: TwoHostLab, n: number, run: () => Promise<void>, filte
 
 const engines = nativeAvailable() ? ['native', 'pcap'] : ['pcap'];
 
+/**
+ * Compares captured frames, in order, with the frames src/tx/plan.ts writes from the templates blast built for the
+ * same flags: IP IDs from 1, seqs per flow from 1, and each frame's tv_sec/tv_usec as captured (the wall clock is
+ * the one thing the test cannot know beforehand).
+ */
+function sameAsPlan(L: TwoHostLab, recs: { data: Buffer }[], o: Partial<TemplateOptions>): void {
+  const t = buildTemplates({
+    srcMac: parseMac(L.macA), dstMac: parseMac(L.macB), dstIp: parseIpv4(L.ipB, 'B'), mtu: 1500, seq: true, ipId: 'counter',
+    flows: makeFlows({ srcIps: [parseIpv4(L.ipA, 'A')], srcPorts: [9, 9], dstPorts: [9, 9] }), sizes: parseSizes(undefined, undefined), ...o,
+  });
+  const w = new PlanWriter(t, planFor(t));
+  const buf = Buffer.alloc(65536);
+  const hdr = t.seqOff;
+  recs.forEach((rec, i) => {
+    const ti = t.order[i % t.order.length];
+    w.setTime(rec.data.readUInt32BE(hdr + 8), rec.data.readUInt32BE(hdr + 12));
+    w.write(buf, 0, ti, true);
+    const want = buf.subarray(0, templateFrame(t, ti).length);
+    if (!rec.data.equals(want)) assert.deepEqual(rec.data, want, `frame ${i}: not the plan's bytes`);
+  });
+}
+
 describe('rawpoll blast', () => {
   let L: TwoHostLab;
   before(() => {
@@ -99,6 +128,7 @@ describe('rawpoll blast', () => {
         assert.ok(Math.abs(f.tvSec + f.tvUsec / 1e6 - t0) < 30, 'tv_sec is the wall clock');
         assert.ok(f.tvUsec < 1e6);
       });
+      sameAsPlan(L, recs, {});
       // The sender's own count of the run agrees with the requested rate (the 1% target; wide margin here).
       assert.ok(Math.abs(j.rateError) < 0.05, `rate error ${j.rateError}`);
     });
@@ -118,8 +148,7 @@ describe('rawpoll blast', () => {
     });
   }
 
-  test('flows × IMIX sizes: ports and sizes cycle, seq counts per flow, every checksum right', async () => {
-    const engine = engines[0];
+  for (const engine of engines) test(`${engine}: flows × IMIX sizes: ports and sizes cycle, seq counts per flow, every checksum right, the plan's bytes`, async () => {
     const n = 1200;
     const recs = await capture(L, n, async () => {
       const r = await rawpollAsync(L.a, ['blast', '-i', L.ifA, '--to', L.ipB, '--flows', '4', '--sport', '10000-10003', '--dport', '9',
@@ -140,6 +169,33 @@ describe('rawpoll blast', () => {
     });
     assert.deepEqual([...nextSeq.values()], [301, 301, 301, 301]);
     assert.deepEqual(Object.fromEntries(sizes), { 64: 700, 576: 400, 1514: 100 });
+    sameAsPlan(L, recs, {
+      flows: makeFlows({ srcIps: [parseIpv4(L.ipA, 'A')], srcPorts: [10000, 10003], dstPorts: [9, 9], flows: 4 }),
+      sizes: parseSizes('64,576,1514', '7,4,1'),
+    });
+  });
+
+  for (const engine of engines) test(`${engine}: --bad-ip-checksum --bad-udp-checksum, 70000 frames (every IP ID): each checksum the right one + 1, the plan's bytes; the peer drops them all`, async () => {
+    const n = 70000;
+    const hdrErrs0 = snmp(L.b, 'Ip', 'InHdrErrors');
+    const recs = await capture(L, n, async () => {
+      const r = await rawpollAsync(L.a, ['blast', '-i', L.ifA, '--to', `${L.ipB}:9`, '--count', String(n), '--rate', '300kpps',
+        '--bad-ip-checksum', '--bad-udp-checksum', '--engine', engine, '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(JSON.parse(r.stdout).sent, n);
+    });
+    assert.equal(recs.length, n);
+    for (const [i, rec] of recs.entries()) {
+      const d = rec.data;
+      // Wrong by exactly one: the receiver's ones'-complement sum over the header (or datagram) comes to 0x0001.
+      if (csum(d, 14, 34) !== 1) assert.fail(`frame ${i}: IPv4 header sums to ${csum(d, 14, 34)}, not 1`);
+      const udpLen = d.readUInt16BE(38);
+      const u = csum(d, 34, 34 + udpLen, csum(d, 26, 34, 17 + udpLen));
+      if (u !== 1) assert.fail(`frame ${i}: UDP sums to ${u}, not 1`);
+    }
+    sameAsPlan(L, recs, { ipChecksum: 'bad', udpChecksum: 'bad' });
+    // The peer's IP layer refuses every one of them (header checksum), before UDP sees any.
+    assert.equal(snmp(L.b, 'Ip', 'InHdrErrors') - hdrErrs0, n);
   });
 
   if (engines.includes('native')) {
@@ -169,9 +225,9 @@ describe('rawpoll blast', () => {
     });
   }
 
-  test('--burst 16 --burst-gap 3ms: the receiver sees groups of 16 with the large gap between them', async () => {
+  for (const engine of engines) test(`${engine}: --burst 16 --burst-gap 3ms: the receiver sees groups of 16 with the large gap between them`, async () => {
     const recs = await capture(L, 160, async () => {
-      const r = await rawpollAsync(L.a, ['blast', '-i', L.ifA, '--to', `${L.ipB}:9`, '--burst', '16', '--burst-gap', '3ms', '--count', '160', '--engine', engines[0]]);
+      const r = await rawpollAsync(L.a, ['blast', '-i', L.ifA, '--to', `${L.ipB}:9`, '--burst', '16', '--burst-gap', '3ms', '--count', '160', '--engine', engine]);
       assert.equal(r.code, 0, r.stderr);
     });
     const t = recs.map((r) => r.tsSec * 1e6 + r.tsUsec);
@@ -185,17 +241,17 @@ describe('rawpoll blast', () => {
     assert.deepEqual(groups, new Array(10).fill(16), `gaps µs: ${gaps.join(',')}`);
   });
 
-  test('--start-at in the future starts within a few ms of it; in the past is a usage error', async () => {
+  for (const engine of engines) test(`${engine}: --start-at in the future starts within a few ms of it; in the past is a usage error`, async () => {
     const at = Date.now() / 1000 + 1.5;
     const atStr = at.toFixed(3);
-    const r = rawpoll(L.a, ['blast', '-i', L.ifA, '--to', `${L.ipB}:9`, '--count', '100', '--start-at', atStr, '--engine', engines[0], '--json']);
+    const r = rawpoll(L.a, ['blast', '-i', L.ifA, '--to', `${L.ipB}:9`, '--count', '100', '--start-at', atStr, '--engine', engine, '--json']);
     assert.equal(r.code, 0, r.stderr);
     const j = JSON.parse(r.stdout);
     const first = Number(j.firstSendEpoch);
     assert.ok(first >= Number(atStr), `first send ${j.firstSendEpoch} before ${atStr}`);
     // "Within a few ms": 20 ms of slack for a shared 2-core VM that can deschedule the sender (seen: 5.1 ms once).
     assert.ok(first - Number(atStr) < 0.020, `first send ${j.firstSendEpoch} is ${(first - Number(atStr)) * 1000} ms after ${atStr}`);
-    const past = rawpoll(L.a, ['blast', '-i', L.ifA, '--to', `${L.ipB}:9`, '--count', '1', '--start-at', String(Math.floor(Date.now() / 1000) - 10)]);
+    const past = rawpoll(L.a, ['blast', '-i', L.ifA, '--to', `${L.ipB}:9`, '--count', '1', '--start-at', String(Math.floor(Date.now() / 1000) - 10), '--engine', engine]);
     assert.equal(past.code, 2);
     assert.match(past.stderr, /--start-at \d+ is in the past/);
   });

@@ -1,5 +1,5 @@
 /**
- * The pcap engine's batches (src/tx/blast.ts startPcap -> PcapLink.sendBatch): a recording link stands in for the
+ * The pcap engine's batches (src/tx/pcapengine.ts -> Link.sendBatch): a recording link stands in for the
  * PcapLink because what is tested here cannot be caused on a real interface at a chosen frame — a batch that fails
  * after k of its frames (link down, interface gone, any other error) — and because it can stall a call to make the
  * paced loop send short and long batches in turn. Every frame is checked with checksums recomputed here (RFC 1071),
@@ -9,8 +9,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LinkDownError, LinkGoneError, RuntimeError } from '../../src/errors.js';
-import type { PcapLink } from '../../src/link/pcap.js';
-import { buildTemplates, makeFlows, parseSizes, startBlast, type Pacing, type Templates } from '../../src/tx/blast.js';
+import { parseSizes } from '../../src/cli/blast-args.js';
+import { startBlast } from '../../src/tx/blast.js';
+import type { Pacing } from '../../src/tx/schedule.js';
+import { buildTemplates, makeFlows, type Templates } from '../../src/tx/templates.js';
 import { onesSum } from '../helpers/bytes.js';
 
 const MAGIC = 0xbe9be955;
@@ -60,7 +62,7 @@ class RecordingLink {
 async function run(link: RecordingLink, count: number, pacing: Pacing = {}) {
   const t = templates();
   const pristine = Buffer.from(t.frames);
-  const r = await startBlast({ engine: 'pcap', iface: 'rec0', pcapLink: link as unknown as PcapLink, templates: t, count, pacing }).done;
+  const r = await startBlast({ engine: 'pcap', iface: 'rec0', link, templates: t, count, pacing }).done;
   assert.deepEqual(t.frames, pristine, 'the templates are not written to');
   return { r, t };
 }

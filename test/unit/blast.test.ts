@@ -1,9 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { UsageError } from '../../src/errors.js';
-import {
-  buildTemplates, makeFlows, parseDuration, parseRange, parseRate, parseSizes, parseStartAt, sizeLimits, sizeSequence,
-} from '../../src/tx/blast.js';
+import { parseDuration, parseRange, parseRate, parseSizes, parseStartAt } from '../../src/cli/blast-args.js';
+import { buildTemplates, makeFlows, sizeLimits, sizeSequence } from '../../src/tx/templates.js';
 
 // Independent ones'-complement checksum (RFC 1071), not the code under test.
 function csum(bytes: number[]): number {

@@ -1,0 +1,111 @@
+/**
+ * `rawpoll blast`'s flag grammar (pure): rates, durations, ranges, frame sizes, a start time, the link-down policy.
+ * Every error is a UsageError that names the bad value and what would be valid.
+ */
+import { UsageError } from '../errors.js';
+import type { LinkDownPolicy } from '../tx/blast.js';
+import type { SizeSpec } from '../tx/templates.js';
+import { ETH_HEADER_LEN, ETH_MIN_FRAME } from '../wire/ethernet.js';
+import { VLAN_TAG_LEN } from '../wire/vlan.js';
+
+const SI: Record<string, number> = { '': 1, k: 1e3, K: 1e3, m: 1e6, M: 1e6, g: 1e9, G: 1e9 };
+
+/** "250kpps", "1.5Mpps", "10000" (pps) or "800Mbps", "2Gbps", "100kbps" (bits/s of frames). */
+export function parseRate(s: string): { pps?: number; bps?: number } {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(pps|bps|b\/s|bit\/s)?\s*$/.exec(s);
+  const v = m ? Number(m[1]) * SI[m[2]] : NaN;
+  if (!m || !(v > 0) || !Number.isFinite(v)) {
+    throw new UsageError(`bad --rate '${s}': expected frames/s like 10000, 250kpps, 1.5Mpps or bits/s of frames like 800Mbps, 2Gbps`);
+  }
+  return m[3] && m[3] !== 'pps' ? { bps: v } : { pps: v };
+}
+
+const DUR: Record<string, number> = { ns: 1, us: 1e3, 'µs': 1e3, ms: 1e6, s: 1e9, m: 60e9, min: 60e9, h: 3600e9 };
+
+/** A duration in ns: "500ns", "10us", "1ms", "1.5s", "2m"; a bare number means `bareUnit`. */
+export function parseDuration(s: string, what: string, bareUnit: 'ns' | 'us' | 'ms' | 's' = 's'): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|min|m|h)?\s*$/.exec(s);
+  const v = m ? Number(m[1]) * DUR[m[2] ?? bareUnit] : NaN;
+  if (!m || !(v > 0) || !Number.isFinite(v)) {
+    throw new UsageError(`bad ${what} '${s}': expected a positive duration like 500ns, 10us, 1ms, 2.5s (a bare number is ${bareUnit})`);
+  }
+  return v;
+}
+
+/** "9" or "10000-10015" → [lo, hi]. */
+export function parseRange(s: string, what: string, lo: number, hi: number, parse: (x: string) => number = Number): [number, number] {
+  const parts = s.split('-');
+  const bad = () => new UsageError(`bad ${what} '${s}': expected N or LO-HI with values ${lo}-${hi}`);
+  if (parts.length > 2) throw bad();
+  let a: number, b: number;
+  try {
+    a = parse(parts[0].trim());
+    b = parts.length === 2 ? parse(parts[1].trim()) : a;
+  } catch {
+    throw bad();
+  }
+  if (!Number.isInteger(a) || !Number.isInteger(b) || a < lo || b > hi || a > b) throw bad();
+  return [a, b];
+}
+
+/** The classic "simple IMIX": 7 × 64, 4 × 576, 1 × 1518 (here 1514: frames are counted without the 4-byte FCS). */
+export const SIMPLE_IMIX = { sizes: [64, 576, 1514], weights: [7, 4, 1] };
+
+/**
+ * Frame sizes --size accepts before the link is known: the Ethernet minimum up to the largest frame any MTU allows
+ * (an IPv4 datagram is at most 65535 bytes, plus 14 bytes of Ethernet header and 4 of 802.1Q). buildTemplates then
+ * applies the link's own MTU.
+ */
+export const SIZE_MIN = ETH_MIN_FRAME;
+export const SIZE_MAX = 65535 + ETH_HEADER_LEN + VLAN_TAG_LEN;
+/** Distinct sizes a LO-HI range may span: each is a template per flow (60-9014, jumbo frames, fits). */
+export const MAX_RANGE_SIZES = 10000;
+
+/** --size N | A,B,C (cycled) | LO-HI (random, uniform); --imix W,W,W weights the comma list (alone: simple IMIX). */
+export function parseSizes(size: string | undefined, imix: string | boolean | undefined): SizeSpec {
+  const num = (x: string) => {
+    const t = x.trim();
+    if (!/^\d+$/.test(t)) throw new UsageError(`bad --size '${size}': expected N, A,B,C or LO-HI (frame bytes without FCS, e.g. 60, 64,576,1514 or 60-1514)`);
+    const n = Number(t);
+    if (n < SIZE_MIN || n > SIZE_MAX) throw new UsageError(`bad --size '${size}': frame size ${t} is out of range: expected ${SIZE_MIN}-${SIZE_MAX} bytes without FCS (the link's MTU narrows it further)`);
+    return n;
+  };
+  if (imix !== undefined && imix !== false) {
+    if (imix === true) {
+      if (size !== undefined && size.includes(',')) throw new UsageError('--imix without weights uses the simple IMIX sizes; give weights (--imix 7,4,1) to weight your --size list');
+      return { kind: 'imix', ...SIMPLE_IMIX };
+    }
+    const weights = imix.split(',').map((w) => {
+      const t = w.trim();
+      if (!/^\d+$/.test(t) || Number(t) > 1000000) throw new UsageError(`bad --imix '${imix}': expected weights like 7,4,1 (integers, one per --size entry)`);
+      return Number(t);
+    });
+    const sizes = size === undefined ? SIMPLE_IMIX.sizes : size.split(',').map(num);
+    if (sizes.length !== weights.length) throw new UsageError(`--imix has ${weights.length} weights but --size has ${sizes.length} sizes: give one weight per size`);
+    if (weights.every((w) => w === 0)) throw new UsageError(`bad --imix '${imix}': at least one weight must be > 0`);
+    return { kind: 'imix', sizes, weights };
+  }
+  if (size === undefined) return { kind: 'fixed', sizes: [60] };
+  if (size.includes(',')) return { kind: 'cycle', sizes: size.split(',').map(num) };
+  if (size.includes('-')) {
+    const parts = size.split('-');
+    if (parts.length !== 2) throw new UsageError(`bad --size '${size}': expected one range LO-HI, like 60-1514`);
+    const [a, b] = parts.map(num);
+    if (a > b) throw new UsageError(`bad --size '${size}': LO must not exceed HI`);
+    if (b - a + 1 > MAX_RANGE_SIZES) throw new UsageError(`bad --size '${size}': ${b - a + 1} sizes in the range, at most ${MAX_RANGE_SIZES} (each is a frame template per flow)`);
+    return { kind: 'range', sizes: [a, b] };
+  }
+  return { kind: 'fixed', sizes: [num(size)] };
+}
+
+/** Splits "1795000000.250" into whole seconds and nanoseconds without going through a float. */
+export function parseStartAt(s: string): { sec: number; nsec: number } {
+  const m = /^\s*(\d{1,12})(?:\.(\d{1,9}))?\s*$/.exec(s);
+  if (!m) throw new UsageError(`bad --start-at '${s}': expected a Unix time in seconds like 1795000000.250 (date +%s.%N)`);
+  return { sec: Number(m[1]), nsec: Number((m[2] ?? '').padEnd(9, '0')) };
+}
+
+export function parseLinkDownPolicy(s: string | undefined): LinkDownPolicy {
+  if (s === undefined || s === 'continue' || s === 'stop') return s ?? 'continue';
+  throw new UsageError(`bad --on-link-down '${s}': expected continue (count frames due while the link is down as not sent, resume when it is back) or stop (end the run, exit 1)`);
+}
