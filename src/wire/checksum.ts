@@ -47,3 +47,33 @@ export function incrementalUpdate(oldCsum: number, oldWord: number, newWord: num
 export function corruptChecksum(c: number): number {
   return c === 0xffff ? 0x0001 : (c + 1) & 0xffff;
 }
+
+/**
+ * Big-endian 16/32-bit field access for the codecs' views: the same network-order words the checksum sums.
+ * No bounds checks here: a view checks its length once (`check`/`checked`) and then reads freely.
+ */
+export function readBe16(b: Uint8Array, o: number): number {
+  return (b[o] << 8) | b[o + 1];
+}
+
+export function writeBe16(b: Uint8Array, o: number, v: number): void {
+  b[o] = v >>> 8;
+  b[o + 1] = v;
+}
+
+export function readBe32(b: Uint8Array, o: number): number {
+  return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
+}
+
+export function writeBe32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v >>> 24;
+  b[o + 1] = v >>> 16;
+  b[o + 2] = v >>> 8;
+  b[o + 3] = v;
+}
+
+/** buf[off, off+len) as a Buffer sharing its memory (no copy), clipped to buf: never bytes beyond the view. */
+export function bytesAt(buf: Uint8Array, off: number, len: number): Buffer {
+  const start = Math.min(Math.max(0, off), buf.length);
+  return Buffer.from(buf.buffer, buf.byteOffset + start, Math.max(0, Math.min(len, buf.length - start)));
+}

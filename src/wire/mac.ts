@@ -1,4 +1,6 @@
 import { UsageError } from '../errors.js';
+import { bytesAt } from './checksum.js';
+import { WireError } from './error.js';
 
 export const MAC_LEN = 6;
 export const MAC_BROADCAST: Buffer = Buffer.alloc(MAC_LEN, 0xff);
@@ -27,4 +29,15 @@ export function formatMac(b: Uint8Array, off = 0): string {
 export function isBroadcastMac(b: Uint8Array, off = 0): boolean {
   for (let i = 0; i < MAC_LEN; i++) if (b[off + i] !== 0xff) return false;
   return true;
+}
+
+/** A 6-byte view of buf at off (no copy). */
+export function macAt(buf: Uint8Array, off: number): Buffer {
+  return bytesAt(buf, off, MAC_LEN);
+}
+
+/** Writes a MAC address into buf at off; anything but 6 bytes is a WireError naming its length. */
+export function writeMac(buf: Uint8Array, off: number, mac: Uint8Array): void {
+  if (mac.length !== MAC_LEN) throw new WireError(`MAC address of ${mac.length} bytes: expected ${MAC_LEN}`);
+  buf.set(mac, off);
 }

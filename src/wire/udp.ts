@@ -1,8 +1,12 @@
-import { addWords, onesSum } from './checksum.js';
-import { need } from './error.js';
+/**
+ * UDP header (RFC 768), the layer netpoll's push_udp writes. A view over bytes (UdpView) and a plain representation
+ * (UdpRepr) with symmetrical parse/emit, after smoltcp's src/wire/udp.rs. No I/O.
+ */
+import { addWords, bytesAt, corruptChecksum, onesSum, readBe16, writeBe16 } from './checksum.js';
+import { inRange, need, WireError } from './error.js';
 import { IPPROTO_UDP } from './ipv4.js';
 
-/** UDP header (RFC 768), all u16 big-endian. */
+/** Field offsets from the start of the UDP header, all u16 big-endian. */
 export const UDP_FIELD = {
   srcPort: 0,
   dstPort: 2,
@@ -22,59 +26,139 @@ export function finishUdpChecksum(c: number): number {
   return c === 0 ? 0xffff : c;
 }
 
-export interface UdpRepr {
-  srcPort: number;
-  dstPort: number;
-  length: number;
-  checksum: number;
-}
-
-export function parseUdp(buf: Uint8Array, off = 0): UdpRepr {
-  need(buf, off, UDP_HEADER_LEN, 'UDP header');
-  return {
-    srcPort: (buf[off] << 8) | buf[off + 1],
-    dstPort: (buf[off + 2] << 8) | buf[off + 3],
-    length: (buf[off + 4] << 8) | buf[off + 5],
-    checksum: (buf[off + 6] << 8) | buf[off + 7],
-  };
-}
-
 /** Folded sum of the IPv4 pseudo-header: src, dst, zero/protocol, UDP length. */
 export function pseudoHeaderSum(src: number, dst: number, udpLength: number): number {
   return addWords(0, src >>> 0, dst >>> 0, IPPROTO_UDP, udpLength);
 }
 
-/**
- * The UDP checksum over pseudo-header + header + payload (checksum field must hold 0 while summing).
- * A computed 0 is sent as 0xffff: 0 on the wire means "no checksum" (RFC 768; netpoll does the same).
- */
-export function udpChecksum(buf: Uint8Array, udpOff: number, udpLength: number, src: number, dst: number): number {
-  const c = ~onesSum(buf, udpOff, udpOff + udpLength, pseudoHeaderSum(src, dst, udpLength)) & 0xffff;
-  return c === 0 ? 0xffff : c;
+/** Folded sum of pseudo-header + datagram buf[off, off+len) with the checksum field counted as 0. */
+function datagramSum(buf: Uint8Array, off: number, len: number, src: number, dst: number): number {
+  const c = off + UDP_FIELD.checksum;
+  return onesSum(buf, c + 2, off + len, onesSum(buf, off, c, pseudoHeaderSum(src, dst, len)));
 }
 
-export function udpChecksumOk(buf: Uint8Array, udpOff: number, udpLength: number, src: number, dst: number): boolean {
-  const stored = (buf[udpOff + 6] << 8) | buf[udpOff + 7];
-  if (stored === 0) return true; // sender chose no checksum
-  return (~onesSum(buf, udpOff, udpOff + udpLength, pseudoHeaderSum(src, dst, udpLength)) & 0xffff) === 0;
+/** What the checksum field ends up holding for `mode` (the payload already in place): the one place the rules meet. */
+function udpChecksumField(buf: Uint8Array, off: number, len: number, src: number, dst: number, mode: UdpChecksumMode): number {
+  if (mode === 'none') return 0;
+  const c = finishUdpChecksum(~datagramSum(buf, off, len, src, dst) & 0xffff);
+  return mode === 'bad' ? corruptChecksum(c) : c;
+}
+
+export type UdpChecksumMode = 'good' | 'bad' | 'none';
+
+// UdpView.check results.
+const OK = 0, TRUNCATED = 1, LENGTH_TOO_SHORT = 2, LENGTH_PAST_END = 3;
+
+export class UdpView {
+  constructor(public buf: Uint8Array, public off = 0) {}
+
+  /**
+   * 0 when buf[off, end) holds the whole datagram its length field describes (8 <= length <= end - off); else a
+   * nonzero code. `end` is where the IP payload ends (not the frame: Ethernet pads). Allocation-free, for hot paths.
+   */
+  static check(buf: Uint8Array, off = 0, end = buf.length): number {
+    if (off < 0 || end - off < UDP_HEADER_LEN) return TRUNCATED;
+    const len = readBe16(buf, off + UDP_FIELD.length);
+    if (len < UDP_HEADER_LEN) return LENGTH_TOO_SHORT;
+    if (end - off < len) return LENGTH_PAST_END;
+    return OK;
+  }
+
+  /** A view after check(); a WireError naming the bad length otherwise. */
+  static checked(buf: Uint8Array, off = 0, end = buf.length): UdpView {
+    const c = UdpView.check(buf, off, end);
+    if (c !== OK) {
+      const at = `UDP header at offset ${off}`;
+      const room = Math.max(0, end - off);
+      throw new WireError(c === TRUNCATED ? `${at}: need ${UDP_HEADER_LEN} bytes, have ${room}`
+        : c === LENGTH_TOO_SHORT ? `${at}: length ${readBe16(buf, off + UDP_FIELD.length)} is less than the ${UDP_HEADER_LEN}-byte header`
+        : `${at}: length ${readBe16(buf, off + UDP_FIELD.length)} runs past the ${room} bytes there`);
+    }
+    return new UdpView(buf, off);
+  }
+
+  reset(buf: Uint8Array, off = 0): this {
+    this.buf = buf;
+    this.off = off;
+    return this;
+  }
+
+  get srcPort(): number { return readBe16(this.buf, this.off + UDP_FIELD.srcPort); }
+  set srcPort(v: number) { writeBe16(this.buf, this.off + UDP_FIELD.srcPort, v); }
+  get dstPort(): number { return readBe16(this.buf, this.off + UDP_FIELD.dstPort); }
+  set dstPort(v: number) { writeBe16(this.buf, this.off + UDP_FIELD.dstPort, v); }
+  get length(): number { return readBe16(this.buf, this.off + UDP_FIELD.length); }
+  set length(v: number) { writeBe16(this.buf, this.off + UDP_FIELD.length, v); }
+  get checksum(): number { return readBe16(this.buf, this.off + UDP_FIELD.checksum); }
+  set checksum(v: number) { writeBe16(this.buf, this.off + UDP_FIELD.checksum, v); }
+  get payloadOffset(): number { return this.off + UDP_HEADER_LEN; }
+  /** The payload as the length field bounds it (no copy). */
+  get payload(): Buffer { return bytesAt(this.buf, this.off + UDP_HEADER_LEN, this.length - UDP_HEADER_LEN); }
+
+  /** Computes and writes the checksum over pseudo-header + header + payload: 'good', 'bad' (corruptChecksum), 'none' (0). */
+  fillChecksum(src: number, dst: number, mode: UdpChecksumMode = 'good'): void {
+    this.checksum = udpChecksumField(this.buf, this.off, this.length, src, dst, mode);
+  }
+
+  /** True when the checksum verifies, or is 0 (the sender chose none, legal over IPv4). */
+  verifyChecksum(src: number, dst: number): boolean {
+    return udpChecksumOk(this.buf, this.off, this.length, src, dst);
+  }
+}
+
+/** What the header says. `length` counts header + payload: the payload is written in place, as netpoll does. */
+export interface UdpRepr {
+  srcPort: number;
+  dstPort: number;
+  length: number;
 }
 
 export interface UdpEmitOptions {
-  /** 'good' (default), 'bad' (off by one, for NIC/peer validation), 'none' (field 0, legal over IPv4). */
-  udpChecksum?: 'good' | 'bad' | 'none';
+  /** 'good' (default), 'bad' (corruptChecksum of the right value, for NIC/peer validation), 'none' (field 0, legal over IPv4). */
+  udpChecksum?: UdpChecksumMode;
 }
 
-/** Writes the header in front of a payload already at off+8, then the checksum over the pseudo-header. */
-export function emitUdp(r: Omit<UdpRepr, 'checksum'>, buf: Buffer, off: number, src: number, dst: number, o: UdpEmitOptions = {}): number {
-  need(buf, off, r.length, 'UDP datagram');
-  buf.writeUInt16BE(r.srcPort, off);
-  buf.writeUInt16BE(r.dstPort, off + 2);
-  buf.writeUInt16BE(r.length, off + 4);
-  buf.writeUInt16BE(0, off + 6);
-  if (o.udpChecksum !== 'none') {
-    let c = udpChecksum(buf, off, r.length, src, dst);
-    if (o.udpChecksum === 'bad') c = c === 0xffff ? 1 : (c + 1) & 0xffff || 1;
-    buf.writeUInt16BE(c, off + 6);
-  }
+export const UdpRepr = {
+  /** Fields of a checked view; the checksum is not part of the repr (UdpView.verifyChecksum checks it). */
+  parse(v: UdpView): UdpRepr {
+    return { srcPort: v.srcPort, dstPort: v.dstPort, length: v.length };
+  },
+  /**
+   * Writes the header in front of a payload already at off+8 (netpoll's push_udp), then the checksum over the
+   * IPv4 pseudo-header (src, dst). Ports or a length outside their range are a WireError naming them.
+   */
+  emit(r: UdpRepr, v: UdpView, src: number, dst: number, o: UdpEmitOptions = {}): void {
+    inRange(r.length, UDP_HEADER_LEN, 0xffff, 'UDP length');
+    need(v.buf, v.off, r.length, 'UDP datagram');
+    v.srcPort = inRange(r.srcPort, 0, 0xffff, 'UDP source port');
+    v.dstPort = inRange(r.dstPort, 0, 0xffff, 'UDP destination port');
+    v.length = r.length;
+    v.fillChecksum(src, dst, o.udpChecksum);
+  },
+  /** Bytes emit covers: header + payload. */
+  bufferLen(r: UdpRepr): number {
+    return r.length;
+  },
+};
+
+/** Header fields at buf[off] (a checked view), plus the checksum field as found. */
+export function parseUdp(buf: Uint8Array, off = 0): UdpRepr & { checksum: number } {
+  const v = UdpView.checked(buf, off);
+  return { ...UdpRepr.parse(v), checksum: v.checksum };
+}
+
+/** The right checksum field value for buf[udpOff, udpOff+udpLength) (finishUdpChecksum applied; the field itself is not summed). */
+export function udpChecksum(buf: Uint8Array, udpOff: number, udpLength: number, src: number, dst: number): number {
+  return udpChecksumField(buf, udpOff, udpLength, src, dst, 'good');
+}
+
+export function udpChecksumOk(buf: Uint8Array, udpOff: number, udpLength: number, src: number, dst: number): boolean {
+  if (readBe16(buf, udpOff + UDP_FIELD.checksum) === 0) return true; // sender chose no checksum
+  return onesSum(buf, udpOff, udpOff + udpLength, pseudoHeaderSum(src, dst, udpLength)) === 0xffff;
+}
+
+/** UdpRepr.emit at buf[off]. Returns the header length. */
+export function emitUdp(r: UdpRepr, buf: Uint8Array, off: number, src: number, dst: number, o: UdpEmitOptions = {}): number {
+  UdpRepr.emit(r, new UdpView(buf, off), src, dst, o);
   return UDP_HEADER_LEN;
 }
