@@ -19,7 +19,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <string.h>
+
+#include <algorithm>
 #include <string>
+#include <vector>
 
 namespace rawpoll_plan {
 
@@ -121,6 +125,77 @@ inline void apply(const Plan& p, const uint32_t* partial, uint8_t* f, const uint
     wr16(f + p.cs[c].off, r);
   }
 }
+
+struct Template {
+  uint32_t off, len, flow;
+  uint32_t partial[MAX_CHECKSUMS];  // partials() of this template
+};
+
+// A run's frames: the templates, the order a run cycles through them, the plan, and the counters the plan's values
+// come from. Shared by the native engine's send loop (rawpoll_native.cc) and the pcap engine's PlanWriter
+// (planwriter.cc), so both make a frame the same way.
+struct Frames {
+  std::vector<uint8_t> data;
+  std::vector<Template> tpl;
+  std::vector<uint32_t> order;
+  Plan plan;
+  uint32_t maxLen = 0;
+  uint32_t nFlows = 1;
+  uint32_t ipId = 0;          // next IP ID, if the plan has an ipId patch
+  std::vector<uint32_t> seq;  // next pktgen seq of each flow, if the plan has a flowSeq patch
+
+  // Copies the templates, order and plan in (JS may reuse its buffers). Returns "" or what is wrong.
+  std::string load(const uint8_t* frames, size_t size, const uint32_t* offs, const uint32_t* lens, const uint32_t* flows,
+                   size_t nt, const uint32_t* ord, size_t no, const int32_t* planFlat, size_t planLen, uint32_t flowsN,
+                   uint32_t ipIdStart, uint32_t seqStart) {
+    std::string bad = parse(planFlat, planLen, &plan);
+    if (!bad.empty()) return bad;
+    if (!nt) return "no templates";
+    if (!no) return "order must not be empty";
+    nFlows = flowsN ? flowsN : 1;
+    data.assign(frames, frames + size);
+    tpl.clear();
+    for (size_t i = 0; i < nt; i++) {
+      Template t{};
+      t.off = offs[i];
+      t.len = lens[i];
+      t.flow = flows[i];
+      if (size_t(t.off) + t.len > size) return "template " + std::to_string(i) + " lies outside frames";
+      if (t.len < plan.extent)
+        return "template " + std::to_string(i) + " has " + std::to_string(t.len) + " bytes, the plan needs " + std::to_string(plan.extent);
+      if (t.flow >= nFlows) return "template " + std::to_string(i) + " has flow >= nFlows";
+      maxLen = std::max(maxLen, t.len);
+      partials(plan, data.data() + t.off, t.partial);
+      tpl.push_back(t);
+    }
+    order.resize(no);
+    for (size_t i = 0; i < no; i++) {
+      if (ord[i] >= nt) return "order[" + std::to_string(i) + "] is not a template index";
+      order[i] = ord[i];
+    }
+    ipId = ipIdStart;
+    seq.assign(nFlows, seqStart);
+    return "";
+  }
+
+  // Template t copied into `slot` and made the frame with these values (multi-thread senders compute their own).
+  void write(const Template& t, uint8_t* slot, uint32_t id, uint32_t sq, uint32_t tvSec, uint32_t tvUsec) const {
+    memcpy(slot, data.data() + t.off, t.len);
+    uint32_t v[N_SOURCES] = {id, sq, tvSec, tvUsec};
+    apply(plan, t.partial, slot, v);
+  }
+
+  // The next frame of template t into `slot`: the counters it uses advance.
+  void next(const Template& t, uint8_t* slot, uint32_t tvSec, uint32_t tvUsec) {
+    write(t, slot, plan.uses[IP_ID] ? ipId++ : 0, plan.uses[FLOW_SEQ] ? seq[t.flow]++ : 0, tvSec, tvUsec);
+  }
+
+  // Takes back the counters of a frame of template t that did not go out: the next frame carries its numbers.
+  void unwrite(const Template& t) {
+    if (plan.uses[IP_ID]) ipId--;
+    if (plan.uses[FLOW_SEQ]) seq[t.flow]--;
+  }
+};
 
 }  // namespace rawpoll_plan
 

@@ -43,6 +43,12 @@
 namespace rawpoll_pcap {
 void RegisterPcap(Napi::Env env, Napi::Object exports);  // pcap.cc: our libpcap binding
 }
+namespace rawpoll_plan {
+// planwriter.cc: reads {frames, offsets, lengths, flows, order, nFlows, plan, ipId, seqStart} (throws what is wrong,
+// prefixed with `who`), and the pcap engine's PlanWriter.
+void LoadFrames(Napi::Env env, Napi::Object p, const char* who, Frames* fr);
+void RegisterPlanWriter(Napi::Env env, Napi::Object exports);
+}
 
 namespace {
 
@@ -268,11 +274,6 @@ Napi::Value SendBatch(const Napi::CallbackInfo& info) {
 
 // ---- the paced send loop ----
 
-struct Tpl {
-  uint32_t off, len, flow;
-  uint32_t partial[rawpoll_plan::MAX_CHECKSUMS];  // rawpoll_plan::partials() of this template
-};
-
 struct Progress {
   uint64_t sent, bytes, waits, elapsedNs;
   unsigned worker;
@@ -292,13 +293,7 @@ struct Job {
   int cpu = -1;        // pin the sending thread to this CPU (multi-thread mode), -1 = leave it
   unsigned worker = 0;
   std::shared_ptr<Shared> sh;
-  std::vector<uint8_t> frames;
-  std::vector<Tpl> tpl;
-  std::vector<uint32_t> order;
-  uint32_t maxLen = 0;
-  rawpoll_plan::Plan plan;
-  uint32_t ipId = 1;          // next IP ID (multi-thread: the first), if the plan has an ipId patch
-  std::vector<uint32_t> seq;  // next seq per flow (multi-thread: the first seq), if the plan has a flowSeq patch
+  rawpoll_plan::Frames fr;  // templates, order, plan; its counters (multi-thread: the first IP ID and seqs)
   // Multi-thread: a frame's seq follows from its run-wide index g alone — seq0 + (g / L) * perCycle[flow] +
   // rank[g % L], rank = how many earlier frames of that flow the order cycle holds — so threads share no counter
   // (atomics on one cache line would bounce between the CPUs on every frame).
@@ -396,9 +391,9 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
     r.Set("sendCalls", double(j.batches));  // sendmmsg batches
     r.Set("worker", j.worker);
     r.Set("multi", j.multi);
-    r.Set("nextIpId", j.ipId & 0xffff);  // multi-thread: the first ID; JS adds the run's frame count
-    Napi::Array seq = Napi::Array::New(env, j.seq.size());
-    for (size_t i = 0; i < j.seq.size(); i++) seq.Set(uint32_t(i), j.seq[i]);
+    r.Set("nextIpId", j.fr.ipId & 0xffff);  // multi-thread: the first ID; JS adds the run's frame count
+    Napi::Array seq = Napi::Array::New(env, j.fr.seq.size());
+    for (size_t i = 0; i < j.fr.seq.size(); i++) seq.Set(uint32_t(i), j.fr.seq[i]);
     r.Set("nextSeq", seq);
     Callback().Call({env.Null(), r});
   }
@@ -415,17 +410,17 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
   void Run(const ExecutionProgress& ep) {
     Job& j = *job_;
     const unsigned slots = std::min<unsigned>(MAX_SLOTS, std::max<unsigned>(j.batch, j.burst));
-    std::vector<uint8_t> ring(size_t(slots) * j.maxLen);
+    std::vector<uint8_t> ring(size_t(slots) * j.fr.maxLen);
     std::vector<iovec> iov(slots);
     std::vector<mmsghdr> msgs(slots);
     memset(msgs.data(), 0, slots * sizeof(mmsghdr));
     for (unsigned s = 0; s < slots; s++) {
-      iov[s].iov_base = ring.data() + size_t(s) * j.maxLen;
+      iov[s].iov_base = ring.data() + size_t(s) * j.fr.maxLen;
       msgs[s].msg_hdr.msg_iov = &iov[s];
       msgs[s].msg_hdr.msg_iovlen = 1;
     }
     const bool paced = j.gapNs > 0 || j.nsPerByte > 0;
-    const size_t L = j.order.size();
+    const size_t L = j.fr.order.size();
     size_t pos = 0;  // index into order of the next frame
     uint64_t gBase = 0;  // multi-thread: run-wide index of the group's first frame
 
@@ -465,12 +460,12 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
         // One burst: `burst` frames back to back; with a rate the schedule advances by their periods, so the
         // average rate holds and the gap between bursts is what is left.
         n = unsigned(std::min<uint64_t>(j.burst, left));
-        for (unsigned k = 0; k < n; k++) next += j.gapNs + double(j.tpl[j.order[(pos + k) % L]].len) * j.nsPerByte;
+        for (unsigned k = 0; k < n; k++) next += j.gapNs + double(j.fr.tpl[j.fr.order[(pos + k) % L]].len) * j.nsPerByte;
       } else if (paced) {
         // Every frame whose deadline has passed (normally one; more only when we fell behind), at most one batch.
         double d = next;
         while (n < j.batch && n < left && d <= double(now)) {
-          d += j.gapNs + double(j.tpl[j.order[(pos + n) % L]].len) * j.nsPerByte;
+          d += j.gapNs + double(j.fr.tpl[j.fr.order[(pos + n) % L]].len) * j.nsPerByte;
           n++;
           if (j.durationNs > 0 && d - double(t0) >= j.durationNs - 1) break;
         }
@@ -508,7 +503,7 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
         unsigned m = std::min(n - done, slots);
         uint64_t real = clock_ns(CLOCK_REALTIME);
         uint32_t tvSec = uint32_t(real / NS), tvUsec = uint32_t((real % NS) / 1000);
-        for (unsigned s = 0; s < m; s++) Prepare(j, j.tpl[j.order[(pos + s) % L]], gBase + done + s, ring.data() + size_t(s) * j.maxLen, &iov[s], tvSec, tvUsec);
+        for (unsigned s = 0; s < m; s++) Prepare(j, j.fr.tpl[j.fr.order[(pos + s) % L]], gBase + done + s, ring.data() + size_t(s) * j.fr.maxLen, &iov[s], tvSec, tvUsec);
         if (done == 0) j.groups++;
         uint64_t tSend = mono_ns();
         if (!j.firstNs) {
@@ -592,28 +587,16 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
 
   // Copies one template into a slot and applies the plan: the run's counters and the group's wall-clock time.
   // g: the frame's index in the whole run (used by several threads, which share no counters: see Blast()).
-  static void Prepare(Job& j, const Tpl& t, uint64_t g, uint8_t* slot, iovec* iov, uint32_t tvSec, uint32_t tvUsec) {
-    using namespace rawpoll_plan;
-    memcpy(slot, j.frames.data() + t.off, t.len);
+  static void Prepare(Job& j, const rawpoll_plan::Template& t, uint64_t g, uint8_t* slot, iovec* iov, uint32_t tvSec, uint32_t tvUsec) {
     iov->iov_len = t.len;
-    uint32_t v[N_SOURCES];
-    if (j.plan.uses[IP_ID]) v[IP_ID] = j.multi ? uint32_t(j.ipId + g) : j.ipId++;
-    if (j.plan.uses[FLOW_SEQ]) {
-      v[FLOW_SEQ] = j.multi ? uint32_t(j.seq[t.flow] + (g / j.order.size()) * j.perCycle[t.flow] + j.rank[g % j.order.size()])
-                            : j.seq[t.flow]++;
-    }
-    v[TV_SEC] = tvSec;
-    v[TV_USEC] = tvUsec;
-    apply(j.plan, t.partial, slot, v);
+    if (!j.multi) return j.fr.next(t, slot, tvSec, tvUsec);
+    const size_t L = j.fr.order.size();
+    j.fr.write(t, slot, uint32_t(j.fr.ipId + g), uint32_t(j.fr.seq[t.flow] + (g / L) * j.perCycle[t.flow] + j.rank[g % L]), tvSec, tvUsec);
   }
 
   static void Rewind(Job& j, size_t from, unsigned k) {
-    const size_t L = j.order.size();
-    for (unsigned s = 0; s < k; s++) {
-      const Tpl& t = j.tpl[j.order[(from + s) % L]];
-      if (j.plan.uses[rawpoll_plan::IP_ID]) j.ipId--;
-      if (j.plan.uses[rawpoll_plan::FLOW_SEQ]) j.seq[t.flow]--;
-    }
+    const size_t L = j.fr.order.size();
+    for (unsigned s = k; s-- > 0;) j.fr.unwrite(j.fr.tpl[j.fr.order[(from + s) % L]]);
   }
 };
 
@@ -638,33 +621,7 @@ Napi::Value Blast(const Napi::CallbackInfo& info) {
   j.sh = std::make_shared<Shared>();
   j.fd = num<int>(p, "fd", -1);
   if (j.fd < 0) throw Napi::TypeError::New(env, "blast: params.fd must be an open socket");
-  if (!p.Get("frames").IsBuffer()) throw Napi::TypeError::New(env, "blast: params.frames must be a Buffer");
-  auto frames = p.Get("frames").As<Napi::Buffer<uint8_t>>();
-  j.frames.assign(frames.Data(), frames.Data() + frames.Length());  // own copy: JS may reuse its buffer
-  auto u32 = [&](const char* k) {
-    Napi::Value v = p.Get(k);
-    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
-      throw Napi::TypeError::New(env, std::string("blast: params.") + k + " must be a Uint32Array");
-    return v.As<Napi::Uint32Array>();
-  };
-  auto offs = u32("offsets"), lens = u32("lengths"), flows = u32("flows"), order = u32("order");
-  size_t nt = offs.ElementLength();
-  if (!nt || lens.ElementLength() != nt || flows.ElementLength() != nt)
-    throw Napi::RangeError::New(env, "blast: offsets, lengths and flows must be non-empty and of one length");
-  if (!order.ElementLength()) throw Napi::RangeError::New(env, "blast: order must not be empty");
-  uint32_t nFlows = num<uint32_t>(p, "nFlows", 1);
-  if (!nFlows) nFlows = 1;
-  {
-    Napi::Value v = p.Get("plan");
-    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-      throw Napi::TypeError::New(env, "blast: params.plan must be an Int32Array (src/tx/plan.ts encodePlan)");
-    auto a = v.As<Napi::Int32Array>();
-    std::string bad = rawpoll_plan::parse(a.Data(), a.ElementLength(), &j.plan);
-    if (!bad.empty()) throw Napi::RangeError::New(env, "blast: " + bad);
-  }
-  double ipId = num<double>(p, "ipId", 1);
-  j.ipId = ipId >= 0 ? uint32_t(ipId) : 0;
-  j.seq.assign(nFlows, num<uint32_t>(p, "seqStart", 1));
+  rawpoll_plan::LoadFrames(env, p, "blast", &j.fr);
   j.count = num<uint64_t>(p, "count", 0);
   j.durationNs = num<double>(p, "durationNs", 0);
   j.gapNs = num<double>(p, "gapNs", 0);
@@ -684,36 +641,17 @@ Napi::Value Blast(const Napi::CallbackInfo& info) {
     j.ifindex = sll.sll_ifindex;
   }
 
-  for (size_t i = 0; i < nt; i++) {
-    Tpl t{};
-    t.off = offs[i];
-    t.len = lens[i];
-    t.flow = flows[i];
-    if (size_t(t.off) + t.len > j.frames.size()) throw Napi::RangeError::New(env, "blast: template " + std::to_string(i) + " lies outside frames");
-    if (t.len < j.plan.extent)
-      throw Napi::RangeError::New(env, "blast: template " + std::to_string(i) + " has " + std::to_string(t.len) + " bytes, the plan needs " + std::to_string(j.plan.extent));
-    if (t.flow >= nFlows) throw Napi::RangeError::New(env, "blast: template " + std::to_string(i) + " has flow >= nFlows");
-    j.maxLen = std::max(j.maxLen, t.len);
-    rawpoll_plan::partials(j.plan, j.frames.data() + t.off, t.partial);
-    j.tpl.push_back(t);
-  }
-  j.order.resize(order.ElementLength());
-  for (size_t i = 0; i < j.order.size(); i++) {
-    if (order[i] >= nt) throw Napi::RangeError::New(env, "blast: order[" + std::to_string(i) + "] is not a template index");
-    j.order[i] = order[i];
-  }
-
   unsigned threads = std::max<unsigned>(1, num<unsigned>(p, "threads", 1));
   if (threads > 1) {
     if (j.gapNs > 0 || j.nsPerByte > 0 || j.burst > 1 || j.burstGapNs > 0 || j.startAtRealNs)
       throw Napi::RangeError::New(env, "blast: threads > 1 is for unpaced runs only (no rate, gap, burst or start time)");
     if (threads > 64) throw Napi::RangeError::New(env, "blast: at most 64 threads");
     j.multi = true;
-    j.perCycle.assign(nFlows, 0);
-    j.rank.resize(j.order.size());
-    for (size_t i = 0; i < j.order.size(); i++) {
-      const Tpl& t = j.tpl[j.order[i]];
-      j.rank[i] = j.plan.uses[rawpoll_plan::FLOW_SEQ] ? j.perCycle[t.flow]++ : 0;
+    j.perCycle.assign(j.fr.nFlows, 0);
+    j.rank.resize(j.fr.order.size());
+    for (size_t i = 0; i < j.fr.order.size(); i++) {
+      const rawpoll_plan::Template& t = j.fr.tpl[j.fr.order[i]];
+      j.rank[i] = j.fr.plan.uses[rawpoll_plan::FLOW_SEQ] ? j.perCycle[t.flow]++ : 0;
     }
   }
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -738,6 +676,7 @@ Napi::Value Blast(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   rawpoll_pcap::RegisterPcap(env, exports);
+  rawpoll_plan::RegisterPlanWriter(env, exports);
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("sendBatch", Napi::Function::New(env, SendBatch, "sendBatch"));

@@ -46,7 +46,7 @@ export function register(program: Command): void {
       'The schedule is absolute: frame i is due at start + i slots, so the average rate holds and frames go out\n' +
       'back to back only when asked (--burst) or when the sender fell behind — never "N frames, then sleep".\n' +
       'Engines: native (AF_PACKET + sendmmsg batches, pacing loop in C; the default when built with\n' +
-      '`npm run build:native`) and pcap (pcap_sendpacket per frame from JS; portable, slower).\n' +
+      '`npm run build:native`) and pcap (libpcap: pcap_inject per frame, a group per call from JS; portable).\n' +
       'A link that goes down mid-run does not stop the schedule: frames due while it is down are counted as not sent\n' +
       '(and toward --count), sending resumes on schedule when it is back, and one event line marks each outage\'s start\n' +
       'and end. A deleted interface ends the run: summary, then "interface IF disappeared", exit 1.')
@@ -68,7 +68,7 @@ export function register(program: Command): void {
     .option('--no-seq', 'no pktgen test header: the payload is zeros')
     .option('--start-at <EPOCH>', 'start at this Unix time (date +%s.%N; e.g. 1795000000.250): sleeps, then busy-waits the last stretch, so senders on several hosts with synced clocks start together')
     .option('--engine <ENGINE>', 'native (AF_PACKET, sendmmsg batches, C pacing) or pcap (libpcap, portable); default native when built')
-    .option('--batch <N>', 'native engine: most frames per sendmmsg call (default 256 unpaced; 64 paced, which also bounds how many go back to back when catching up)')
+    .option('--batch <N>', 'most frames per sendmmsg call (native) or sendBatch call (pcap): default 256 unpaced; 64 paced, which also bounds how many go back to back when catching up')
     .option('--threads <N>', 'native engine, unpaced runs: N sender threads, one per CPU (trafgen forks one process per CPU). ' +
       'IP IDs and seqs are still each sent once, but threads interleave, so a sink sees reordering', '1')
     .option('--qdisc-bypass', 'native engine: PACKET_QDISC_BYPASS — straight to the driver; local tcpdump will not see the frames')

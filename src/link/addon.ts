@@ -80,6 +80,34 @@ export interface LinkStateRaw {
   carrier: boolean;
 }
 
+/** What planWriter() copies in: a blast's templates, their order and its patch plan (src/tx/plan.ts encodePlan). */
+export interface PlanWriterParams {
+  frames: Buffer;
+  offsets: Uint32Array;
+  lengths: Uint32Array;
+  flows: Uint32Array;
+  order: Uint32Array;
+  nFlows: number;
+  plan: Int32Array;
+  /** First value of the IP ID counter (used if the plan patches the IP ID). */
+  ipId: number;
+  seqStart?: number;
+}
+
+/** The patch plan walked in C (native/src/planwriter.cc) for the pcap engine: a group of frames per call. */
+export interface NativePlanWriter {
+  /**
+   * Writes the frames of order positions pos .. pos+m-1 back to back from buf[0] (frame i at offsets[i], lengths[i]
+   * bytes), stamped tvSec/tvUsec; the IP ID and seq counters advance. Returns the bytes written. RangeError, and
+   * nothing written, when buf is too short.
+   */
+  fill(buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, pos: number, m: number, tvSec: number, tvUsec: number): number;
+  /** The frames of order positions pos .. pos+k-1 did not go out: their IP IDs and seqs go to the next frames. */
+  rewind(pos: number, k: number): void;
+  /** The next IP ID (mod 2^16) and the next seq of each flow. */
+  counters(): { ipId: number; seq: number[] };
+}
+
 export interface Addon {
   open(ifname: string, opts?: { qdiscBypass?: boolean; sndbuf?: number }): { fd: number; ifindex: number; qdiscBypass: boolean };
   close(fd: number): void;
@@ -89,6 +117,8 @@ export interface Addon {
   pcapTstampTypes(ifname: string): string[];
   linkState(ifname: string): LinkStateRaw;
   pcapLibVersion(): string;
+  /** Absent from an addon built before it: the pcap engine then walks the plan in JS. */
+  planWriter?(p: PlanWriterParams): NativePlanWriter;
 }
 
 /** Where the addon is looked for: $RAWPOLL_NATIVE, then native/build/Release under the package root. */

@@ -3,8 +3,8 @@
  * (templates.ts: one per flow and size); per frame only the fields of the patch plan change (plan.ts: IP ID, pktgen seq
  * and timestamps, and the checksums they feed, by RFC 1624). Two engines run the same schedule (schedule.ts):
  *   native  the loop in C (native/), sendmmsg batches on an AF_PACKET socket, no JS per packet;
- *   pcap    the loop in JS (pcapengine.ts), a group at a time through Link.sendBatch (a PcapLink's pcap_inject per
- *           frame runs in C): portable, slower.
+ *   pcap    the schedule in JS (pcapengine.ts), a group at a time: the plan walked in C into one buffer, then
+ *           Link.sendBatch (a PcapLink's pcap_inject per frame, in C): portable, answers ARP on the same handle.
  * Both report an EngineResult; summarise() turns it into the run's BlastResult.
  */
 import { constants } from 'node:os';
@@ -43,7 +43,7 @@ export interface BlastRunOptions {
   durationNs?: number;
   pacing: Pacing;
   startAt?: { sec: number; nsec: number };
-  /** Native engine: most frames per sendmmsg call. */
+  /** Most frames per sendmmsg call (native) or sendBatch call (pcap), when unpaced or catching up; default 64. */
   batch?: number;
   /** Native engine, unpaced runs: sender threads (one per CPU). */
   threads?: number;
@@ -51,6 +51,8 @@ export interface BlastRunOptions {
   progressMs?: number;
   onProgress?: (p: { sent: number; bytes: number; waits: number; elapsedNs: number }) => void;
   onLinkDown?: LinkDownPolicy;
+  /** pcap engine: who walks the patch plan, C (default, when the addon has it) or JS (plan.ts PlanWriter). */
+  planWalker?: 'native' | 'js';
 }
 
 /** What an engine reports of a run, both engines alike. */
@@ -143,6 +145,7 @@ export function startBlast(o: BlastRunOptions): BlastRun {
       ...startPcapEngine({
         link: o.link, iface: o.iface, templates: o.templates, count: o.count, durationNs: o.durationNs ?? 0, pacing: o.pacing,
         startAt: o.startAt, progressMs: o.progressMs, onProgress: o.onProgress, onLinkDown: o.onLinkDown ?? 'continue',
+        maxGroup: o.batch, planWalker: o.planWalker,
       }),
       qdiscBypass: false,
     };

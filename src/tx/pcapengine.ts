@@ -1,14 +1,14 @@
 /**
- * The pcap engine: the schedule (schedule.ts) says when and how many, the patch plan (plan.ts) writes each frame
- * from its template, and the link sends a group at a time (Link.sendBatch: for a PcapLink one pcap_inject per frame,
- * in C). Portable where the native engine's AF_PACKET loop is not, and it answers ARP on the same handle meanwhile.
+ * The pcap engine: the schedule (schedule.ts) says when and how many, the patch plan (plan.ts) makes each frame from
+ * its template — walked in C, a group per call (native/src/planwriter.cc) — and the link sends a group at a time
+ * (Link.sendBatch: for a PcapLink one pcap_inject per frame, in C). Nothing in JS runs per frame. Portable where the native engine's AF_PACKET loop is not, and it answers ARP on the same handle meanwhile.
  * It runs on the JS thread in slices, giving the event loop a turn between them (progress, signals, link events).
  */
 import { performance } from 'node:perf_hooks';
 import { LinkDownError, LinkGoneError } from '../errors.js';
 import { sentBeforeError, type Link } from '../link/link.js';
 import type { EngineResult, LinkDownPolicy } from './blast.js';
-import { planFor, PlanWriter } from './plan.js';
+import { groupWriter, planFor, type GroupWriter } from './plan.js';
 import { Schedule, type Pacing } from './schedule.js';
 import type { Templates } from './templates.js';
 
@@ -19,7 +19,7 @@ const SPIN_NS = 200_000;
 const SLICE_NS = 20_000_000;
 /** A group due further off than this is waited for on a timer, with the event loop free meanwhile. */
 const TIMER_WAIT_NS = 4_000_000;
-/** Most frames a group holds when unpaced, or when a paced sender catches up (as the native engine's paced batch). */
+/** Default for the most frames a group holds when unpaced, or when a paced sender catches up (--batch). */
 const GROUP_MAX = 64;
 /** Most frames one sendBatch carries: a bigger --burst goes out in several, back to back (it may be 2^20 frames). */
 const BATCH_MAX = 1024;
@@ -40,6 +40,10 @@ export interface PcapEngineOptions {
   progressMs?: number;
   onProgress?: (p: { sent: number; bytes: number; waits: number; elapsedNs: number }) => void;
   onLinkDown: LinkDownPolicy;
+  /** Most frames a group holds when unpaced, or when a paced sender catches up (--batch; default 64). */
+  maxGroup?: number;
+  /** Who walks the patch plan: the C writer (default, when the addon has it) or PlanWriter in JS. */
+  planWalker?: 'native' | 'js';
 }
 
 function monoNs(): number {
@@ -117,7 +121,7 @@ class LinkHealth {
 }
 
 /**
- * A group's frames copied into one buffer, patched there by the plan and handed to link.sendBatch at once (one call
+ * A group's frames written into one buffer by the plan's walker and handed to link.sendBatch at once (one call
  * into the addon per group instead of one per frame). Sized once for the largest group of the largest frames.
  */
 class GroupBuffer {
@@ -125,39 +129,19 @@ class GroupBuffer {
   readonly off: Uint32Array;
   readonly len: Uint32Array;
   readonly capacity: number;
-  /** Template of each slot: to take back the counters of frames that did not go out, and to skip the copy. */
-  private readonly ti: Uint32Array;
-  /**
-   * Frames in the last fill. Its slot j holds template ti[j] at off[j] with only the plan's fields changed, and no
-   * other slot of that fill overlaps it: when the next fill puts the same template there, the copy is skipped (every
-   * field that differs is patched again). A slot beyond it may have been overwritten since.
-   */
-  private prevM = 0;
 
-  constructor(private readonly t: Templates, private readonly writer: PlanWriter, frames: number) {
+  constructor(t: Templates, private readonly writer: GroupWriter, frames: number) {
     let maxLen = 0;
     for (let i = 0; i < t.lengths.length; i++) if (t.lengths[i] > maxLen) maxLen = t.lengths[i];
     this.capacity = frames;
     this.buf = Buffer.alloc(frames * maxLen);
     this.off = new Uint32Array(frames);
     this.len = new Uint32Array(frames);
-    this.ti = new Uint32Array(frames);
   }
 
   /** Writes the frames at order positions pos .. pos + m - 1 (m ≤ capacity) into slots 0 .. m - 1. */
-  fill(pos: number, m: number): void {
-    const { order, lengths } = this.t;
-    const L = order.length;
-    let o = 0;
-    for (let j = 0, p = pos; j < m; j++, p = p + 1 === L ? 0 : p + 1) {
-      const ti = order[p];
-      this.writer.write(this.buf, o, ti, j >= this.prevM || this.ti[j] !== ti || this.off[j] !== o);
-      this.ti[j] = ti;
-      this.off[j] = o;
-      this.len[j] = lengths[ti];
-      o += lengths[ti];
-    }
-    this.prevM = m;
+  fill(pos: number, m: number, tvSec: number, tvUsec: number): void {
+    this.writer.fill(this.buf, this.off, this.len, pos, m, tvSec, tvUsec);
   }
 
   bytes(from: number, to: number): number {
@@ -165,20 +149,16 @@ class GroupBuffer {
     for (let j = from; j < to; j++) b += this.len[j];
     return b;
   }
-
-  /** Slots from .. to - 1 did not go out: their IP IDs and seqs go to the next frames. */
-  unsend(from: number, to: number): void {
-    for (let j = to - 1; j >= from; j--) this.writer.unwrite(this.ti[j]);
-  }
 }
 
 export function startPcapEngine(o: PcapEngineOptions): { done: Promise<EngineResult>; stop(): void } {
   const link = o.link;
   const t = o.templates;
   const L = t.order.length;
-  const writer = new PlanWriter(t, planFor(t));
+  const writer = groupWriter(t, planFor(t), o.planWalker);
   const burst = Math.max(1, o.pacing.burst ?? 1);
-  const group = new GroupBuffer(t, writer, Math.min(Math.max(GROUP_MAX, burst), BATCH_MAX));
+  const maxGroup = Math.min(o.maxGroup ?? GROUP_MAX, BATCH_MAX);
+  const group = new GroupBuffer(t, writer, Math.min(Math.max(maxGroup, burst), BATCH_MAX));
   const health = new LinkHealth(o.iface, o.onLinkDown, () => link.watch?.check() ?? 'up');
   const st = { sent: 0, bytes: 0, waits: 0, notSent: 0, notSentLinkDown: 0, firstNs: 0, lastNs: 0, firstRealMs: 0, lateMax: 0, lateSum: 0, groups: 0, batches: 0, startedLateNs: 0 };
   let stopped = false;
@@ -190,8 +170,8 @@ export function startPcapEngine(o: PcapEngineOptions): { done: Promise<EngineRes
   /** Sends the `n` frames from order position `pos`, due at `due`; a failure sets err or marks the link down. */
   const sendGroup = (pos: number, n: number, due: number, waits: boolean): void => {
     const realMs = performance.timeOrigin + performance.now();
-    const sec = Math.floor(realMs / 1000);
-    writer.setTime(sec >>> 0, Math.floor((realMs - sec * 1000) * 1000) >>> 0);
+    const tvSec = Math.floor(realMs / 1000);
+    const tvUsec = Math.floor((realMs - tvSec * 1000) * 1000);
     const tSend = monoNs();
     if (!st.firstNs) {
       st.firstNs = tSend;
@@ -207,7 +187,7 @@ export function startPcapEngine(o: PcapEngineOptions): { done: Promise<EngineRes
     // k: frames of the group whose slot has passed; one sendBatch per `capacity` frames.
     for (let k = 0; k < n;) {
       const m = Math.min(n - k, group.capacity);
-      group.fill(pos, m);
+      group.fill(pos, m, tvSec >>> 0, tvUsec >>> 0);
       let got = m;
       let failure: unknown = null;
       try {
@@ -222,7 +202,7 @@ export function startPcapEngine(o: PcapEngineOptions): { done: Promise<EngineRes
       pos = (pos + got) % L;
       k += got;
       if (failure) {
-        group.unsend(got, m);
+        writer.rewind(pos, m - got); // their IP IDs and seqs go to the next frames
         if (failure instanceof LinkDownError) {
           // The rest of the group's slots pass while it is down; the schedule goes on.
           err = health.markDown(monoNs());
@@ -247,7 +227,7 @@ export function startPcapEngine(o: PcapEngineOptions): { done: Promise<EngineRes
     // --start-at is on the wall clock; the schedule runs on the monotonic one from the moment it names.
     const startNs = o.startAt ? BigInt(o.startAt.sec) * 1_000_000_000n + BigInt(o.startAt.nsec) : null;
     t0 = startNs === null ? monoNs() : monoNs() + Number(startNs - realtimeNs());
-    const sched = new Schedule({ pacing: o.pacing, count: o.count, durationNs: o.durationNs, maxGroup: GROUP_MAX, frameLen: (k) => t.lengths[t.order[k % L]] }, t0);
+    const sched = new Schedule({ pacing: o.pacing, count: o.count, durationNs: o.durationNs, maxGroup, frameLen: (k) => t.lengths[t.order[k % L]] }, t0);
     let lastReport = t0;
     const reportNs = (o.progressMs ?? 200) * 1e6;
     while (!stopped && !err) {
@@ -308,7 +288,7 @@ export function startPcapEngine(o: PcapEngineOptions): { done: Promise<EngineRes
       linkOutages: health.outages, linkDownNs: health.downNs, linkGone: health.gone, error: err, stoppedOnLinkDown: health.stoppedDown,
       firstNs: st.firstNs, lastNs: st.lastNs, firstRealSec: realSec, firstRealNsec: Math.round((st.firstRealMs - realSec * 1000) * 1e6),
       startedLateNs: st.startedLateNs, lateMaxNs: st.lateMax, lateMeanNs: st.groups ? st.lateSum / st.groups : 0,
-      groups: st.groups, batches: st.batches, nextIpId: writer.ipId & 0xffff, nextSeq: [...writer.seqs],
+      groups: st.groups, batches: st.batches, nextIpId: writer.counters().ipId, nextSeq: writer.counters().seq,
     };
   })();
   return {

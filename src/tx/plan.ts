@@ -14,6 +14,7 @@ import { corruptChecksum } from '../wire/checksum.js';
 import { IPV4_FIELD } from '../wire/ipv4.js';
 import { finishUdpChecksum, UDP_FIELD } from '../wire/udp.js';
 import { PKTGEN_FIELD } from '../proto/pktgen.js';
+import { tryLoadAddon, type NativePlanWriter } from '../link/addon.js';
 import type { Templates } from './templates.js';
 
 /**
@@ -164,9 +165,9 @@ export function templatePartials(t: Templates, p: PatchPlan): Uint32Array {
 }
 
 /**
- * Walks a plan in JS (the pcap engine): writes template copies patched for the next frames, and keeps the counters —
- * the IP ID, each flow's seq — the way the native loop does (native/src/plan.h). Plain byte stores and 32-bit folds:
- * this runs once per frame, so no Buffer.write* calls, divisions or allocations.
+ * Walks a plan in JS: the plan's semantics stated in TS, next to its C twin (native/src/plan.h, which the engines run:
+ * see groupWriter). Tests hold the two to the same bytes; the pcap engine falls back to this one with an addon built
+ * before planwriter.cc. Plain byte stores and 32-bit folds: no Buffer.write* calls, divisions or allocations.
  */
 export class PlanWriter {
   /** Next IP ID (taken mod 2^16 when written). */
@@ -175,6 +176,7 @@ export class PlanWriter {
   readonly seqs: Uint32Array;
   private readonly views: Buffer[];
   private readonly flowOf: Uint32Array;
+  private readonly order: Uint32Array;
   private readonly partials: Uint32Array;
   private readonly nc: number;
   private readonly np: number;
@@ -198,6 +200,7 @@ export class PlanWriter {
     }
     this.views = Array.from({ length: t.offsets.length }, (_, i) => t.frames.subarray(t.offsets[i], t.offsets[i] + t.lengths[i]));
     this.flowOf = t.flowOf;
+    this.order = t.order;
     this.partials = templatePartials(t, plan);
     this.nc = plan.checksums.length;
     this.np = plan.patches.length;
@@ -278,4 +281,43 @@ export class PlanWriter {
     if (this.usesIpId) this.ipId--;
     if (this.usesSeq) this.seqs[this.flowOf[ti]]--;
   }
+
+  /** NativePlanWriter.fill, in JS: frames of order positions pos .. pos+m-1 back to back from buf[0]. */
+  fill(buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, pos: number, m: number, tvSec: number, tvUsec: number): number {
+    this.setTime(tvSec, tvUsec);
+    const { order } = this;
+    const L = order.length;
+    let at = 0;
+    for (let i = 0, p = pos % L; i < m; i++, p = p + 1 === L ? 0 : p + 1) {
+      const ti = order[p];
+      const len = this.views[ti].length;
+      if (at + len > buf.length) throw new RangeError(`fill: frame ${i} ends beyond the buffer's ${buf.length} bytes`);
+      this.write(buf, at, ti, true);
+      offsets[i] = at;
+      lengths[i] = len;
+      at += len;
+    }
+    return at;
+  }
+
+  /** NativePlanWriter.rewind: the frames of order positions pos .. pos+k-1 did not go out. */
+  rewind(pos: number, k: number): void {
+    for (let s = k - 1; s >= 0; s--) this.unwrite(this.order[(pos + s) % this.order.length]);
+  }
+
+  counters(): { ipId: number; seq: number[] } {
+    return { ipId: this.ipId & 0xffff, seq: [...this.seqs] };
+  }
+}
+
+/** What the pcap engine writes its groups with: the C walker when the addon has it, else PlanWriter. */
+export type GroupWriter = Pick<NativePlanWriter, 'fill' | 'rewind' | 'counters'>;
+
+export function groupWriter(t: Templates, plan: PatchPlan, prefer: 'native' | 'js' = 'native'): GroupWriter {
+  const addon = prefer === 'native' ? tryLoadAddon() : null;
+  if (!addon?.planWriter) return new PlanWriter(t, plan);
+  return addon.planWriter({
+    frames: t.frames, offsets: t.offsets, lengths: t.lengths, flows: t.flowOf, order: t.order, nFlows: t.nFlows,
+    plan: encodePlan(plan), ipId: Math.max(0, t.ipIdStart), seqStart: 1,
+  });
 }

@@ -6,9 +6,10 @@
  * against its template byte for byte outside the patched fields, and for contiguous IP IDs and per-flow seqs.
  * test/integration/pcap-batch.test.ts sends through the real injectBatch.
  */
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LinkDownError, LinkGoneError, RuntimeError } from '../../src/errors.js';
+import { tryLoadAddon } from '../../src/link/addon.js';
 import { parseSizes } from '../../src/cli/blast-args.js';
 import { startBlast } from '../../src/tx/blast.js';
 import type { Pacing } from '../../src/tx/schedule.js';
@@ -59,10 +60,10 @@ class RecordingLink {
   }
 }
 
-async function run(link: RecordingLink, count: number, pacing: Pacing = {}) {
+async function run(walker: 'native' | 'js', link: RecordingLink, count: number, pacing: Pacing = {}) {
   const t = templates();
   const pristine = Buffer.from(t.frames);
-  const r = await startBlast({ engine: 'pcap', iface: 'rec0', link, templates: t, count, pacing }).done;
+  const r = await startBlast({ engine: 'pcap', iface: 'rec0', link, templates: t, count, pacing, planWalker: walker }).done;
   assert.deepEqual(t.frames, pristine, 'the templates are not written to');
   return { r, t };
 }
@@ -98,74 +99,79 @@ function checkFrames(frames: Buffer[], t: Templates, pos: (i: number) => number)
 
 const bytesOf = (frames: Buffer[]) => frames.reduce((a, f) => a + f.length, 0);
 
-test('unpaced: groups of 64 in one sendBatch each, every frame byte-exact, waits and bytes counted', async () => {
-  const link = new RecordingLink(() => ({ waits: 3 }));
-  const { r, t } = await run(link, 1000);
-  assert.deepEqual(link.batchSizes, [...new Array(15).fill(64), 40]);
-  assert.equal(r.sent, 1000);
-  assert.equal(r.notSent + r.notSentLinkDown, 0);
-  assert.equal(r.waits, 3 * 16);
-  assert.equal(link.frames.length, 1000);
-  assert.equal(r.bytes, bytesOf(link.frames));
-  const seqs = checkFrames(link.frames, t, (i) => i);
-  assert.deepEqual(r.nextSeq, seqs);
-});
+// The plan walked in C (what the engine uses when the addon has it) and in JS (its fallback): the same frames.
+const walkers = tryLoadAddon()?.planWriter ? (['native', 'js'] as const) : (['js'] as const);
 
-test('the link goes down after 5 frames of a batch: the other 59 count as notSentLinkDown, the next frames carry the next IP ID and seq', async () => {
-  const link = new RecordingLink((call) => (call === 2 ? { sent: 5, error: new LinkDownError('rec0') } : {}));
-  const { r, t } = await run(link, 1000);
-  assert.equal(r.notSentLinkDown, 59);
-  assert.equal(r.sent, 1000 - 59);
-  assert.equal(r.notSent, 0);
-  assert.equal(r.linkOutages, 1);
-  assert.equal(r.linkEnd, null);
-  assert.equal(r.error, null);
-  assert.equal(link.frames.length, r.sent);
-  assert.equal(r.bytes, bytesOf(link.frames));
-  // Their slots passed: the frame after the outage is the one due 59 slots later, with the IP ID and seq next in line.
-  const seqs = checkFrames(link.frames, t, (i) => (i < 2 * 64 + 5 ? i : i + 59));
-  assert.deepEqual(r.nextSeq, seqs);
-});
+for (const walker of walkers) describe(`plan walked in ${walker === 'native' ? 'C' : 'JS'}`, () => {
+  test('unpaced: groups of 64 in one sendBatch each, every frame byte-exact, waits and bytes counted', async () => {
+    const link = new RecordingLink(() => ({ waits: 3 }));
+    const { r, t } = await run(walker, link, 1000);
+    assert.deepEqual(link.batchSizes, [...new Array(15).fill(64), 40]);
+    assert.equal(r.sent, 1000);
+    assert.equal(r.notSent + r.notSentLinkDown, 0);
+    assert.equal(r.waits, 3 * 16);
+    assert.equal(link.frames.length, 1000);
+    assert.equal(r.bytes, bytesOf(link.frames));
+    const seqs = checkFrames(link.frames, t, (i) => i);
+    assert.deepEqual(r.nextSeq, seqs);
+  });
 
-test('any other error after 7 frames of a batch ends the run: the rest of --count is notSent', async () => {
-  const link = new RecordingLink((call) => (call === 1 ? { sent: 7, error: new RuntimeError('send on rec0 failed: boom') } : {}));
-  const { r, t } = await run(link, 1000);
-  assert.equal(r.sent, 64 + 7);
-  assert.equal(r.notSent, 1000 - 71);
-  assert.equal(r.notSentLinkDown, 0);
-  assert.equal(r.error, 'send on rec0 failed: boom');
-  assert.equal(r.linkEnd, null);
-  assert.equal(link.batchSizes.length, 2);
-  assert.equal(r.bytes, bytesOf(link.frames));
-  assert.deepEqual(r.nextSeq, checkFrames(link.frames, t, (i) => i));
-});
+  test('the link goes down after 5 frames of a batch: the other 59 count as notSentLinkDown, the next frames carry the next IP ID and seq', async () => {
+    const link = new RecordingLink((call) => (call === 2 ? { sent: 5, error: new LinkDownError('rec0') } : {}));
+    const { r, t } = await run(walker, link, 1000);
+    assert.equal(r.notSentLinkDown, 59);
+    assert.equal(r.sent, 1000 - 59);
+    assert.equal(r.notSent, 0);
+    assert.equal(r.linkOutages, 1);
+    assert.equal(r.linkEnd, null);
+    assert.equal(r.error, null);
+    assert.equal(link.frames.length, r.sent);
+    assert.equal(r.bytes, bytesOf(link.frames));
+    // Their slots passed: the frame after the outage is the one due 59 slots later, with the IP ID and seq next in line.
+    const seqs = checkFrames(link.frames, t, (i) => (i < 2 * 64 + 5 ? i : i + 59));
+    assert.deepEqual(r.nextSeq, seqs);
+  });
 
-test('the interface vanishes at the start of a batch: the run ends with linkEnd gone, nothing of that batch sent', async () => {
-  const link = new RecordingLink((call) => (call === 3 ? { sent: 0, error: new LinkGoneError('rec0') } : {}));
-  const { r, t } = await run(link, 1000);
-  assert.equal(r.linkEnd, 'gone');
-  assert.equal(r.sent, 3 * 64);
-  assert.equal(r.notSent, 1000 - 3 * 64);
-  assert.deepEqual(r.nextSeq, checkFrames(link.frames, t, (i) => i));
-});
+  test('any other error after 7 frames of a batch ends the run: the rest of --count is notSent', async () => {
+    const link = new RecordingLink((call) => (call === 1 ? { sent: 7, error: new RuntimeError('send on rec0 failed: boom') } : {}));
+    const { r, t } = await run(walker, link, 1000);
+    assert.equal(r.sent, 64 + 7);
+    assert.equal(r.notSent, 1000 - 71);
+    assert.equal(r.notSentLinkDown, 0);
+    assert.equal(r.error, 'send on rec0 failed: boom');
+    assert.equal(r.linkEnd, null);
+    assert.equal(link.batchSizes.length, 2);
+    assert.equal(r.bytes, bytesOf(link.frames));
+    assert.deepEqual(r.nextSeq, checkFrames(link.frames, t, (i) => i));
+  });
 
-test('paced, falling behind now and then: short and long batches of mixed sizes in turn, every frame byte-exact', async () => {
-  // Every 10th call stalls 400 µs: at 100 kpps the next batch carries the ~40 frames that fell due meanwhile, the
-  // ones a little later one or two. A slot that a short batch wrote over (a 1514-byte frame at slot 0 covers slots
-  // 1-23 of 64-byte ones) must be copied afresh even when the next long batch puts the same frame there as before.
-  const link = new RecordingLink((call) => (call % 10 === 9 ? { stallUs: 400 } : {}));
-  const { r, t } = await run(link, 3000, { pps: 100_000 });
-  assert.equal(r.sent, 3000);
-  const sizes = link.batchSizes;
-  assert.ok(sizes.some((n, i) => i > 0 && n >= 16 && sizes[i - 1] <= 2), `short then long batches: ${sizes.join(',')}`);
-  assert.equal(r.bytes, bytesOf(link.frames));
-  assert.deepEqual(r.nextSeq, checkFrames(link.frames, t, (i) => i));
-});
+  test('the interface vanishes at the start of a batch: the run ends with linkEnd gone, nothing of that batch sent', async () => {
+    const link = new RecordingLink((call) => (call === 3 ? { sent: 0, error: new LinkGoneError('rec0') } : {}));
+    const { r, t } = await run(walker, link, 1000);
+    assert.equal(r.linkEnd, 'gone');
+    assert.equal(r.sent, 3 * 64);
+    assert.equal(r.notSent, 1000 - 3 * 64);
+    assert.deepEqual(r.nextSeq, checkFrames(link.frames, t, (i) => i));
+  });
 
-test('--burst bigger than one batch (1024 frames) goes out in several sendBatch calls, back to back', async () => {
-  const link = new RecordingLink();
-  const { r, t } = await run(link, 2500, { burst: 2500 });
-  assert.deepEqual(link.batchSizes, [1024, 1024, 452]);
-  assert.equal(r.sent, 2500);
-  assert.deepEqual(r.nextSeq, checkFrames(link.frames, t, (i) => i));
+  test('paced, falling behind now and then: short and long batches of mixed sizes in turn, every frame byte-exact', async () => {
+    // Every 10th call stalls 400 µs: at 100 kpps the next batch carries the ~40 frames that fell due meanwhile, the
+    // ones a little later one or two. A slot that a short batch wrote over (a 1514-byte frame at slot 0 covers slots
+    // 1-23 of 64-byte ones) must be copied afresh even when the next long batch puts the same frame there as before.
+    const link = new RecordingLink((call) => (call % 10 === 9 ? { stallUs: 400 } : {}));
+    const { r, t } = await run(walker, link, 3000, { pps: 100_000 });
+    assert.equal(r.sent, 3000);
+    const sizes = link.batchSizes;
+    assert.ok(sizes.some((n, i) => i > 0 && n >= 16 && sizes[i - 1] <= 2), `short then long batches: ${sizes.join(',')}`);
+    assert.equal(r.bytes, bytesOf(link.frames));
+    assert.deepEqual(r.nextSeq, checkFrames(link.frames, t, (i) => i));
+  });
+
+  test('--burst bigger than one batch (1024 frames) goes out in several sendBatch calls, back to back', async () => {
+    const link = new RecordingLink();
+    const { r, t } = await run(walker, link, 2500, { burst: 2500 });
+    assert.deepEqual(link.batchSizes, [1024, 1024, 452]);
+    assert.equal(r.sent, 2500);
+    assert.deepEqual(r.nextSeq, checkFrames(link.frames, t, (i) => i));
+  });
 });

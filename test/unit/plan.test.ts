@@ -3,12 +3,14 @@
  * hand-laid layout of PROTOCOLS.md §1 and §5), its flat form for the C loop, and PlanWriter's frames against frames
  * built here from scratch — template copied, fields written with a DataView, both checksums re-summed with the test's
  * own RFC 1071 sum — over the whole 16-bit range of the IP ID and of the seq's low word, so every checksum value
- * (0x0000 and 0xffff included) comes up, with correct and with deliberately bad checksums.
+ * (0x0000 and 0xffff included) comes up, with correct and with deliberately bad checksums. Then the C walker
+ * (native/src/plan.h through planwriter.cc, what both engines run) against PlanWriter, byte for byte.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseSizes } from '../../src/cli/blast-args.js';
-import { decodePlan, encodePlan, planExtent, planFor, PlanWriter } from '../../src/tx/plan.js';
+import { tryLoadAddon } from '../../src/link/addon.js';
+import { decodePlan, encodePlan, groupWriter, planExtent, planFor, PlanWriter } from '../../src/tx/plan.js';
 import { buildTemplates, makeFlows, templateFrame, type TemplateOptions, type Templates } from '../../src/tx/templates.js';
 import { refChecksum } from '../helpers/bytes.js';
 
@@ -124,5 +126,43 @@ for (const mode of [{ ipBad: false, udp: 'good' }, { ipBad: true, udp: 'bad' }, 
       if (dst.readUInt16BE(40) === 0) zeroUdp++;
     }
     assert.equal(zeroUdp, mode.udp === 'none' ? 65536 : 0, 'a UDP checksum field is 0 only with --no-udp-checksum');
+  });
+}
+
+const native = !!tryLoadAddon()?.planWriter;
+
+for (const [name, o] of [
+  ['3 flows × IMIX', {}],
+  ['802.1Q, bad IPv4 and UDP checksums', { vlan: { vid: 7, pcp: 3 }, ipChecksum: 'bad', udpChecksum: 'bad' }],
+  ['--no-udp-checksum, --ip-id 4660', { udpChecksum: 'none', ipId: 4660 }],
+  ['--no-seq', { seq: false }],
+] as [string, Partial<TemplateOptions>][]) {
+  test(`C plan walker = PlanWriter byte for byte over 70000 frames in groups (${name}), rewinds included`, { skip: !native && 'the addon is not built' }, () => {
+    const t = templates(o);
+    const plan = planFor(t);
+    const c = groupWriter(t, plan, 'native');
+    const js = groupWriter(t, plan, 'js');
+    assert.ok(!(c instanceof PlanWriter) && js instanceof PlanWriter);
+    const bufs = [Buffer.alloc(64 * 1518), Buffer.alloc(64 * 1518)];
+    const offs = [new Uint32Array(64), new Uint32Array(64)];
+    const lens = [new Uint32Array(64), new Uint32Array(64)];
+    let pos = 0;
+    for (let g = 0, total = 0; total < 70000; g++) {
+      const m = 1 + ((g * 37) % 64);
+      const tv = [1795000000 + g, (g * 7919) % 1e6];
+      const bytes: number[] = [c, js].map((w, k) => w.fill(bufs[k], offs[k], lens[k], pos, m, tv[0], tv[1]));
+      assert.equal(bytes[0], bytes[1]);
+      if (!bufs[0].subarray(0, bytes[0]).equals(bufs[1].subarray(0, bytes[1]))) assert.fail(`group ${g} differs`);
+      assert.deepEqual([...offs[0].subarray(0, m)], [...offs[1].subarray(0, m)]);
+      // Now and then the last frames "did not go out": both hand their numbers to the next ones.
+      const back = g % 5 === 4 ? Math.min(m, 3) : 0;
+      c.rewind(pos + m - back, back);
+      js.rewind(pos + m - back, back);
+      pos += m - back;
+      total += m - back;
+    }
+    assert.deepEqual(c.counters(), js.counters());
+    assert.throws(() => c.fill(Buffer.alloc(10), offs[0], lens[0], 0, 1, 0, 0), /fill: 1 frames need \d+ bytes, buf has 10/);
+    assert.deepEqual(c.counters(), js.counters(), 'a refused fill writes and counts nothing');
   });
 }
