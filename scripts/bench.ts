@@ -214,7 +214,9 @@ async function benchAll(c: ReturnType<typeof buildCTools>): Promise<void> {
       const base = median(pps.get('trafgen') ?? []);
       console.log('\nThroughput (frames counted at the receiver / whole-process wall time, median):');
       console.log(`  ${'tool'.padEnd(24)} ${'pps'.padStart(10)}  ${'x trafgen'.padStart(9)}  ${'x C ceiling: wall / own'.padStart(43)}  ${'own clock'.padStart(10)}  target`);
-      const targets: Record<string, number> = { 'rawpoll blast native': 1.2, 'rawpoll blast pcap': 0.9 };
+      // Issue 10's targets, against the C loop on the same kernel path in this run (whole process, receiver count):
+      // the native engine 0.95 x C sendmmsg with as many threads, the pcap engine 0.9 x C pcap_inject.
+      const targets: Record<string, number> = { 'rawpoll blast native': 0.95, 'blast native 1 thread': 0.95, 'rawpoll blast pcap': 0.9 };
       for (const tool of tools) {
         if (!tool.available || !pps.get(tool.name)?.length) {
           console.log(`  ${tool.name.padEnd(24)} ${'n/a'.padStart(10)}  (${tool.available ? notes.get(tool.name) : tool.why ?? 'not installed/built'})`);
@@ -223,13 +225,15 @@ async function benchAll(c: ReturnType<typeof buildCTools>): Promise<void> {
         const p = median(pps.get(tool.name)!);
         const ratio = p / base;
         const tgt = targets[tool.name];
+        const vsCeiling = tool.ceiling ? p / median(pps.get(tool.ceiling) ?? []) : NaN;
         const o = own.has(tool.name) ? String(Math.round(median(own.get(tool.name)!))) : '';
         const x = (a: number, b: number) => (Number.isFinite(a / b) ? (a / b).toFixed(2) : 'n/a');
         const cr = tool.ceiling
           ? `${x(p, median(pps.get(tool.ceiling) ?? []))} / ${x(median(own.get(tool.name) ?? []), median(own.get(tool.ceiling) ?? []))} of ${tool.ceiling}`
           : '';
         console.log(`  ${tool.name.padEnd(24)} ${Math.round(p).toString().padStart(10)}  ${(Number.isFinite(ratio) ? ratio.toFixed(2) : '-').padStart(9)}  ${cr.padStart(43)}  ${o.padStart(10)}  ` +
-          (tgt ? `>= ${tgt}x ${ratio >= tgt ? 'met' : 'NOT met'}` : '') + (notes.has(tool.name) ? `  (${notes.get(tool.name)})` : ''));
+          (tgt ? `>= ${tgt}x C ceiling (wall) ${vsCeiling >= tgt ? 'met' : Number.isFinite(vsCeiling) ? 'NOT met' : 'n/a'}` : '') +
+          (notes.has(tool.name) ? `  (${notes.get(tool.name)})` : ''));
       }
     }
 

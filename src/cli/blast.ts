@@ -141,11 +141,12 @@ export function register(program: Command): void {
       stopRun();
     });
     let sender: UdpSender;
+    // The native engine blasts on its own AF_PACKET socket, the sender's Link: the sender opens a libpcap handle only
+    // to answer ARP for a --from the host does not own.
+    let nativeLink: NativeLink | undefined;
     try {
-      // The native engine blasts on its own AF_PACKET socket: the sender sends nothing itself, and opens a libpcap
-      // handle only to answer ARP for a --from the host does not own.
-      const link = engine === 'native' ? NativeLink.open(f.iface, { qdiscBypass: !!f.qdiscBypass }) : undefined;
-      sender = await UdpSender.open({ ...opts, to: { ip: dstIp, port: dstPorts[0] }, srcPort: srcPorts[0], from, link });
+      if (engine === 'native') nativeLink = NativeLink.open(f.iface, { qdiscBypass: !!f.qdiscBypass });
+      sender = await UdpSender.open({ ...opts, to: { ip: dstIp, port: dstPorts[0] }, srcPort: srcPorts[0], from, link: nativeLink });
     } catch (e) {
       unlisten();
       throw e;
@@ -162,7 +163,7 @@ export function register(program: Command): void {
       const tty = process.stderr.isTTY && f.progress !== false && !f.json;
       const t0 = Date.now();
       const run = startBlast({
-        engine, iface: f.iface, link: sender.link, nativeLink: sender.sendLink instanceof NativeLink ? sender.sendLink : undefined, templates, count, durationNs, pacing, startAt, batch, threads,
+        engine, iface: f.iface, link: sender.link, nativeLink, templates, count, durationNs, pacing, startAt, batch, threads,
         qdiscBypass: !!f.qdiscBypass, progressMs: 250, onLinkDown,
         onProgress: tty ? (p) => {
           const s = p.elapsedNs / 1e9;
