@@ -80,19 +80,13 @@ export interface LinkStateRaw {
   carrier: boolean;
 }
 
-/** What planWriter() copies in: a blast's templates, their order and its patch plan (src/tx/plan.ts encodePlan). */
-export interface PlanWriterParams {
-  frames: Buffer;
-  offsets: Uint32Array;
-  lengths: Uint32Array;
-  flows: Uint32Array;
-  order: Uint32Array;
-  nFlows: number;
+/**
+ * What planWriter() copies in: a blast's templates and their order, as blast() takes them (both go through one
+ * LoadFrames in C), and its patch plan (src/tx/plan.ts encodePlan).
+ */
+export type PlanWriterParams = Pick<NativeBlastParams, 'frames' | 'offsets' | 'lengths' | 'flows' | 'order' | 'nFlows' | 'ipId' | 'seqStart'> & {
   plan: Int32Array;
-  /** First value of the IP ID counter (used if the plan patches the IP ID). */
-  ipId: number;
-  seqStart?: number;
-}
+};
 
 /** The patch plan walked in C (native/src/planwriter.cc) for the pcap engine: a group of frames per call. */
 export interface NativePlanWriter {
