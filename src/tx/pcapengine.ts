@@ -1,8 +1,9 @@
 /**
  * The pcap engine: the schedule (schedule.ts) says when and how many, the patch plan (plan.ts) makes each frame from
  * its template — walked in C, a group per call (native/src/planwriter.cc) — and the link sends a group at a time
- * (Link.sendBatch: for a PcapLink one pcap_inject per frame, in C). Nothing in JS runs per frame. Portable where the native engine's AF_PACKET loop is not, and it answers ARP on the same handle meanwhile.
- * It runs on the JS thread in slices, giving the event loop a turn between them (progress, signals, link events).
+ * (Link.sendBatch: for a PcapLink one pcap_inject per frame, in C). Nothing in JS runs per frame. Portable where
+ * the native engine's AF_PACKET loop is not, and it answers ARP on the same handle meanwhile. It runs on the JS
+ * thread in slices, giving the event loop a turn between them (progress, signals, link events).
  */
 import { performance } from 'node:perf_hooks';
 import { LinkDownError, LinkGoneError } from '../errors.js';
@@ -139,9 +140,9 @@ class GroupBuffer {
     this.len = new Uint32Array(frames);
   }
 
-  /** Writes the frames at order positions pos .. pos + m - 1 (m ≤ capacity) into slots 0 .. m - 1. */
-  fill(pos: number, m: number, tvSec: number, tvUsec: number): void {
-    this.writer.fill(this.buf, this.off, this.len, pos, m, tvSec, tvUsec);
+  /** Writes the frames at order positions pos .. pos + m - 1 (m ≤ capacity) into slots 0 .. m - 1; returns their bytes. */
+  fill(pos: number, m: number, tvSec: number, tvUsec: number): number {
+    return this.writer.fill(this.buf, this.off, this.len, pos, m, tvSec, tvUsec);
   }
 
   bytes(from: number, to: number): number {
@@ -187,7 +188,7 @@ export function startPcapEngine(o: PcapEngineOptions): { done: Promise<EngineRes
     // k: frames of the group whose slot has passed; one sendBatch per `capacity` frames.
     for (let k = 0; k < n;) {
       const m = Math.min(n - k, group.capacity);
-      group.fill(pos, m, tvSec >>> 0, tvUsec >>> 0);
+      const bytes = group.fill(pos, m, tvSec >>> 0, tvUsec >>> 0);
       let got = m;
       let failure: unknown = null;
       try {
@@ -198,7 +199,7 @@ export function startPcapEngine(o: PcapEngineOptions): { done: Promise<EngineRes
       }
       st.batches++;
       st.sent += got;
-      st.bytes += group.bytes(0, got);
+      st.bytes += got === m ? bytes : group.bytes(0, got);
       pos = (pos + got) % L;
       k += got;
       if (failure) {
