@@ -3,7 +3,11 @@ import { parseIpv4, formatIpv4, parsePort } from '../wire/addr.js';
 import { LinkGoneError } from '../errors.js';
 import { NETDUMP_PORT } from '../proto/netdump.js';
 import { UsageError } from '../errors.js';
-import { DEFAULT_MAX_DUMP_SIZE, MAX_DUMP_SIZE_LIMIT, NetdumpServer, type DumpResult } from '../rx/netdumpd.js';
+import { NETDUMP_EKCD_KEY_MAX } from '../proto/netdump.js';
+import {
+  DEFAULT_HERALD_TIMEOUT_SEC, DEFAULT_MAX_DUMP_SIZE, DEFAULT_MAX_SESSIONS, MAX_DUMP_SIZE_LIMIT, MAX_SESSIONS_LIMIT,
+  NetdumpServer, type DumpResult, type NetdumpDrops,
+} from '../rx/netdumpd.js';
 import { addWatchOption, checkWatchedLinks, eventWriter, intArg, interruptedExitCode, untilStopped } from './common.js';
 
 interface ServerFlags {
@@ -12,6 +16,9 @@ interface ServerFlags {
   port: string;
   timeout: string;
   maxDumpSize: string;
+  heraldTimeout: string;
+  maxSessions: string;
+  statsInterval: string;
   json?: boolean;
   iface: string[];
 }
@@ -30,9 +37,14 @@ export function register(program: Command): void {
     .requiredOption('--dir <DIR>', 'directory the dumps go into (must exist)')
     .option('--bind <IP>', 'listen on this address only (also the source of ACKs); default: all')
     .option('--port <PORT>', 'herald port', String(NETDUMP_PORT))
-    .option('--timeout <SECONDS>', 'end a session after this long without a message (netdumpd: 600)', '600')
+    .option('--timeout <SECONDS>', 'end a session that has had data after this long without a message (netdumpd: 600)', '600')
     .option('--max-dump-size <BYTES>', 'refuse (no ACK) data whose offset + length lies beyond this; suffixes K, M, G, T (powers of 1024)', '64G')
-    .option('--json', 'one JSON object per line instead of log lines: {"event":"dump",…} per finished session, {"event":"write-error",…}, {"event":"stop",…}');
+    .option('--herald-timeout <SECONDS>', 'end a session that has had no data this long after its herald, removing its ' +
+      'files (a FreeBSD client sends data at once and gives up after ~12 s of retries)', String(DEFAULT_HERALD_TIMEOUT_SEC))
+    .option('--max-sessions <N>', 'open sessions at most (each a socket and 2-3 files; 128 KiB more once data comes); ' +
+      'over it the oldest without data gives way, or, if all have data, the herald gets no ACK', String(DEFAULT_MAX_SESSIONS))
+    .option('--stats-interval <SECONDS>', 'print the drop counters this often when they changed (0: only at stop)', '60')
+    .option('--json', 'one JSON object per line instead of log lines: {"event":"dump",…} per finished session, {"event":"write-error",…}, {"event":"drops",…}, {"event":"stop",…}');
   addWatchOption(cmd)
     .addHelpText('after', `
 Incomplete dumps: a dump keeps the name vmcore.<client>.<n>.incomplete unless it completed, so a dump cut short
@@ -50,10 +62,32 @@ Hostile traffic: offsets are u64 on the wire; a VMCORE or EKCD_KEY datagram whos
 the file: the session goes on. Each dump's record counts them ("beyondMaxDumpSize"); the first per session is
 logged. Size the limit above the RAM of your largest client: a real dump beyond it never completes.
 
+Budgets (a herald is one datagram anyone can spoof; netdumpd held a socket, two files and a 128 KiB buffer per
+herald for 600 s, so a few thousand spoofed heralds used up the open-file limit and real dumps failed). What is
+refused or ended early is counted by reason: the first of each reason is logged, and a "Drops since start: …"
+line ({"event":"drops",…} with --json) comes every --stats-interval if a count changed, and at stop.
+  --max-sessions N      (default ${DEFAULT_MAX_SESSIONS}) open sessions. A session without data yet holds a socket and two files;
+                        the 128 KiB buffer comes with its first data. A herald over it makes the oldest session
+                        without data give way (heraldDisplaced); if all have data, it gets no ACK (maxSessions).
+                        Only a session heralded 50 ms ago or more gives way (its client had time to answer).
+  4 per client address  (fixed) the same rule per address (heraldDisplaced, sessionLimit).
+  A herald naming a dump that is receiving data (same address, port and path) gets no ACK (heraldDuringDump):
+                        a late retransmit or a spoof must not end it; after 10 s of silence it starts a new dump.
+  --herald-timeout S    (default ${DEFAULT_HERALD_TIMEOUT_SEC}) a session with no data S seconds after its last herald ends and its files
+                        (and directories its herald path made) are removed (heraldNoData); at once if its ACK comes
+                        back unreachable (heraldUnreachable). Sessions that got no data never use up an index.
+  --timeout S           (default 600) a session with data ends S seconds after its last message ("client timed out").
+  --max-dump-size B     (default 64G) VMCORE data beyond it: no ACK (beyondMaxDumpSize).
+  EKCD key              (fixed ${NETDUMP_EKCD_KEY_MAX / 1024} KiB, the client's buffer) key data beyond it: no ACK (keyBeyondLimit).
+Datagrams that are not netdump messages are counted too (runt, length, oversize, notHerald, unknownType).
+Under a flood of R heralds/s a real client must send its first data within --max-sessions / R seconds of its
+herald's ACK (a client on the LAN does within milliseconds); raise --max-sessions for heavier floods.
+
 Link outages: the sockets keep listening (a client's dump resumes when its link is back); link-down and link-up
 lines report each outage (--json: {"event":"link-down",…}, {"event":"link-up",…,"downMs":N}).
 
-Stop: SIGINT or SIGTERM ends open sessions as "Dump incomplete: server stopped", prints a stop line (--json:
+Stop: SIGINT or SIGTERM ends open sessions as "Dump incomplete: server stopped" (those without data just end,
+leaving no files), prints the drop counts if any and a stop line (--json:
 {"event":"stop","interrupted":"SIGINT",…}) and exits 0; a second signal exits at once (130/143).
 
 Examples:
@@ -66,11 +100,18 @@ Exit codes: 0 stopped by a signal, 1 cannot listen or a link named with -i was d
       const port = parsePort(f.port, '--port');
       const timeoutSec = intArg(f.timeout, '--timeout', 1, 86400)!;
       const maxDumpSize = parseByteSize(f.maxDumpSize, '--max-dump-size', MAX_DUMP_SIZE_LIMIT);
+      const heraldTimeoutSec = intArg(f.heraldTimeout, '--herald-timeout', 1, 86400)!;
+      const maxSessions = intArg(f.maxSessions, '--max-sessions', 1, MAX_SESSIONS_LIMIT)!;
+      const statsIntervalSec = intArg(f.statsInterval, '--stats-interval', 0, 86400)!;
       checkWatchedLinks(f.iface);
       const print = (l: string) => process.stdout.write(l + '\n');
       const log = f.json ? () => {} : print;
-      const server = await NetdumpServer.start({ dir: f.dir, bind, port, timeoutSec, maxDumpSize, log });
+      const server = await NetdumpServer.start({
+        dir: f.dir, bind, port, timeoutSec, maxDumpSize, heraldTimeoutSec, maxSessions, statsIntervalSec, log,
+      });
       if (f.json) {
+        // The text form is the server's own "Drops since start: …" log line.
+        server.on('drops', (drops: NetdumpDrops) => print(JSON.stringify({ event: 'drops', drops })));
         server.on('dump', (r: DumpResult) => {
           const kdh = r.kdh ? {
             hostname: r.kdh.hostname, versionstring: r.kdh.versionstring, panicstring: r.kdh.panicstring,
@@ -84,7 +125,9 @@ Exit codes: 0 stopped by a signal, 1 cannot listen or a link named with -i was d
       // Running until stopped is this command's job: a stop exits 0 after the stop line (common.ts); a link named
       // with -i that is deleted ends the run too, with exit 1 (README, "When the link goes down").
       const { sig, gone } = await untilStopped(f.iface, bind, eventWriter('netdump-server', f.json));
-      const open = server.active;
+      // Sessions without data end leaving nothing: only those with data are "left".
+      const open = server.active - server.halfOpenCount;
+      server.reportDrops(true);
       await server.close();
       const by = gone ? `interface ${gone} disappeared` : sig!;
       if (f.json) print(JSON.stringify({ event: 'stop', interrupted: sig, ...(gone ? { stopped: by } : {}), open_sessions: open }));

@@ -34,6 +34,13 @@ export const DEBUGNET_ROUND_MS = 1000;
 /** debugnet_nretries = 10 and the test is `retries++ > nretries`: 1 send + 11 retransmits. */
 export const DEBUGNET_RETRIES = 11;
 export const NETDUMP_ACK_LEN = 4;
+/**
+ * Most EKCD key bytes a client can send: netdump_start (netdump_client.c) copies the key into nd_buf
+ * (MAXDUMPPGS × PAGE_SIZE = DFLTPHYS = 64 KiB) and sends it in one debugnet_send from offset 0, refusing a larger
+ * one. The key itself is far smaller (struct kerneldumpkey: an IV and at most KERNELDUMP_ENCKEY_MAX_SIZE = 2048
+ * bytes of RSA-encrypted key).
+ */
+export const NETDUMP_EKCD_KEY_MAX = 64 * 1024;
 
 /** IP + UDP + netdump header in front of the dump bytes: 20 + 8 + 24. */
 export const NETDUMP_OVERHEAD = 20 + 8 + NETDUMP_HDR_LEN;
