@@ -5,6 +5,7 @@
  * that address. Datagrams built by hand from PROTOCOLS.md §4. The client uses --from, an address its namespace does
  * not own when it starts (so it holds no socket on 20024); the test adds that address to the namespace only while
  * its own socket sends (Linux sends from a local source address only), and that socket absorbs the server's ACKs.
+ * Then a herald flood from addresses nobody owns (a raw socket in Python), against a small --max-sessions.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { netdumpLab, randomFile, runClient, sha256, startServer, type NetdumpLab } from '../../scripts/bench-netdump.js';
-import { must } from '../helpers/lab.js';
+import { must, waitFor } from '../helpers/lab.js';
 
 const labs: NetdumpLab[] = [];
 const injectors: ChildProcess[] = [];
@@ -98,7 +99,8 @@ test('a real dump with spoofed heralds and VMCOREs at 2^63 / 2^44.. injected: by
   labs.push(l);
   const s = await startServer(l);
   tmp.push(s.dir);
-  const f = randomFile(4_000_000);
+  // 16 MB stop-and-wait lasts a few seconds on the veth; 4 MB (about 1 s) sometimes ended before the injector ran.
+  const f = randomFile(16_000_000);
   tmp.push(path.dirname(f));
   const other = l.ipA.replace(/\.1$/, '.77');
   const own = (op: 'add' | 'del') => must('ip', ['-n', l.a, 'addr', op, `${other}/32`, 'dev', l.ifA]);
@@ -135,8 +137,10 @@ test('a real dump with spoofed heralds and VMCOREs at 2^63 / 2^44.. injected: by
   assert.equal(d.vmcore, path.join(fs.realpathSync(s.dir), `vmcore.${other}.0`), 'in --dir itself, not evil/');
   assert.equal(sha256(d.vmcore), sha256(f));
   assert.ok(d.beyondMaxDumpSize > 0, 'the hostile VMCOREs reached the real session');
-  for (const n of fs.readdirSync(path.join(s.dir, 'evil'))) {
-    if (n.startsWith('vmcore.')) assert.equal(fs.statSync(path.join(s.dir, 'evil', n)).size, 0, `evil/${n} got no data`);
+  // The spoofed sessions got no data: while open, their vmcores are empty; ended, they leave nothing (evil/ too).
+  const evil = path.join(s.dir, 'evil');
+  for (const n of fs.existsSync(evil) ? fs.readdirSync(evil) : []) {
+    if (n.startsWith('vmcore.')) assert.equal(fs.statSync(path.join(evil, n)).size, 0, `evil/${n} got no data`);
   }
   s.proc.kill('SIGTERM');
   const exit = await new Promise<{ code: number | null; signal: string | null }>((res) => {
@@ -144,4 +148,70 @@ test('a real dump with spoofed heralds and VMCOREs at 2^63 / 2^44.. injected: by
     s.proc.once('exit', (code, signal) => res({ code, signal }));
   });
   assert.deepEqual(exit, { code: 0, signal: null });
+});
+
+/**
+ * python3 -c FLOOD src-prefix dst count rate: `count` heralds to dst:20023 at `rate`/s, each from a random address
+ * src-prefix.10-250 and port (raw socket, IP_HDRINCL: no host owns these addresses, so the server's ACKs go
+ * nowhere and no ICMP comes back), every other one naming a directory spoof/<i>; prints "sent N".
+ */
+const FLOOD = String.raw`
+import random, socket, struct, sys, time
+prefix, dst, count, rate = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+rnd = random.Random(9)
+t0 = time.time()
+for i in range(count):
+    path = ('spoof/%d' % i).encode() + b'\0' if i % 2 else b''
+    msg = struct.pack('!IIQII', 1, 1, 0, len(path), 0) + path
+    udp = struct.pack('!HHHH', rnd.randint(1024, 65535), 20023, 8 + len(msg), 0) + msg
+    src = '%s.%d' % (prefix, rnd.randint(10, 250))
+    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
+    s.sendto(ip + udp, (dst, 0))
+    wait = t0 + (i + 1) / rate - time.time()
+    if wait > 0:
+        time.sleep(wait)
+print('sent %d' % count, flush=True)
+`;
+
+test('a real dump during a herald flood from silent spoofed sources, --max-sessions 16: byte-exact; the flood leaves no files; drops reported', async () => {
+  const l = await netdumpLab();
+  labs.push(l);
+  const s = await startServer(l, ['--max-sessions', '16', '--herald-timeout', '2', '--stats-interval', '1']);
+  tmp.push(s.dir);
+  const f = randomFile(8_000_000);
+  tmp.push(path.dirname(f));
+  const COUNT = 3000;
+  // 300 heralds/s: fewer than 16 per 50 ms, so each finds a session to give way and none is refused.
+  const flood = spawn('ip', ['netns', 'exec', l.a, 'python3', '-c', FLOOD, l.ipA.replace(/\.1$/, ''), l.ipB, String(COUNT), '300'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  injectors.push(flood);
+  let out = '';
+  flood.stdout!.on('data', (d) => (out += d));
+  await new Promise((r) => setTimeout(r, 1000));
+  const r = await runClient(l, f);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(out, '', 'the dump was done while the flood went on');
+  assert.ok(await waitFor(() => out.includes(`sent ${COUNT}`), 30_000), `flood: ${out}`);
+  const dumps = s.dumps.filter((d) => d.status === 'complete');
+  assert.equal(dumps.length, 1, JSON.stringify(s.dumps));
+  assert.equal(sha256(dumps[0].vmcore), sha256(f));
+  // Every spoofed session ends (given way, or --herald-timeout 2 s) and takes its files and directories along.
+  const real = fs.realpathSync(s.dir);
+  const mine = [dumps[0].vmcore, dumps[0].info].map((p) => path.relative(real, p)).sort();
+  const left = () => fs.readdirSync(s.dir).filter((n) => !n.endsWith('.last')).sort();
+  assert.ok(await waitFor(() => left().join() === mine.join(), 5000), left().slice(0, 10).join(' '));
+  s.proc.kill('SIGINT');
+  const exit = await new Promise<{ code: number | null; signal: string | null }>((res) => {
+    if (s.proc.exitCode !== null || s.proc.signalCode !== null) return res({ code: s.proc.exitCode, signal: s.proc.signalCode });
+    s.proc.once('exit', (code, signal) => res({ code, signal }));
+  });
+  assert.deepEqual(exit, { code: 0, signal: null });
+  // The last drops record (printed before the stop record): each herald ended a session without data or was refused.
+  const drops = s.events.filter((e) => e.event === 'drops').pop()?.drops as Record<string, number> | undefined;
+  assert.ok(drops, JSON.stringify(s.events.slice(-3)));
+  const accounted = drops.heraldDisplaced + drops.heraldNoData + drops.heraldUnreachable + drops.maxSessions + drops.sessionLimit;
+  assert.ok(accounted >= COUNT * 0.99 && accounted <= COUNT, JSON.stringify(drops));
+  assert.ok(drops.heraldDisplaced > 0, JSON.stringify(drops));
+  assert.deepEqual(s.events.slice(-1), [{ event: 'stop', interrupted: 'SIGINT', open_sessions: 0 }]);
 });
