@@ -1,9 +1,8 @@
 import { Command } from 'commander';
 import { parseIpv4, formatIpv4, parsePort } from '../wire/addr.js';
 import { LinkGoneError } from '../errors.js';
-import { NETDUMP_PORT } from '../proto/netdump.js';
+import { NETDUMP_EKCD_KEY_MAX, NETDUMP_PORT } from '../proto/netdump.js';
 import { UsageError } from '../errors.js';
-import { NETDUMP_EKCD_KEY_MAX } from '../proto/netdump.js';
 import {
   DEFAULT_HERALD_TIMEOUT_SEC, DEFAULT_MAX_DUMP_SIZE, DEFAULT_MAX_SESSIONS, MAX_DUMP_SIZE_LIMIT, MAX_SESSIONS_LIMIT,
   NetdumpServer, type DumpResult, type NetdumpDrops,
@@ -80,8 +79,9 @@ line ({"event":"drops",…} with --json) comes every --stats-interval if a count
   --max-dump-size B     (default 64G) VMCORE data beyond it: no ACK (beyondMaxDumpSize).
   EKCD key              (fixed ${NETDUMP_EKCD_KEY_MAX / 1024} KiB, the client's buffer) key data beyond it: no ACK (keyBeyondLimit).
 Datagrams that are not netdump messages are counted too (runt, length, oversize, notHerald, unknownType).
-Under a flood of R heralds/s a real client must send its first data within --max-sessions / R seconds of its
-herald's ACK (a client on the LAN does within milliseconds); raise --max-sessions for heavier floods.
+A session without data is safe for 50 ms after its herald, then for as long as --max-sessions newer heralds take
+to come: under a flood faster than --max-sessions heralds per 50 ms, further heralds (a real one too) get no ACK
+until it slows; a real client retries its herald every second for ~12 s. Raise --max-sessions for heavier floods.
 
 Link outages: the sockets keep listening (a client's dump resumes when its link is back); link-down and link-up
 lines report each outage (--json: {"event":"link-down",…}, {"event":"link-up",…,"downMs":N}).
