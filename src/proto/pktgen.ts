@@ -20,13 +20,18 @@ export const PKTGEN_HDR_LEN = PKTGEN_FIELD.HEADER_LEN;
 // PktgenView.check results.
 const OK = 0, TRUNCATED = 1, MAGIC = 2;
 
+/** 0 when buf[off, end) holds 16 bytes starting with the magic; else a nonzero code. Allocation-free. */
+export function pktgenCheck(buf: Uint8Array, off = 0, end = buf.length): number {
+  if (off < 0 || end - off < PKTGEN_HDR_LEN) return TRUNCATED;
+  return readBe32(buf, off + PKTGEN_FIELD.magic) === PKTGEN_MAGIC ? OK : MAGIC;
+}
+
 export class PktgenView {
   constructor(public buf: Uint8Array, public off = 0) {}
 
-  /** 0 when buf[off, end) holds 16 bytes starting with the magic; else a nonzero code. Allocation-free. */
+  /** pktgenCheck, as a view method. */
   static check(buf: Uint8Array, off = 0, end = buf.length): number {
-    if (off < 0 || end - off < PKTGEN_HDR_LEN) return TRUNCATED;
-    return readBe32(buf, off + PKTGEN_FIELD.magic) === PKTGEN_MAGIC ? OK : MAGIC;
+    return pktgenCheck(buf, off, end);
   }
 
   static checked(buf: Uint8Array, off = 0, end = buf.length): PktgenView {

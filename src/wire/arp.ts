@@ -32,17 +32,22 @@ const IPV4_ADDR_LEN = 4;
 // ArpView.check results.
 const OK = 0, TRUNCATED = 1, ADDR_SIZES = 2;
 
+/**
+ * 0 when buf[off, end) holds 28 bytes laid out for 6-byte hardware and 4-byte protocol addresses (the offsets in
+ * ARP_FIELD); else a nonzero code. Which hardware/protocol they are is the repr's question. Allocation-free.
+ */
+export function arpCheck(buf: Uint8Array, off = 0, end = buf.length): number {
+  if (off < 0 || end - off < ARP_LEN) return TRUNCATED;
+  if (buf[off + ARP_FIELD.hlen] !== MAC_LEN || buf[off + ARP_FIELD.plen] !== IPV4_ADDR_LEN) return ADDR_SIZES;
+  return OK;
+}
+
 export class ArpView {
   constructor(public buf: Uint8Array, public off = 0) {}
 
-  /**
-   * 0 when buf[off, end) holds 28 bytes laid out for 6-byte hardware and 4-byte protocol addresses (the offsets in
-   * ARP_FIELD); else a nonzero code. Which hardware/protocol they are is the repr's question. Allocation-free.
-   */
+  /** arpCheck, as a view method. */
   static check(buf: Uint8Array, off = 0, end = buf.length): number {
-    if (off < 0 || end - off < ARP_LEN) return TRUNCATED;
-    if (buf[off + ARP_FIELD.hlen] !== MAC_LEN || buf[off + ARP_FIELD.plen] !== IPV4_ADDR_LEN) return ADDR_SIZES;
-    return OK;
+    return arpCheck(buf, off, end);
   }
 
   static checked(buf: Uint8Array, off = 0, end = buf.length): ArpView {

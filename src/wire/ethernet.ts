@@ -23,13 +23,18 @@ export const ETHERTYPE_VLAN = 0x8100;
 /** The shortest frame a NIC puts on the wire without the FCS; shorter ones get zero padding. */
 export const ETH_MIN_FRAME = 60;
 
+/** 0 when buf[off, end) can hold the header, else 1 (too short). Allocation-free, for hot paths. */
+export function ethernetCheck(buf: Uint8Array, off = 0, end = buf.length): number {
+  return off >= 0 && end - off >= ETH_HEADER_LEN ? 0 : 1;
+}
+
 /** A zero-copy view of an Ethernet header at buf[off]. `new` does no check (for emit); `checked` does. */
 export class EthernetView {
   constructor(public buf: Uint8Array, public off = 0) {}
 
-  /** 0 when buf[off, end) can hold the header, else 1 (too short). Allocation-free, for hot paths. */
+  /** ethernetCheck, as a view method. */
   static check(buf: Uint8Array, off = 0, end = buf.length): number {
-    return off >= 0 && end - off >= ETH_HEADER_LEN ? 0 : 1;
+    return ethernetCheck(buf, off, end);
   }
 
   /** A view after the length check; a WireError naming the shortfall otherwise. */

@@ -31,31 +31,42 @@ export const IPPROTO_UDP = 17;
 export const IPV4_DF = 0x4000;
 export const IPV4_MF = 0x2000;
 const FRAG_OFFSET_MASK = 0x1fff;
+/** MF or any fragment offset in the flags/fragment word: the datagram is a piece. */
+export const IPV4_FRAGMENT_BITS = IPV4_MF | FRAG_OFFSET_MASK;
 /** version 4, IHL 5: the only header emit writes (netpoll sends no options). */
 const VER_IHL_NO_OPTIONS = 0x45;
+
+/** Header length in bytes from the IHL nibble of the header at buf[off] (no checks: for callers past Ipv4View.check). */
+export function ipv4HeaderLen(buf: Uint8Array, off: number): number {
+  return (buf[off + IPV4_FIELD.verIhl] & 15) * 4;
+}
 
 // Ipv4View.check results.
 const OK = 0, TRUNCATED = 1, VERSION = 2, IHL = 3, OPTIONS_TRUNCATED = 4, TOTAL_TOO_SHORT = 5, TOTAL_PAST_END = 6;
 
+/**
+ * 0 when buf[off, end) holds a whole IPv4 datagram as its header describes it (version 4, IHL >= 5, the header and
+ * total length inside the range, total length >= header length); else a nonzero code. Allocation-free, for hot paths.
+ */
+export function ipv4Check(buf: Uint8Array, off = 0, end = buf.length): number {
+  const room = end - off;
+  if (off < 0 || room < IPV4_HEADER_LEN) return TRUNCATED;
+  if (buf[off + IPV4_FIELD.verIhl] >>> 4 !== 4) return VERSION;
+  const hl = ipv4HeaderLen(buf, off);
+  if (hl < IPV4_HEADER_LEN) return IHL;
+  if (room < hl) return OPTIONS_TRUNCATED;
+  const total = readBe16(buf, off + IPV4_FIELD.totalLength);
+  if (total < hl) return TOTAL_TOO_SHORT;
+  if (room < total) return TOTAL_PAST_END;
+  return OK;
+}
+
 export class Ipv4View {
   constructor(public buf: Uint8Array, public off = 0) {}
 
-  /**
-   * 0 when buf[off, end) holds a whole IPv4 datagram as its header describes it (version 4, IHL >= 5, the header and
-   * total length inside the range, total length >= header length); else a nonzero code. Allocation-free, for hot paths.
-   */
+  /** ipv4Check, as a view method. */
   static check(buf: Uint8Array, off = 0, end = buf.length): number {
-    const room = end - off;
-    if (off < 0 || room < IPV4_HEADER_LEN) return TRUNCATED;
-    const verIhl = buf[off + IPV4_FIELD.verIhl];
-    if (verIhl >>> 4 !== 4) return VERSION;
-    const hl = (verIhl & 15) * 4;
-    if (hl < IPV4_HEADER_LEN) return IHL;
-    if (room < hl) return OPTIONS_TRUNCATED;
-    const total = readBe16(buf, off + IPV4_FIELD.totalLength);
-    if (total < hl) return TOTAL_TOO_SHORT;
-    if (room < total) return TOTAL_PAST_END;
-    return OK;
+    return ipv4Check(buf, off, end);
   }
 
   /** A view after check(); a WireError naming the bad field and what would be valid otherwise. */
@@ -74,7 +85,7 @@ export class Ipv4View {
   get version(): number { return this.buf[this.off + IPV4_FIELD.verIhl] >>> 4; }
   set version(v: number) { const o = this.off + IPV4_FIELD.verIhl; this.buf[o] = ((v & 15) << 4) | (this.buf[o] & 15); }
   /** Header length in bytes (IHL * 4). */
-  get headerLen(): number { return (this.buf[this.off + IPV4_FIELD.verIhl] & 15) * 4; }
+  get headerLen(): number { return ipv4HeaderLen(this.buf, this.off); }
   set headerLen(v: number) { const o = this.off + IPV4_FIELD.verIhl; this.buf[o] = (this.buf[o] & 0xf0) | ((v >>> 2) & 15); }
   get tos(): number { return this.buf[this.off + IPV4_FIELD.tos]; }
   set tos(v: number) { this.buf[this.off + IPV4_FIELD.tos] = v; }
@@ -92,7 +103,7 @@ export class Ipv4View {
   get fragOffset(): number { return (this.flagsFrag & FRAG_OFFSET_MASK) * 8; }
   set fragOffset(v: number) { this.flagsFrag = (this.flagsFrag & ~FRAG_OFFSET_MASK) | ((v >>> 3) & FRAG_OFFSET_MASK); }
   /** MF set or a nonzero offset: a piece, not a whole datagram. */
-  get isFragment(): boolean { return (this.flagsFrag & (IPV4_MF | FRAG_OFFSET_MASK)) !== 0; }
+  get isFragment(): boolean { return (this.flagsFrag & IPV4_FRAGMENT_BITS) !== 0; }
   get ttl(): number { return this.buf[this.off + IPV4_FIELD.ttl]; }
   set ttl(v: number) { this.buf[this.off + IPV4_FIELD.ttl] = v; }
   get protocol(): number { return this.buf[this.off + IPV4_FIELD.protocol]; }

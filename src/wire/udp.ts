@@ -49,19 +49,24 @@ export type UdpChecksumMode = 'good' | 'bad' | 'none';
 // UdpView.check results.
 const OK = 0, TRUNCATED = 1, LENGTH_TOO_SHORT = 2, LENGTH_PAST_END = 3;
 
+/**
+ * 0 when buf[off, end) holds the whole datagram its length field describes (8 <= length <= end - off); else a
+ * nonzero code. `end` is where the IP payload ends (not the frame: Ethernet pads). Allocation-free, for hot paths.
+ */
+export function udpCheck(buf: Uint8Array, off = 0, end = buf.length): number {
+  if (off < 0 || end - off < UDP_HEADER_LEN) return TRUNCATED;
+  const len = readBe16(buf, off + UDP_FIELD.length);
+  if (len < UDP_HEADER_LEN) return LENGTH_TOO_SHORT;
+  if (end - off < len) return LENGTH_PAST_END;
+  return OK;
+}
+
 export class UdpView {
   constructor(public buf: Uint8Array, public off = 0) {}
 
-  /**
-   * 0 when buf[off, end) holds the whole datagram its length field describes (8 <= length <= end - off); else a
-   * nonzero code. `end` is where the IP payload ends (not the frame: Ethernet pads). Allocation-free, for hot paths.
-   */
+  /** udpCheck, as a view method. */
   static check(buf: Uint8Array, off = 0, end = buf.length): number {
-    if (off < 0 || end - off < UDP_HEADER_LEN) return TRUNCATED;
-    const len = readBe16(buf, off + UDP_FIELD.length);
-    if (len < UDP_HEADER_LEN) return LENGTH_TOO_SHORT;
-    if (end - off < len) return LENGTH_PAST_END;
-    return OK;
+    return udpCheck(buf, off, end);
   }
 
   /** A view after check(); a WireError naming the bad length otherwise. */

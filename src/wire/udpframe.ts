@@ -1,8 +1,8 @@
-import { addWords, incrementalUpdate, onesSum } from './checksum.js';
-import { ETH_HEADER_LEN, ETH_MIN_FRAME, ETHERTYPE_IPV4, ETHERTYPE_VLAN } from './ethernet.js';
-import { IPPROTO_UDP, IPV4_DF, IPV4_HEADER_LEN } from './ipv4.js';
-import { UDP_HEADER_LEN } from './udp.js';
-import { VLAN_TAG_LEN } from './vlan.js';
+import { addWords, corruptChecksum, incrementalUpdate, onesSum, readBe16, writeBe16 } from './checksum.js';
+import { ETH_FIELD, ETH_HEADER_LEN, ETH_MIN_FRAME, ETHERTYPE_IPV4, ETHERTYPE_VLAN, ethernetCheck, EthernetRepr, EthernetView } from './ethernet.js';
+import { IPPROTO_UDP, IPV4_FIELD, IPV4_FRAGMENT_BITS, IPV4_HEADER_LEN, ipv4Check, ipv4HeaderLen, Ipv4Repr, Ipv4View } from './ipv4.js';
+import { finishUdpChecksum, pseudoHeaderSum, UDP_FIELD, UDP_HEADER_LEN, udpCheck, UdpRepr, UdpView } from './udp.js';
+import { VLAN_FIELD, VLAN_TAG_LEN, vlanCheck, VlanRepr, VlanView } from './vlan.js';
 
 export interface VlanTag {
   vid: number;
@@ -40,9 +40,10 @@ export function udpHeaderLen(vlan?: VlanTag): number {
 
 /**
  * Builds Ethernet[/802.1Q]/IPv4/UDP frames the way netpoll does (push_udp, push_ipv4, push_eth): one pre-sized buffer,
- * the constant header bytes written once, and per datagram only the payload, lengths, IP ID and the two checksums.
- * The checksums start from partial sums of the constant words, so a send sums the payload once and nothing else.
- * Frames shorter than 60 bytes get zero Ethernet padding after the IP datagram, as a NIC would add.
+ * the headers emitted once by the wire/ codecs, inside out, and per datagram only the payload, lengths, IP ID and the
+ * two checksums written through the views. The checksums start from partial sums of the constant words, so a send
+ * sums the payload once and nothing else. Frames shorter than 60 bytes get zero Ethernet padding after the IP
+ * datagram, as a NIC would add.
  */
 export class UdpFramer {
   readonly headerLen: number;
@@ -51,8 +52,12 @@ export class UdpFramer {
   /** Offset of the IPv4 header in every frame (14, or 18 with a VLAN tag). */
   readonly ipOff: number;
   private readonly udpOff: number;
+  private readonly ip: Ipv4View;
+  private readonly udp: UdpView;
   private readonly o: Required<Omit<UdpFrameOptions, 'vlan' | 'frameSize'>> & Pick<UdpFrameOptions, 'vlan' | 'frameSize'>;
+  /** Folded sum of the IPv4 header with total length, ID and checksum counted as 0. */
   private ipConstSum = 0;
+  /** Folded sum of the pseudo-header without the UDP length, and the two ports. */
   private udpConstSum = 0;
 
   constructor(opts: UdpFrameOptions, maxPayload: number) {
@@ -68,41 +73,40 @@ export class UdpFramer {
     this.maxPayload = maxPayload;
     const padded = Math.max(opts.frameSize ?? 0, ETH_MIN_FRAME, this.headerLen + maxPayload);
     this.buf = Buffer.alloc(padded);
-    this.writeConstantHeaders();
+    this.ip = new Ipv4View(this.buf, this.ipOff);
+    this.udp = new UdpView(this.buf, this.udpOff);
+    this.emitHeaders();
   }
 
-  private writeConstantHeaders(): void {
-    const b = this.buf;
+  /**
+   * The template, inside out as netpoll's push_udp -> push_ipv4 -> push_eth: the codecs emit each header once with
+   * the per-datagram fields (lengths, ID, checksums) at 0, and the constant words' sums are taken from what they wrote.
+   */
+  private emitHeaders(): void {
     const o = this.o;
-    o.dstMac.copy(b, 0, 0, 6);
-    o.srcMac.copy(b, 6, 0, 6);
-    let p = 12;
-    if (o.vlan) {
-      b.writeUInt16BE(ETHERTYPE_VLAN, p);
-      b.writeUInt16BE((((o.vlan.pcp ?? 0) & 7) << 13) | (o.vlan.vid & 0x0fff), p + 2);
-      p += 4;
-    }
-    b.writeUInt16BE(ETHERTYPE_IPV4, p);
-    const ip = this.ipOff;
-    b[ip] = 0x45;
-    b[ip + 1] = o.tos & 0xff;
-    b.writeUInt16BE(o.df ? IPV4_DF : 0, ip + 6);
-    b[ip + 8] = o.ttl & 0xff;
-    b[ip + 9] = IPPROTO_UDP;
-    b.writeUInt32BE(o.srcIp >>> 0, ip + 12);
-    b.writeUInt32BE(o.dstIp >>> 0, ip + 16);
-    // Constant IP words: ver/ihl/tos, flags, ttl/proto, src, dst. Variable: total length, id.
-    this.ipConstSum = addWords(0, (b[ip] << 8) | b[ip + 1], b.readUInt16BE(ip + 6), (b[ip + 8] << 8) | b[ip + 9], o.srcIp >>> 0, o.dstIp >>> 0);
     this.setPorts(o.srcPort, o.dstPort);
+    Ipv4Repr.emit({
+      tos: o.tos, totalLength: 0, id: 0, df: o.df, mf: false, fragOffset: 0, ttl: o.ttl, protocol: IPPROTO_UDP,
+      src: o.srcIp, dst: o.dstIp,
+    }, this.ip);
+    this.ip.checksum = 0;
+    this.ipConstSum = onesSum(this.buf, this.ipOff, this.ipOff + IPV4_HEADER_LEN);
+    let type = ETHERTYPE_IPV4;
+    if (o.vlan) {
+      VlanRepr.emit({ pcp: o.vlan.pcp ?? 0, dei: false, vid: o.vlan.vid, ethertype: type }, new VlanView(this.buf, ETH_HEADER_LEN));
+      type = ETHERTYPE_VLAN;
+    }
+    EthernetRepr.emit({ dst: o.dstMac, src: o.srcMac, ethertype: type }, new EthernetView(this.buf, 0));
   }
 
   setPorts(srcPort: number, dstPort: number): void {
     this.o.srcPort = srcPort;
     this.o.dstPort = dstPort;
-    this.buf.writeUInt16BE(srcPort, this.udpOff);
-    this.buf.writeUInt16BE(dstPort, this.udpOff + 2);
+    // Length and checksum 0 here: build() writes them per datagram.
+    UdpRepr.emit({ srcPort, dstPort, length: UDP_HEADER_LEN }, this.udp, this.o.srcIp, this.o.dstIp, { udpChecksum: 'none' });
+    this.udp.length = 0;
     // Pseudo-header (src, dst, proto) and the two ports; the UDP length is added per datagram (it appears twice).
-    this.udpConstSum = addWords(0, this.o.srcIp >>> 0, this.o.dstIp >>> 0, IPPROTO_UDP, srcPort, dstPort);
+    this.udpConstSum = onesSum(this.buf, this.udpOff, this.udpOff + UDP_HEADER_LEN, pseudoHeaderSum(this.o.srcIp, this.o.dstIp, 0));
   }
 
   /** The UDP payload length a frame of `frameSize` bytes has room for (0 when frameSize is unset). */
@@ -119,24 +123,23 @@ export class UdpFramer {
     if (plen > payload.length) b.fill(0, this.headerLen + payload.length, this.headerLen + plen);
     const udpLen = UDP_HEADER_LEN + plen;
     const ipLen = IPV4_HEADER_LEN + udpLen;
-    const ip = this.ipOff;
-    const udp = this.udpOff;
+    const id = ipId & 0xffff;
+    const ip = this.ip;
+    const udp = this.udp;
 
-    b.writeUInt16BE(ipLen, ip + 2);
-    b.writeUInt16BE(ipId & 0xffff, ip + 4);
-    let ipc = ~addWords(this.ipConstSum, ipLen, ipId & 0xffff) & 0xffff;
-    if (this.o.ipChecksum === 'bad') ipc = (ipc + 1) & 0xffff;
-    b.writeUInt16BE(ipc, ip + 10);
+    ip.totalLength = ipLen;
+    ip.id = id;
+    const ipc = ~addWords(this.ipConstSum, ipLen, id) & 0xffff;
+    ip.checksum = this.o.ipChecksum === 'bad' ? corruptChecksum(ipc) : ipc;
 
-    b.writeUInt16BE(udpLen, udp + 4);
+    udp.length = udpLen;
     let uc = 0;
     if (this.o.udpChecksum !== 'none') {
       const sum = onesSum(b, this.headerLen, this.headerLen + plen, addWords(this.udpConstSum, udpLen, udpLen));
-      uc = ~sum & 0xffff;
-      if (uc === 0) uc = 0xffff; // 0 means "no checksum" on the wire
-      if (this.o.udpChecksum === 'bad') uc = uc === 0xffff ? 1 : uc + 1;
+      uc = finishUdpChecksum(~sum & 0xffff);
+      if (this.o.udpChecksum === 'bad') uc = corruptChecksum(uc);
     }
-    b.writeUInt16BE(uc, udp + 6);
+    udp.checksum = uc;
 
     let frameLen = this.headerLen + plen;
     if (frameLen < ETH_MIN_FRAME) {
@@ -150,16 +153,14 @@ export class UdpFramer {
 /**
  * Re-stamps the IPv4 ID of a frame built by UdpFramer in place, updating the header checksum with RFC 1624 rather than
  * re-summing: how a repeated datagram goes out with netpoll's incrementing ID at the cost of two 16-bit writes.
- * (The UDP checksum does not cover the IP ID.)
+ * (The UDP checksum does not cover the IP ID.) A deliberately bad checksum stays bad by the same amount.
  */
-export function patchIpId(frame: Buffer, ipOff: number, newId: number): void {
-  const oldId = (frame[ipOff + 4] << 8) | frame[ipOff + 5];
-  const c = (frame[ipOff + 10] << 8) | frame[ipOff + 11];
-  const nc = incrementalUpdate(c, oldId, newId & 0xffff);
-  frame[ipOff + 4] = (newId >>> 8) & 0xff;
-  frame[ipOff + 5] = newId & 0xff;
-  frame[ipOff + 10] = nc >>> 8;
-  frame[ipOff + 11] = nc & 0xff;
+export function patchIpId(frame: Uint8Array, ipOff: number, newId: number): void {
+  const idAt = ipOff + IPV4_FIELD.id;
+  const csAt = ipOff + IPV4_FIELD.checksum;
+  const id = newId & 0xffff;
+  writeBe16(frame, csAt, incrementalUpdate(readBe16(frame, csAt), readBe16(frame, idAt), id));
+  writeBe16(frame, idAt, id);
 }
 
 export interface ParsedUdpFrame {
@@ -176,7 +177,6 @@ export interface ParsedUdpFrame {
   payload: Buffer;
 }
 
-/** Ethernet[/802.1Q]/IPv4/UDP → fields, or null for anything else (or a truncated/fragmented datagram). */
 /** Offsets of a whole IPv4/UDP datagram inside an Ethernet frame (see locateUdp). */
 export interface UdpLocation {
   /** The IPv4 header: 14, or 18 behind an 802.1Q tag. */
@@ -189,52 +189,55 @@ export interface UdpLocation {
 
 /**
  * Where a whole IPv4/UDP datagram sits in an Ethernet (optionally 802.1Q) frame, without allocating: false for a runt,
- * anything but IPv4/UDP, a fragment, IHL < 5, an IP total length past the frame, or a UDP length outside 8..the IP
- * length. The one set of rules for parseUdpFrame and the receivers' hot paths.
+ * anything but IPv4/UDP, a fragment, or whatever ipv4Check / udpCheck refuse (IHL < 5, an IP total length past the
+ * frame, a UDP length outside 8..the IP payload). The one set of rules for parseUdpFrame and the receivers' hot paths.
+ * It calls the codecs' check functions and reads at their named offsets (no view object to reset per frame). Measured
+ * at ~24 ns a frame where the version with literal offsets took ~12 ns (node 20, min of 75 rounds on a loaded box):
+ * the price of one set of rules, small beside a capture's per-packet cost.
  */
 export function locateUdp(f: Uint8Array, at: UdpLocation): boolean {
-  if (f.length < ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN) return false;
+  const end = f.length;
+  if (ethernetCheck(f, 0, end) !== 0) return false;
   let ip = ETH_HEADER_LEN;
-  let type = (f[12] << 8) | f[13];
+  let type = readBe16(f, ETH_FIELD.ethertype);
   if (type === ETHERTYPE_VLAN) {
-    if (f.length < ETH_HEADER_LEN + 4 + IPV4_HEADER_LEN + UDP_HEADER_LEN) return false;
-    type = (f[16] << 8) | f[17];
-    ip += 4;
+    if (vlanCheck(f, ip, end) !== 0) return false;
+    type = readBe16(f, ip + VLAN_FIELD.ethertype);
+    ip += VLAN_TAG_LEN;
   }
-  if (type !== ETHERTYPE_IPV4 || f[ip] >> 4 !== 4 || f[ip + 9] !== IPPROTO_UDP) return false;
-  if ((((f[ip + 6] << 8) | f[ip + 7]) & 0x3fff) !== 0) return false; // a fragment: not a whole datagram
-  const ihl = (f[ip] & 15) * 4;
-  const ipLen = (f[ip + 2] << 8) | f[ip + 3];
-  const udp = ip + ihl;
-  if (ihl < IPV4_HEADER_LEN || udp + UDP_HEADER_LEN > f.length || ip + ipLen > f.length) return false;
-  const udpLen = (f[udp + 4] << 8) | f[udp + 5];
-  if (udpLen < UDP_HEADER_LEN || udp + udpLen > ip + ipLen) return false;
+  if (type !== ETHERTYPE_IPV4 || ipv4Check(f, ip, end) !== 0) return false;
+  if (f[ip + IPV4_FIELD.protocol] !== IPPROTO_UDP) return false;
+  if ((readBe16(f, ip + IPV4_FIELD.flagsFrag) & IPV4_FRAGMENT_BITS) !== 0) return false; // a fragment: not a whole datagram
+  const udp = ip + ipv4HeaderLen(f, ip);
+  if (udpCheck(f, udp, ip + readBe16(f, ip + IPV4_FIELD.totalLength)) !== 0) return false;
   at.ip = ip;
   at.udp = udp;
-  at.udpLen = udpLen;
+  at.udpLen = readBe16(f, udp + UDP_FIELD.length);
   return true;
 }
 
+/** Ethernet[/802.1Q]/IPv4/UDP -> fields, or null for anything else (or a truncated/fragmented datagram). */
 export function parseUdpFrame(frame: Uint8Array): ParsedUdpFrame | null {
   const at = { ip: 0, udp: 0, udpLen: 0 };
   if (!locateUdp(frame, at)) return null;
-  const b = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
-  const { ip, udp, udpLen } = at;
+  const eth = new EthernetView(frame, 0);
+  const ip = new Ipv4View(frame, at.ip);
+  const udp = new UdpView(frame, at.udp);
   let vlan: ParsedUdpFrame['vlan'];
-  if (ip > ETH_HEADER_LEN) {
-    const tci = b.readUInt16BE(14);
-    vlan = { vid: tci & 0x0fff, pcp: tci >>> 13 };
+  if (at.ip > ETH_HEADER_LEN) {
+    const tag = new VlanView(frame, eth.payloadOffset);
+    vlan = { vid: tag.vid, pcp: tag.pcp };
   }
   return {
-    dstMac: b.subarray(0, 6),
-    srcMac: b.subarray(6, 12),
+    dstMac: eth.dst,
+    srcMac: eth.src,
     vlan,
-    srcIp: b.readUInt32BE(ip + 12),
-    dstIp: b.readUInt32BE(ip + 16),
-    ttl: b[ip + 8],
-    ipId: b.readUInt16BE(ip + 4),
-    srcPort: b.readUInt16BE(udp),
-    dstPort: b.readUInt16BE(udp + 2),
-    payload: b.subarray(udp + UDP_HEADER_LEN, udp + udpLen),
+    srcIp: ip.src,
+    dstIp: ip.dst,
+    ttl: ip.ttl,
+    ipId: ip.id,
+    srcPort: udp.srcPort,
+    dstPort: udp.dstPort,
+    payload: udp.payload,
   };
 }

@@ -18,12 +18,17 @@ const PCP_SHIFT = 13;
 const DEI_BIT = 0x1000;
 const VID_MASK = 0x0fff;
 
+/** 0 when buf[off, end) can hold the tag, else 1 (too short). Allocation-free. */
+export function vlanCheck(buf: Uint8Array, off = 0, end = buf.length): number {
+  return off >= 0 && end - off >= VLAN_TAG_LEN ? 0 : 1;
+}
+
 export class VlanView {
   constructor(public buf: Uint8Array, public off = 0) {}
 
-  /** 0 when buf[off, end) can hold the tag, else 1 (too short). Allocation-free. */
+  /** vlanCheck, as a view method. */
   static check(buf: Uint8Array, off = 0, end = buf.length): number {
-    return off >= 0 && end - off >= VLAN_TAG_LEN ? 0 : 1;
+    return vlanCheck(buf, off, end);
   }
 
   static checked(buf: Uint8Array, off = 0): VlanView {
