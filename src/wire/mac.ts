@@ -1,4 +1,4 @@
-import { UsageError } from '../errors.js';
+import { AddressError } from './addr.js';
 import { bytesAt } from './checksum.js';
 import { WireError } from './error.js';
 
@@ -8,11 +8,11 @@ export const MAC_ZERO: Buffer = Buffer.alloc(MAC_LEN, 0);
 
 const MAC_RE = /^[0-9a-fA-F]{1,2}([:-])[0-9a-fA-F]{1,2}(\1[0-9a-fA-F]{1,2}){4}$/;
 
-/** "02:00:00:00:00:01" (or with '-') → 6 bytes. */
+/** "02:00:00:00:00:01" (or with '-') → 6 bytes; anything else is an AddressError (the CLI makes it exit 2). */
 export function parseMac(s: string, what = 'MAC address'): Buffer {
   const t = String(s).trim();
   if (!MAC_RE.test(t)) {
-    throw new UsageError(`bad ${what} '${s}': expected six hex bytes like 02:00:00:00:00:01`);
+    throw new AddressError(`bad ${what} '${s}': expected six hex bytes like 02:00:00:00:00:01`);
   }
   return Buffer.from(t.split(/[:-]/).map((h) => parseInt(h, 16)));
 }

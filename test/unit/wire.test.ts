@@ -248,6 +248,8 @@ test('addresses: MAC and IPv4 parsing reject bad input with a UsageError naming 
   assert.deepEqual(parseMac('02-00-00-00-00-0A'), hex('02000000000a'));
   assert.throws(() => parseMac('02:00:00:00:00'), (e: Error) => e instanceof UsageError && /02:00:00:00:00/.test(e.message));
   assert.throws(() => parseMac('zz:00:00:00:00:00'), UsageError);
+  assert.throws(() => parseMac('zz:00:00:00:00:00'), { name: 'AddressError' }); // the codec's own error (a WireError)
+  assert.throws(() => parseMac('zz:00:00:00:00:00'), WireError);
   assert.equal(parseAddr('10.0.0.2', 'x'), 0x0a000002);
   assert.throws(() => parseAddr('10.0.0.256', 'target'), /bad target '10.0.0.256'/);
   assert.throws(() => parseAddr('10.0.2', 'target'), UsageError);
