@@ -82,6 +82,8 @@ export interface NetdumpLab {
   b: string;
   r: string | null;
   ifA: string;
+  /** The server's end of its link. */
+  ifB: string;
   ipA: string;
   ipB: string;
   destroy(): void;
@@ -123,7 +125,7 @@ export async function netdumpLab(link?: Impairment, back?: Impairment, opts: { c
     const ipB = `${subnet}.2`;
     if (opts.clientAddr !== false) lab.addr(a, ifA, `${ipA}/24`);
     lab.addr(b, ifB, `${ipB}/24`);
-    return { lab, a, b, r, ifA, ipA, ipB, destroy: () => lab.destroy() };
+    return { lab, a, b, r, ifA, ifB, ipA, ipB, destroy: () => lab.destroy() };
   } catch (e) {
     lab.destroy();
     throw e;

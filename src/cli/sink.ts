@@ -49,8 +49,9 @@ export function register(program: Command): void {
     .option('-B, --buffer-size <MiB>', '--capture: libpcap ring size in MiB (as tcpdump -B, but MiB)', '64')
     .option('--max-flows <N>', 'keep accounts for at most N flows (src ip:port), so spoofed sources cannot exhaust ' +
       'memory (a flow costs 1-2 KB, up to 60 KB when its timings spread over every histogram bucket). With N flows ' +
-      'kept, a new flow replaces the oldest that has had only one datagram (counted as "flows-evicted"); if every ' +
-      'flow has had more, the new flow\'s datagrams are counted as "flows-over-budget", not accounted', String(DEFAULT_MAX_FLOWS))
+      'kept, a new flow replaces the oldest that has had only one datagram, 100 ms or more ago (counted as ' +
+      '"flows-evicted": forged sources send one each); with none such, the new flow\'s datagrams are counted as ' +
+      '"flows-over-budget", not accounted', String(DEFAULT_MAX_FLOWS))
     .option('--json', 'print one JSON object with the report (every flow within --max-flows)');
   cmd.addHelpText('after', '\nWhich receive path:\n' +
     '  socket (default)  a kernel UDP socket; no privileges needed above port 1023. Measured on a 2-core VM:\n' +

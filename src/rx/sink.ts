@@ -139,6 +139,14 @@ export const SEQ_WINDOW = 1 << 16;
  */
 export const SEQ_JUMP = 1 << 24;
 
+/**
+ * With the flow budget full, a flow that has had a single datagram gives way to a new one only this long after it
+ * (100 ms). It keeps flows sent round-robin (more of them than the budget) from pushing each other out before their
+ * second datagram, for any flow of 10 pps or more; and a flood of forged sources locks new flows out only above
+ * --max-flows / 100 ms new sources a second (100 000/s with the default budget).
+ */
+export const EVICT_AFTER_NS = 100e6;
+
 /** Flows a SinkAccounting keeps by default; datagrams of further flows are counted as 'flows-over-budget'. */
 export const DEFAULT_MAX_FLOWS = 10000;
 
@@ -410,10 +418,10 @@ export interface AccountingOptions {
   /**
    * Flows to keep accounts for (default DEFAULT_MAX_FLOWS). Every new source ip:port costs memory, so a flood of
    * spoofed sources would grow the sink without bound. With the budget full, a new flow takes the place of the
-   * oldest flow that has had a single datagram (one spoofed datagram each is what a flood of forged sources looks
-   * like; a real flow has its second datagram microseconds later): that datagram is counted under
-   * refused['flows-evicted'] and leaves the totals. If every flow has had two or more, the new flow's datagrams are
-   * counted under refused['flows-over-budget'] and not accounted.
+   * oldest flow that has had a single datagram, EVICT_AFTER_NS or longer ago (one datagram each is what a flood of
+   * forged sources looks like; a real flow has its second soon after, and flows sent round-robin must not push each
+   * other out): that datagram is counted under refused['flows-evicted'] and leaves the totals. With no such flow,
+   * the new flow's datagrams are counted under refused['flows-over-budget'] and not accounted.
    */
   maxFlows?: number;
 }
@@ -495,7 +503,7 @@ export class SinkAccounting {
       const k2 = srcPort * 65536 + dstPort;
       f = inner?.get(k2) ?? null;
       if (f === null) {
-        if (this.flowSet.size >= this.maxFlows && !this.evictOne()) {
+        if (this.flowSet.size >= this.maxFlows && !this.evictOne(arrivalNs)) {
           this.refused['flows-over-budget']++;
           return false;
         }
@@ -512,11 +520,13 @@ export class SinkAccounting {
     return true;
   }
 
-  /** Removes the oldest flow that has had a single datagram; false if there is none. Amortised O(1). */
-  private evictOne(): boolean {
+  /** Removes the oldest flow that has had a single datagram, EVICT_AFTER_NS ago or more; false if none. Amortised O(1). */
+  private evictOne(nowNs: number): boolean {
     const q = this.probation;
     while (this.probationHead < q.length) {
-      const f = q[this.probationHead++];
+      const f = q[this.probationHead];
+      if (f.received === 1 && this.flowSet.has(f) && nowNs - f.lastArrivalNs < EVICT_AFTER_NS) break; // the oldest is too young
+      this.probationHead++;
       if (f.received !== 1 || !this.flowSet.has(f)) continue;
       this.flowSet.delete(f);
       const inner = this.byKey.get(f.key.srcIp)!;
@@ -625,18 +635,22 @@ function wallUs(): number {
  */
 export function udpSocketDrops(port: number): number | null {
   try {
-    const lines = readFileSync('/proc/self/net/udp', 'utf8').split('\n').slice(1);
-    const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
-    let drops: number | null = null;
-    for (const l of lines) {
-      const f = l.trim().split(/\s+/);
-      if (f.length < 13 || !f[1].endsWith(':' + hexPort)) continue;
-      drops = (drops ?? 0) + Number(f[f.length - 1]);
-    }
-    return drops;
+    return udpDropsIn(readFileSync('/proc/self/net/udp', 'utf8'), port);
   } catch {
     return null;
   }
+}
+
+/** The same from the text of a /proc/net/udp table (null when no socket is bound to the port). */
+export function udpDropsIn(table: string, port: number): number | null {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  let drops: number | null = null;
+  for (const l of table.split('\n').slice(1)) {
+    const f = l.trim().split(/\s+/);
+    if (f.length < 13 || !f[1].endsWith(':' + hexPort)) continue;
+    drops = (drops ?? 0) + Number(f[f.length - 1]);
+  }
+  return drops;
 }
 
 /**

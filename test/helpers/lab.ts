@@ -5,7 +5,7 @@
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after } from 'node:test';
@@ -199,6 +199,13 @@ export async function udpReceiver(lab: Lab, ns: string, port: number, count: num
       });
     },
   };
+}
+
+/** Resident memory of a process in KiB: now (VmRSS) and its peak so far, the kernel's high-water mark (VmHWM). */
+export function rssKiB(pid: number): { rss: number; hwm: number } {
+  const st = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const get = (k: string) => Number((new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(st) ?? [])[1]);
+  return { rss: get('VmRSS'), hwm: get('VmHWM') };
 }
 
 /** rx_packets of an interface inside a namespace. */

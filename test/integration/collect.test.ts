@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { twoHosts, rawpollAsync, waitFor, nsRun, RAWPOLL } from '../helpers/lab.js';
+import { twoHosts, rawpollAsync, waitFor, nsRun, RAWPOLL, rssKiB } from '../helpers/lab.js';
 import { startCollector } from '../helpers/collector.js';
 
 /** Runs in the sender namespace: node -e GARBAGE host port. Prints one JSON line of what it sent. */
@@ -50,12 +50,6 @@ async function send(b) {
   process.stdout.write(JSON.stringify(counts) + '\n');
 })();
 `;
-
-function rssKiB(pid: number): { rss: number; hwm: number } {
-  const st = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const get = (k: string) => Number((new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(st) ?? [])[1]);
-  return { rss: get('VmRSS'), hwm: get('VmHWM') };
-}
 
 test('collect: garbage never stops it, memory stays bounded, drops are reported, a real report still lands', async (t) => {
   const h = twoHosts();

@@ -475,30 +475,35 @@ test('flow budget raised to 200 000: each flow costs under 2 KB, and the text re
 test('flow budget: top flows by received first; maxFlows must be >= 1', () => {
   const a = new SinkAccounting({ maxFlows: 3 });
   for (let port = 1; port <= 5; port++) for (let s = 1; s <= port; s++) a.record(SRC, port, DST, 9, pg(s), s, 0);
-  // Port 1's flow had one datagram: port 4 took its place; then no one-datagram flow was left for port 5.
-  assert.deepEqual(a.flows.map((f) => f.key.srcPort), [2, 3, 4]);
-  assert.deepEqual(a.refused, { 'flows-over-budget': 5, 'flows-evicted': 1 });
-  assert.equal(a.accounted, 2 + 3 + 4);
-  assert.equal(a.record(SRC, 5, DST, 9, pg(9), 1, 0), false);
+  // Port 1's flow had one datagram, but within the last 100 ms: too young to give way to port 4 or 5.
+  assert.deepEqual(a.flows.map((f) => f.key.srcPort), [1, 2, 3]);
+  assert.deepEqual(a.refused, { 'flows-over-budget': 4 + 5, 'flows-evicted': 0 });
+  assert.equal(a.record(SRC, 4, DST, 9, pg(9), 1, 0), false);
   assert.equal(a.record(SRC, 3, DST, 9, pg(4), 4, 0), true, 'a known flow is still accounted');
+  // 100 ms later it does.
+  assert.equal(a.record(SRC, 6, DST, 9, pg(1), 100e6 + 1, 0), true);
+  assert.deepEqual(a.flows.map((f) => f.key.srcPort), [2, 3, 6]);
+  assert.equal(a.refused['flows-evicted'], 1);
   const lines = formatReport(reportOf(a), 2).split('\n');
   assert.match(lines[1], /^10\.0\.0\.1:3 -> /);
-  assert.match(lines[2], /^10\.0\.0\.1:4 -> /);
-  assert.equal(lines[3], '... and 1 more flow (2 received; --json lists them all)');
+  assert.match(lines[2], /^10\.0\.0\.1:2 -> /);
+  assert.equal(lines[3], '... and 1 more flow (1 received; --json lists them all)');
   assert.throws(() => new SinkAccounting({ maxFlows: 0 }), /bad maxFlows '0': expected an integer >= 1/);
 });
 
-test('flow budget under spoofed sources: one-datagram flows give way, so a real flow starting during and after the flood is accounted whole', () => {
+test('flow budget under spoofed sources: one-datagram flows 100 ms old give way, so a real flow starting during and after the flood is accounted whole', () => {
   const a = new SinkAccounting({ maxFlows: 1000 });
   const spoof = pg(1, 1795000000, 0);
   let t = 0;
   const real = (port: number, seq: number) => a.record(0x0a000063, port, DST, 9, pg(seq, 1795000000, 0), (t += 1000), 1795000000e6);
   let realSeq = 0;
+  // 5 000 spoofed sources a second for 6 s (half the rate at which 1 000 flows of 100 ms would lock new flows out):
+  // the budget is full after 0.2 s, from when the oldest give way.
   for (let i = 0; i < 30_000; i++) {
     spoof.writeUInt32BE((i * 2654435761) >>> 0, 4);             // random-looking seqs, 0xffffffff among them
     if (i % 97 === 0) spoof.writeUInt32BE(0xffffffff, 4);
-    a.record(0xac100000 + i, 1024 + (i % 60000), DST, 9, spoof, (t += 1000), 1795000000e6);
-    if (i >= 5000 && i < 25_000 && i % 10 === 0) assert.ok(real(4000, ++realSeq), 'the real flow is accounted during the flood');
+    a.record(0xac100000 + i, 1024 + (i % 60000), DST, 9, spoof, (t += 200_000), 1795000000e6);
+    if (i >= 5_000 && i < 25_000 && i % 10 === 0) assert.ok(real(4000, ++realSeq), 'the real flow is accounted during the flood');
   }
   for (let s = 1; s <= 500; s++) assert.ok(real(4001, s), 'a real flow begun after the flood is accounted');
   const flows = a.flowReports();
@@ -509,5 +514,9 @@ test('flow budget under spoofed sources: one-datagram flows give way, so a real 
   assert.equal(a.flows.length, 1000);
   assert.equal(a.refused['flows-over-budget'], 0);
   assert.equal(a.refused['flows-evicted'], 30_000 - 998);
+  // At twice the rate the budget holds only flows under 100 ms old: new ones, real or not, are refused.
+  const b = new SinkAccounting({ maxFlows: 1000 });
+  for (let i = 0; i < 30_000; i++) b.record(0xac100000 + i, 1024, DST, 9, spoof, i * 50_000, 1795000000e6);
+  assert.ok(b.refused['flows-over-budget'] > 14_000, JSON.stringify(b.refused));
   assert.equal(a.accounted, a.totals().received);
 });
