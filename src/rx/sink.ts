@@ -11,19 +11,17 @@ import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { RuntimeError, UsageError } from '../errors.js';
-import { PKTGEN_HDR_LEN, PKTGEN_MAGIC } from '../proto/pktgen.js';
+import { PKTGEN_FIELD, pktgenCheck } from '../proto/pktgen.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
-import { UDP_HEADER_LEN } from '../wire/udp.js';
+import { UDP_FIELD } from '../wire/udp.js';
+import { IPV4_FIELD } from '../wire/ipv4.js';
+import { readBe16, readBe32 } from '../wire/checksum.js';
 import { locateUdp, type UdpLocation } from '../wire/udpframe.js';
 import { PcapLink } from '../link/pcap.js';
 import type { PcapStats } from '../link/addon.js';
 import type { LinkWatch } from '../link/watch.js';
 
 const TWO32 = 2 ** 32;
-
-function u32be(b: Uint8Array, o: number): number {
-  return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
-}
 
 /**
  * Where the UDP payload of an Ethernet[/802.1Q]/IPv4/UDP frame to `port` starts, or -1. Writes the addresses into
@@ -34,12 +32,12 @@ function u32be(b: Uint8Array, o: number): number {
 export function locateUdpPayload(f: Uint8Array, port: number, out: { srcIp: number; dstIp: number; srcPort: number; len: number }): number {
   if (!locateUdp(f, where)) return -1;
   const { ip, udp } = where;
-  if (((f[udp + 2] << 8) | f[udp + 3]) !== port) return -1;
-  out.srcIp = u32be(f, ip + 12);
-  out.dstIp = u32be(f, ip + 16);
-  out.srcPort = (f[udp] << 8) | f[udp + 1];
-  out.len = where.udpLen - UDP_HEADER_LEN;
-  return udp + UDP_HEADER_LEN;
+  if (readBe16(f, udp + UDP_FIELD.dstPort) !== port) return -1;
+  out.srcIp = readBe32(f, ip + IPV4_FIELD.src);
+  out.dstIp = readBe32(f, ip + IPV4_FIELD.dst);
+  out.srcPort = readBe16(f, udp + UDP_FIELD.srcPort);
+  out.len = where.udpLen - UDP_FIELD.HEADER_LEN;
+  return udp + UDP_FIELD.HEADER_LEN;
 }
 /** locateUdpPayload's scratch: one per process, no allocation per frame. */
 const where: UdpLocation = { ip: 0, udp: 0, udpLen: 0 };
@@ -493,7 +491,7 @@ export class SinkAccounting {
   /** The same for a payload of `len` bytes at buf[off]: the capture path's no-allocation entry. */
   recordAt(srcIp: number, srcPort: number, dstIp: number, dstPort: number, buf: Uint8Array, off: number, len: number, arrivalNs: number, wallUs: number): boolean {
     this.datagrams++;
-    if (len < PKTGEN_HDR_LEN || off + PKTGEN_HDR_LEN > buf.length || u32be(buf, off) !== PKTGEN_MAGIC) {
+    if (pktgenCheck(buf, off, Math.min(buf.length, off + len)) !== 0) {
       this.nonPktgen++;
       return false;
     }
@@ -515,7 +513,7 @@ export class SinkAccounting {
       }
       this.last = f;
     }
-    f.add(u32be(buf, off + 4), arrivalNs, wallUs, u32be(buf, off + 8), u32be(buf, off + 12), len);
+    f.add(readBe32(buf, off + PKTGEN_FIELD.seq), arrivalNs, wallUs, readBe32(buf, off + PKTGEN_FIELD.tvSec), readBe32(buf, off + PKTGEN_FIELD.tvUsec), len);
     if (arrivalNs > this.lastArrivalNs) this.lastArrivalNs = arrivalNs;
     return true;
   }
