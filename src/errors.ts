@@ -1,5 +1,3 @@
-import { AddressError } from './wire/addr.js';
-
 /**
  * Two kinds of failure, matching the exit codes our users' tools use:
  * UsageError (exit 2) — the command line or input is wrong; nothing was sent.
@@ -15,14 +13,6 @@ export class UsageError extends Error {
     this.name = 'UsageError';
   }
 
-  /**
-   * An address the user typed wrong is bad usage: `e instanceof UsageError` also holds for wire/addr's AddressError,
-   * so code (and library users) that sort failures by these two kinds keep doing so now that the wire layer throws
-   * its own error. Subclasses keep plain instanceof.
-   */
-  static override [Symbol.hasInstance](x: unknown): boolean {
-    return Function.prototype[Symbol.hasInstance].call(this, x) || (this === UsageError && x instanceof AddressError);
-  }
 }
 
 export class RuntimeError extends Error {

@@ -12,6 +12,7 @@
 import type { Readable } from 'node:stream';
 import { release as osRelease } from 'node:os';
 import { LinkDownError, LinkGoneError, RuntimeError, UsageError } from '../errors.js';
+import { WireError } from '../wire/error.js';
 import { currentCpu, taskName } from '../host/hostinfo.js';
 import type { LinkWatch } from '../link/watch.js';
 import { NetconsoleFormatter, type NetconsoleFormatOptions } from '../proto/netconsole.js';
@@ -261,7 +262,8 @@ export async function runNetconsole(o: NetconsoleOptions): Promise<NetconsoleSum
     }
   } catch (e) {
     for (const t of targets) t.sender.abort();
-    throw e instanceof UsageError || e instanceof RuntimeError ? e : new RuntimeError((e as Error).message);
+    // Bad input (ours or a codec's) keeps its kind: exit 2; anything else is the world saying no: exit 1.
+    throw e instanceof UsageError || e instanceof RuntimeError || e instanceof WireError ? e : new RuntimeError((e as Error).message);
   } finally {
     for (const off of detach) off();
     unlisten();
