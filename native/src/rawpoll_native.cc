@@ -388,7 +388,7 @@ class BlastWorker : public Napi::AsyncProgressWorker<Progress> {
     r.Set("lateMaxNs", double(j.lateMaxNs));
     r.Set("lateMeanNs", j.groups ? j.lateSumNs / double(j.groups) : 0.0);
     r.Set("groups", double(j.groups));
-    r.Set("sendCalls", double(j.batches));  // sendmmsg batches
+    r.Set("batches", double(j.batches));  // sendmmsg calls
     r.Set("worker", j.worker);
     r.Set("multi", j.multi);
     r.Set("nextIpId", j.fr.ipId & 0xffff);  // multi-thread: the first ID; JS adds the run's frame count

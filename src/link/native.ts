@@ -28,15 +28,15 @@ export interface NativeBlastParams {
   /** Template indices in send order; the loop cycles through it. */
   order: Uint32Array;
   nFlows: number;
-  /** Offset of the IPv4 header in every frame (14, or 18 with an 802.1Q tag). */
-  ipOff: number;
-  /** Offset of the pktgen header (ipOff + 28), or -1 when frames carry none. */
-  seqOff: number;
-  /** First IP ID of the counter (+1 per frame, mod 2^16), or -1 to keep each template's. */
+  /**
+   * The per-frame changes (tx/plan.ts encodePlan, native/src/plan.h): which fields get the IP ID, the flow's seq and
+   * the send time, and which checksums they feed. The loop knows no header offsets of its own.
+   */
+  plan: Int32Array;
+  /** First value of the IP ID counter (+1 per frame, mod 2^16), if the plan patches it. */
   ipId: number;
+  /** First seq of every flow (default 1). */
   seqStart?: number;
-  /** Write tv_sec/tv_usec (CLOCK_REALTIME at send) into the pktgen header. */
-  timestamps?: boolean;
   /** Frames to send; 0 = until durationNs or stop(). */
   count: number;
   durationNs: number;
@@ -92,7 +92,10 @@ export interface NativeBlastResult extends NativeProgress {
   startedLateNs: number;
   lateMaxNs: number;
   lateMeanNs: number;
-  sendCalls: number;
+  /** Groups of the schedule sent (a burst, or the frames due at one wake-up): lateness is measured per group. */
+  groups: number;
+  /** sendmmsg calls. */
+  batches: number;
   nextIpId: number;
   nextSeq: number[];
 }
@@ -142,7 +145,9 @@ function merge(rs: NativeBlastResult[]): NativeBlastResult {
     errno: rs.find((r) => r.errno)?.errno ?? 0, error: rs.find((r) => r.error)?.error ?? null,
     firstNs: first.firstNs, lastNs: Math.max(...rs.map((r) => r.lastNs)), firstRealSec: first.firstRealSec, firstRealNsec: first.firstRealNsec,
     startedLateNs: Math.max(...rs.map((r) => r.startedLateNs)), lateMaxNs: Math.max(...rs.map((r) => r.lateMaxNs)),
-    lateMeanNs: sum(rs, 'lateMeanNs') / rs.length, sendCalls: sum(rs, 'sendCalls'),
+    // Each thread's mean is over its own groups: weigh it by them.
+    lateMeanNs: sum(rs, 'groups') ? rs.reduce((a, r) => a + r.lateMeanNs * r.groups, 0) / sum(rs, 'groups') : 0,
+    groups: sum(rs, 'groups'), batches: sum(rs, 'batches'),
     nextIpId: rs[rs.length - 1].nextIpId, nextSeq: rs[rs.length - 1].nextSeq,
   };
 }

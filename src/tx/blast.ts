@@ -179,14 +179,14 @@ function summarise(o: BlastRunOptions, r: EngineResult, qdiscBypass: boolean, st
 }
 
 /** The C loop's figures as an EngineResult. */
-function fromNative(r: NativeBlastResult & { groups?: number }, policy: LinkDownPolicy | undefined): EngineResult {
+function fromNative(r: NativeBlastResult, policy: LinkDownPolicy | undefined): EngineResult {
   return {
     sent: r.sent, bytes: r.bytes, waits: r.waits, notSent: r.notSent, notSentLinkDown: r.notSentLinkDown,
     linkOutages: r.linkOutages, linkDownNs: r.linkDownNs, linkGone: r.linkGone, error: r.error,
     stoppedOnLinkDown: policy === 'stop' && r.errno === constants.errno.ENETDOWN,
     firstNs: r.firstNs, lastNs: r.lastNs, firstRealSec: r.firstRealSec, firstRealNsec: r.firstRealNsec,
     startedLateNs: r.startedLateNs, lateMaxNs: r.lateMaxNs, lateMeanNs: r.lateMeanNs,
-    groups: r.groups ?? 0, batches: r.sendCalls, nextIpId: r.nextIpId, nextSeq: r.nextSeq,
+    groups: r.groups, batches: r.batches, nextIpId: r.nextIpId, nextSeq: r.nextSeq,
   };
 }
 
@@ -197,9 +197,9 @@ function startNative(o: BlastRunOptions): { done: Promise<EngineResult>; stop():
   const t = o.templates;
   const s = slotOf(o.pacing, t.meanLen);
   // The loop walks the patch plan (native/src/plan.h): it knows no header offsets of its own.
-  const params: Omit<NativeBlastParams, 'fd'> & { plan: Int32Array } = {
+  const params: Omit<NativeBlastParams, 'fd'> = {
     frames: t.frames, offsets: t.offsets, lengths: t.lengths, flows: t.flowOf, order: t.order, nFlows: t.nFlows,
-    plan: encodePlan(planFor(t)), ipOff: t.ipOff, seqOff: t.seqOff, ipId: t.ipIdStart, seqStart: 1, timestamps: true,
+    plan: encodePlan(planFor(t)), ipId: t.ipIdStart, seqStart: 1,
     count: o.count, durationNs: o.durationNs ?? 0, gapNs: s.gapNs, nsPerByte: s.nsPerByte,
     burst: o.pacing.burst ?? 1, burstGapNs: o.pacing.burstGapNs ?? 0, batch: o.batch ?? 64,
     progressMs: o.progressMs ?? 200, threads: o.threads ?? 1, startAtSec: o.startAt?.sec ?? 0, startAtNsec: o.startAt?.nsec ?? 0,
