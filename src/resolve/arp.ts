@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { LinkDownError, LinkGoneError, RuntimeError } from '../errors.js';
 import { PcapLink } from '../link/pcap.js';
 import { formatIpv4 } from '../wire/addr.js';
-import { ARP_LEN, ARP_REPLY, ARP_REQUEST, emitArp, parseArp } from '../wire/arp.js';
+import { ARP_FIELD, ARP_LEN, ARP_REPLY, ARP_REQUEST, emitArp, parseArp } from '../wire/arp.js';
 import { emitEthernet, ETH_HEADER_LEN, ETH_MIN_FRAME, ETHERTYPE_ARP, parseEthernet } from '../wire/ethernet.js';
 import { MAC_BROADCAST, MAC_ZERO } from '../wire/mac.js';
 
@@ -35,14 +35,14 @@ function hex32(ip: number): string {
   return '0x' + (ip >>> 0).toString(16).padStart(8, '0');
 }
 
-/** BPF for "ARP replies whose sender is IP" (arp[6:2] is the opcode, arp[14:4] the sender protocol address). */
+/** BPF for "ARP replies whose sender is IP": the opcode and the sender protocol address, at the codec's offsets. */
 export function arpReplyFilter(ip: number): string {
-  return `arp and arp[6:2] = ${ARP_REPLY} and arp[14:4] = ${hex32(ip)}`;
+  return `arp and arp[${ARP_FIELD.op}:2] = ${ARP_REPLY} and arp[${ARP_FIELD.spa}:4] = ${hex32(ip)}`;
 }
 
-/** BPF for "who-has IP" requests (arp[24:4] is the target protocol address). */
+/** BPF for "who-has IP" requests: the opcode and the target protocol address. */
 export function arpRequestFilter(ip: number): string {
-  return `arp and arp[6:2] = ${ARP_REQUEST} and arp[24:4] = ${hex32(ip)}`;
+  return `arp and arp[${ARP_FIELD.op}:2] = ${ARP_REQUEST} and arp[${ARP_FIELD.tpa}:4] = ${hex32(ip)}`;
 }
 
 function parseArpFrame(frame: Buffer) {

@@ -8,6 +8,7 @@ import { arpRequestFilter, arpResolve, ArpResponder } from '../resolve/arp.js';
 import { chooseNextHop, type NextHop } from '../resolve/nexthop.js';
 import { formatIpv4 } from '../wire/addr.js';
 import { ETH_HEADER_LEN, ETH_MIN_FRAME } from '../wire/ethernet.js';
+import { VLAN_TAG_LEN } from '../wire/vlan.js';
 import { IPV4_HEADER_LEN } from '../wire/ipv4.js';
 import { formatMac } from '../wire/mac.js';
 import { UDP_HEADER_LEN } from '../wire/udp.js';
@@ -330,7 +331,7 @@ function checkPayloadFits(len: number, mtu: number, frameSize: number | undefine
 function checkFrameSize(o: Pick<SenderOptions, 'frameSize' | 'vlan'>, mtu: number): void {
   if (o.frameSize === undefined) return;
   const hdr = udpHeaderLen(o.vlan);
-  const max = mtu + ETH_HEADER_LEN + (o.vlan ? 4 : 0);
+  const max = mtu + ETH_HEADER_LEN + (o.vlan ? VLAN_TAG_LEN : 0);
   const min = Math.max(ETH_MIN_FRAME, hdr);
   if (!(Number.isInteger(o.frameSize) && o.frameSize >= min && o.frameSize <= max)) {
     throw new UsageError(`bad frame size '${o.frameSize}': expected ${min}-${max} bytes (60 is the Ethernet minimum; the maximum is MTU ${mtu} + headers)`);
