@@ -68,6 +68,9 @@ export class Lab {
   readonly tag: string;
 
   constructor(tag = 'rp') {
+    if (process.getuid && process.getuid() !== 0) {
+      throw new Error('this integration test needs root: it creates network namespaces and veth pairs (run: sudo npm test)');
+    }
     this.tag = `${tag}${process.pid % 100000}x${counter++}`;
   }
 
