@@ -55,38 +55,14 @@ export interface BlastRunOptions {
   planWalker?: 'native' | 'js';
 }
 
-/** What an engine reports of a run, both engines alike. */
-export interface EngineResult {
-  sent: number;
-  bytes: number;
-  /** Times a send met a full queue and waited for it (EAGAIN/ENOBUFS): never a drop. */
-  waits: number;
-  /** Frames not sent because the run ended on an error (with --count: the rest of it). */
-  notSent: number;
-  /** Frames whose slot came while the link was down: not sent, and not retried — the schedule went on. */
-  notSentLinkDown: number;
-  linkOutages: number;
-  linkDownNs: number;
-  linkGone: boolean;
-  error: string | null;
+/**
+ * What an engine reports of a run, both engines alike: the C loop's figures (link/native.ts NativeBlastResult says
+ * what each means) but its errno and per-thread fields. For the pcap engine `batches` counts its sendBatch calls
+ * where the C loop counts sendmmsg calls.
+ */
+export interface EngineResult extends Omit<NativeBlastResult, 'errno' | 'elapsedNs' | 'worker'> {
   /** The run ended because the link went down and the policy was 'stop'. */
   stoppedOnLinkDown: boolean;
-  /** CLOCK_MONOTONIC ns of the first and the last send. */
-  firstNs: number;
-  lastNs: number;
-  /** Wall clock of the first send. */
-  firstRealSec: number;
-  firstRealNsec: number;
-  startedLateNs: number;
-  /** Lateness of a group against its due time: the worst, and the mean over the groups sent. */
-  lateMaxNs: number;
-  lateMeanNs: number;
-  /** Groups the schedule released and the link was up for. */
-  groups: number;
-  /** Calls that handed frames to the kernel's send path: sendmmsg batches (native), sendBatch calls (pcap). */
-  batches: number;
-  nextIpId: number;
-  nextSeq: number[];
 }
 
 export interface BlastResult {

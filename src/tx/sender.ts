@@ -12,7 +12,7 @@ import { VLAN_TAG_LEN } from '../wire/vlan.js';
 import { IPV4_HEADER_LEN } from '../wire/ipv4.js';
 import { formatMac } from '../wire/mac.js';
 import { UDP_HEADER_LEN } from '../wire/udp.js';
-import { parseUdpFrame, patchIpId, udpHeaderLen, UdpFramer, type FrameProfile, type ParsedUdpFrame } from '../wire/udpframe.js';
+import { parseUdpFrame, patchIpId, udpHeaderLen, UdpFramer, type FrameProfile, type ParsedUdpFrame, type UdpFrameOptions } from '../wire/udpframe.js';
 
 export interface SenderOptions extends FrameProfile {
   /** Required unless writePcap or link is given together with dstMac, srcMac and from. */
@@ -46,16 +46,9 @@ export interface SenderOptions extends FrameProfile {
 }
 
 /** One UDP flow with every address known: what UdpSender.over needs (no interface lookup, no ARP). */
-export interface UdpFlow extends FrameProfile {
-  srcMac: Buffer;
-  dstMac: Buffer;
-  srcIp: number;
-  dstIp: number;
-  srcPort: number;
-  dstPort: number;
+export interface UdpFlow extends UdpFrameOptions {
   /** Default 1500. */
   mtu?: number;
-  frameSize?: number;
   ipId?: number | 'counter' | 'zero';
 }
 

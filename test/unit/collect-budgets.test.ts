@@ -13,10 +13,11 @@ import { spawnSync } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { OopsCollector, OOPS_DEFAULTS, type OopsEvent } from '../../src/rx/oopscollect.js';
+import { OopsCollector, OOPS_DEFAULTS } from '../../src/rx/oopscollect.js';
 import { NetconsoleCollector, NETCONSOLE_DEFAULTS, type CollectorEvent } from '../../src/rx/nclog.js';
 import { CollectServer, type CollectEvent } from '../../src/rx/collect.js';
 import { RAWPOLL } from '../helpers/lab.js';
+import { oopsCollector, oopsDatagrams } from '../helpers/netoops.js';
 import {
   NcfragReassembler, NCFRAG_DEFAULTS, parseExtDatagram, extendedDatagrams, markRange, type ExtDatagram,
 } from '../../src/proto/netconsole.js';
@@ -55,21 +56,6 @@ test('the attacker datagram from the issue is what it says (1240 bytes, 4096 chu
   assert.equal(b.toString('latin1', 24, 27), '6.1');
 });
 
-/** A real dump as netoops cuts it (PROTOCOLS.md §3, v3 without user blob): packet_no k carries chunk count-1-k. */
-function realDump(log: Buffer, dumpId: number, bootId: number): Buffer[] {
-  const count = Math.ceil(log.length / 1024);
-  const out: Buffer[] = [];
-  for (let k = 0; k < count; k++) {
-    const i = count - 1 - k;
-    const b = Buffer.alloc(88 + 1024);
-    b.writeUInt16LE(3, 0); b.writeUInt16LE(dumpId, 2); b.writeUInt16LE(88, 4); b.writeUInt16LE(88, 8);
-    b.writeUInt16LE(1, 10); b.writeUInt32LE(count, 12); b.writeUInt32LE(k, 16); b.writeUInt32LE(bootId, 20);
-    b.write('6.9.0-real', 24, 'latin1');
-    log.copy(b, 88, i * 1024, Math.min(log.length, i * 1024 + 1024));
-    out.push(b);
-  }
-  return out;
-}
 
 function textLog(n: number): Buffer {
   let s = '';
@@ -77,12 +63,7 @@ function textLog(n: number): Buffer {
   return Buffer.from(s.slice(0, n));
 }
 
-function setup(o: Partial<ConstructorParameters<typeof OopsCollector>[0]> = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'rawpoll-budget-'));
-  const events: OopsEvent[] = [];
-  const c = new OopsCollector({ dir, onEvent: (e) => events.push(e), idleMs: 600_000, ...o });
-  return { dir, events, c, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
-}
+const setup = (o: Parameters<typeof oopsCollector>[0] = {}) => oopsCollector(o, 600_000);
 
 const MiB = 1024 * 1024;
 
@@ -175,7 +156,7 @@ test('(b) a real dump completed during a flood is written before the queued part
     assert.equal(c.stats.queuedWrites, maxQueuedWrites, 'queue full of partials when the real dump completes');
     const partialsBefore = events.filter((e) => e.event === 'dump-partial').length;
     const log = textLog(50 * 1024 + 321);
-    for (const d of realDump(log, 42, 0x1234)) c.handle(d, REAL);
+    for (const d of oopsDatagrams(log, 42, 0x1234, '6.9.0-real')) c.handle(d, REAL);
     flood(500, 1000);
     await c.flush();
     const order = events.filter((e) => e.event === 'dump-partial' || e.event === 'dump-complete');
@@ -198,7 +179,7 @@ test('(b) a real dump completed during a flood is written before the queued part
 test('(b) a complete dump is dropped only when complete dumps fill the queue', async () => {
   const { c, events, cleanup } = setup({ maxQueuedWrites: 2 });
   try {
-    for (let id = 1; id <= 3; id++) for (const d of realDump(textLog(3000), id, 7)) c.handle(d, REAL);
+    for (let id = 1; id <= 3; id++) for (const d of oopsDatagrams(textLog(3000), id, 7, '6.9.0-real')) c.handle(d, REAL);
     // 1 being written + 1 waiting: the third complete dump finds no partial to displace.
     const dropped = events.filter((e) => e.event === 'dump-dropped');
     assert.equal(dropped.length, 1);
@@ -214,7 +195,7 @@ test('(c) a real dump in progress survives 20,000 one-chunk fakes, from other so
   const { dir, c, events, cleanup } = setup();
   try {
     const log = textLog(40 * 1024);
-    const set = realDump(log, 9, 0xbeef);
+    const set = oopsDatagrams(log, 9, 0xbeef, '6.9.0-real');
     set.slice(0, 10).forEach((d) => c.handle(d, REAL));
     for (let i = 0; i < 20_000; i++) {
       // Half spoof the real host's own address: its per-host cap must push out fakes, not its real dump.
@@ -238,10 +219,10 @@ test('per-host cap: a source over maxDumpsPerHost pushes out its own least recen
   const { c, events, cleanup } = setup({ maxDumpsPerHost: 2 });
   try {
     const other = { address: '10.9.0.6', port: 1 };
-    const o = realDump(textLog(5000), 1, 1);
+    const o = oopsDatagrams(textLog(5000), 1, 1, '6.9.0-real');
     o.slice(0, 2).forEach((d) => c.handle(d, other)); // other's dump, least recently active of all
     for (let id = 10; id < 13; id++) {
-      const s = realDump(textLog(5000), id, 1);
+      const s = oopsDatagrams(textLog(5000), id, 1, '6.9.0-real');
       s.slice(0, 2).forEach((d) => c.handle(d, REAL));
     }
     await c.flush();

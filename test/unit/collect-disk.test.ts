@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { atomicWrite, DiskWatch, OopsCollector, removeStaleTemps, type OopsEvent } from '../../src/rx/oopscollect.js';
 import { NetconsoleCollector } from '../../src/rx/nclog.js';
+import { oopsDatagrams } from '../helpers/netoops.js';
 
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'rawpoll-disk-'));
@@ -85,20 +86,6 @@ test('netconsole receiver on a device that is always full (/dev/full): one disk-
   }
 });
 
-/** One netoops v3 datagram (PROTOCOLS.md §3, no user blob): chunk k of `count`, the newest chunk first. */
-function oopsDatagrams(log: Buffer, dumpId: number, bootId: number): Buffer[] {
-  const count = Math.ceil(log.length / 1024);
-  const out: Buffer[] = [];
-  for (let k = 0; k < count; k++) {
-    const i = count - 1 - k;
-    const b = Buffer.alloc(88 + 1024);
-    b.writeUInt16LE(3, 0); b.writeUInt16LE(dumpId, 2); b.writeUInt16LE(88, 4); b.writeUInt16LE(88, 8);
-    b.writeUInt16LE(1, 10); b.writeUInt32LE(count, 12); b.writeUInt32LE(k, 16); b.writeUInt32LE(bootId, 20);
-    log.copy(b, 88, i * 1024, Math.min(log.length, i * 1024 + 1024));
-    out.push(b);
-  }
-  return out;
-}
 
 test('netoops receiver: a dump that cannot be written leaves no temp file, is counted, and the next one lands', async () => {
   const dir = tempDir();

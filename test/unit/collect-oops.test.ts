@@ -1,10 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { OopsCollector, OopsEvent } from '../../src/rx/oopscollect.js';
+import { readFileSync, readdirSync } from 'node:fs';
 import { formatEvent } from '../../src/cli/collect.js';
+import { oopsCollector } from '../helpers/netoops.js';
 
 /** Datagrams built by hand from PROTOCOLS.md §3 (v3, no user blob: arch_offset 88, arch 0, data_offset 88). */
 function dgram(o: { dumpId: number; bootId: number; count: number; no: number; data: Buffer; type?: number }): Buffer {
@@ -33,12 +31,7 @@ function textLog(n: number, tag = ''): Buffer {
   return Buffer.from(s.slice(0, n));
 }
 
-function setup(o: Partial<ConstructorParameters<typeof OopsCollector>[0]> = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'rawpoll-oops-'));
-  const events: OopsEvent[] = [];
-  const c = new OopsCollector({ dir, onEvent: (e) => events.push(e), idleMs: 60_000, ...o });
-  return { dir, events, c, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
-}
+const setup = (o: Parameters<typeof oopsCollector>[0] = {}) => oopsCollector(o, 60_000);
 
 const A = { address: '10.9.0.1', port: 2004 };
 
