@@ -7,12 +7,16 @@ export * from './wire/error.js';
 export * from './wire/ethernet.js';
 export * from './wire/vlan.js';
 export * from './wire/arp.js';
-export { parseIpv4 as parseIpv4Header, emitIpv4, ipv4ChecksumOk, IPV4_HEADER_LEN, IPPROTO_UDP, IPV4_DF } from './wire/ipv4.js';
-export type { Ipv4Repr } from './wire/ipv4.js';
+// wire/addr's parseIpv4 reads an address; the header's is parseIpv4Header here.
+export {
+  parseIpv4 as parseIpv4Header, emitIpv4, ipv4ChecksumOk, ipv4Check, ipv4HeaderLen, Ipv4View, Ipv4Repr,
+  IPV4_FIELD, IPV4_OFF, IPV4_HEADER_LEN, IPPROTO_UDP, IPV4_DF, IPV4_MF, IPV4_FRAGMENT_BITS,
+} from './wire/ipv4.js';
 export * from './wire/udp.js';
 export * from './wire/udpframe.js';
 export * from './wire/pcapfile.js';
 export * from './link/iface.js';
+export * from './link/link.js';
 export * from './link/pcap.js';
 export * from './link/pcapwriter.js';
 export * from './resolve/arp.js';
@@ -22,6 +26,7 @@ export * from './proto/pktgen.js';
 export * from './proto/netconsole.js';
 export * from './proto/netoops.js';
 export * from './proto/netdump.js';
+export * from './proto/kmsg.js';
 export * from './rx/sink.js';
 export * from './rx/nclog.js';
 export * from './rx/oopscollect.js';
@@ -29,3 +34,6 @@ export * from './rx/collect.js';
 export * from './rx/netdumpd.js';
 export * from './tx/netdump.js';
 export * from './tx/blast.js';
+export * from './tx/oops.js';
+export * from './tx/netconsole.js';
+export * from './tx/plan.js';
