@@ -306,6 +306,14 @@ class Handle : public Napi::ObjectWrap<Handle> {
       }
     }
     const int fd = pcap_get_selectable_fd(p_);
+    // The capture side of this socket sits in the event loop's epoll set: every frame the kernel frees after sending
+    // then walks the socket's wait queue to wake it (sock_wfree -> sk_write_space), a cost a send-only loop does not
+    // pay. Out of the set while the batch goes out; frames that arrive meanwhile wait in the ring and are read after.
+    struct PollPause {
+      uv_poll_t* poll;
+      ~PollPause() { if (poll) uv_poll_start(poll, UV_READABLE, OnPoll); }
+    } pause{poll_ && !paused_ && n > 1 ? poll_ : nullptr};
+    if (pause.poll) uv_poll_stop(pause.poll);
     const long kLimitNs = 2000L * 1000 * 1000;  // PcapLink's SEND_RETRY_LIMIT_MS
     size_t sent = 0;
     double waits = 0;
