@@ -191,6 +191,9 @@ export function startPcapEngine(o: PcapEngineOptions): { done: Promise<EngineRes
       const bytes = group.fill(pos, m, tvSec >>> 0, tvUsec >>> 0);
       let got = m;
       let failure: unknown = null;
+      // When this batch began: a link going down can hold sendBatch in its full-queue retries before ENETDOWN, and
+      // the slots passed meanwhile belong to the outage, as the frames due in them are counted not sent.
+      const tBatch = monoNs();
       try {
         link.sendBatch(group.buf, group.off, group.len, m);
       } catch (e) {
@@ -206,7 +209,7 @@ export function startPcapEngine(o: PcapEngineOptions): { done: Promise<EngineRes
         writer.rewind(pos, m - got); // their IP IDs and seqs go to the next frames
         if (failure instanceof LinkDownError) {
           // The rest of the group's slots pass while it is down; the schedule goes on.
-          err = health.markDown(monoNs());
+          err = health.markDown(tBatch);
           st.notSentLinkDown += n - k;
         } else {
           if (failure instanceof LinkGoneError) health.gone = true;
