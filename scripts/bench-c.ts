@@ -51,6 +51,25 @@ static void catch_stop(void) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
 }
+/*
+ * The receivers' loop: waits on fd (50 ms at most), lets drain() read all that is there (it returns the frames read,
+ * or -1 to stop), and ends on a signal or idle s after the last frame once frames came. Counts into *got; returns
+ * the seconds from the first frame seen to the last.
+ */
+static double receive_until_idle(int fd, double idle, long (*drain)(void*), void* ctx, unsigned long long* got) {
+  double first = 0, last = 0;
+  while (!stop_flag) {
+    struct pollfd pf = {fd, POLLIN, 0};
+    poll(&pf, 1, 50);
+    long r = drain(ctx);
+    if (r < 0) break;
+    *got += (unsigned long long)r;
+    double t = now_s();
+    if (r > 0) { if (!first) first = t; last = t; }
+    else if (*got && t - last >= idle) break;
+  }
+  return last - first;
+}
 static size_t unhex(const char* h, unsigned char* out, size_t cap) {
   size_t n = 0;
   while (h[0] && h[1] && n < cap) {
@@ -200,35 +219,30 @@ int main(int argc, char** argv) {
   'pcap-count': {
     pcap: true,
     src: COMMON + PCAP_OPEN + String.raw`
-static unsigned long long got = 0;
-static void on_frame(u_char* u, const struct pcap_pkthdr* h, const u_char* b) { (void)u; (void)h; (void)b; got++; }
+static void on_frame(u_char* u, const struct pcap_pkthdr* h, const u_char* b) { (void)h; (void)b; (*(long*)u)++; }
+static long drain_pcap(void* ctx) {
+  pcap_t* p = ctx;
+  long n = 0;
+  for (;;) {
+    int r = pcap_dispatch(p, -1, on_frame, (u_char*)&n);
+    if (r == PCAP_ERROR) { fprintf(stderr, "pcap_dispatch: %s\n", pcap_geterr(p)); return -1; }
+    if (r <= 0) return n;
+  }
+}
 int main(int argc, char** argv) {
   if (argc < 5) { fprintf(stderr, "usage: pcap-count IF BUFFER_BYTES FILTER IDLE_S\n"); return 2; }
   catch_stop();
   double idle = atof(argv[4]);
   pcap_t* p = open_pcap(argv[1], 0, 1, atoi(argv[2]), argv[3]);
   if (!p) return 1;
-  int fd = pcap_get_selectable_fd(p);
   fprintf(stderr, "ready\n");
-  double first = 0, last = 0;
-  while (!stop_flag) {
-    struct pollfd pf = {fd, POLLIN, 0};
-    poll(&pf, 1, 50);
-    unsigned long long before = got;
-    for (;;) {
-      int r = pcap_dispatch(p, -1, on_frame, NULL);
-      if (r == PCAP_ERROR) { fprintf(stderr, "pcap_dispatch: %s\n", pcap_geterr(p)); stop_flag = 1; break; }
-      if (r <= 0) break;
-    }
-    double t = now_s();
-    if (got > before) { if (!first) first = t; last = t; }
-    else if (got && t - last >= idle) break;
-  }
+  unsigned long long got = 0;
+  double seconds = receive_until_idle(pcap_get_selectable_fd(p), idle, drain_pcap, p, &got);
   struct pcap_stat st;
   memset(&st, 0, sizeof st);
   pcap_stats(p, &st);
   printf("{\"received\":%llu,\"psRecv\":%u,\"dropped\":%u,\"ifdropped\":%u,\"seconds\":%.6f}\n",
-         got, st.ps_recv, st.ps_drop, st.ps_ifdrop, last - first);
+         got, st.ps_recv, st.ps_drop, st.ps_ifdrop, seconds);
   pcap_close(p);
   return 0;
 }
@@ -254,6 +268,16 @@ static long long udp_drops(unsigned port) {
   }
   fclose(f);
   return drops;
+}
+struct ctx { int fd; struct mmsghdr* m; };
+static long drain_socket(void* p) {
+  struct ctx* c = p;
+  long n = 0;
+  for (;;) {
+    int r = recvmmsg(c->fd, c->m, B, MSG_DONTWAIT, NULL);
+    if (r <= 0) return n;
+    n += r;
+  }
 }
 int main(int argc, char** argv) {
   if (argc < 4) { fprintf(stderr, "usage: recvmmsg PORT RCVBUF_BYTES IDLE_S\n"); return 2; }
@@ -283,22 +307,10 @@ int main(int argc, char** argv) {
     m[i].msg_hdr.msg_iovlen = 1;
   }
   fprintf(stderr, "ready\n");
+  struct ctx c = {fd, m};
   unsigned long long got = 0;
-  double first = 0, last = 0;
-  while (!stop_flag) {
-    struct pollfd pf = {fd, POLLIN, 0};
-    poll(&pf, 1, 50);
-    unsigned long long before = got;
-    for (;;) {
-      int r = recvmmsg(fd, m, B, MSG_DONTWAIT, NULL);
-      if (r <= 0) break;
-      got += (unsigned)r;
-    }
-    double t = now_s();
-    if (got > before) { if (!first) first = t; last = t; }
-    else if (got && t - last >= idle) break;
-  }
-  printf("{\"received\":%llu,\"dropped\":%lld,\"rcvbuf\":%d,\"seconds\":%.6f}\n", got, udp_drops(port), granted, last - first);
+  double seconds = receive_until_idle(fd, idle, drain_socket, &c, &got);
+  printf("{\"received\":%llu,\"dropped\":%lld,\"rcvbuf\":%d,\"seconds\":%.6f}\n", got, udp_drops(port), granted, seconds);
   close(fd);
   return 0;
 }
