@@ -1,97 +1,18 @@
 /**
  * The pure half of `rawpoll sink`: per-flow accounts of pktgen test datagrams (PROTOCOLS.md §5) — loss (gaps in seq),
- * duplicates, reordering, inter-arrival times, rate and one-way latency. No I/O: src/rx/sink.ts feeds it from a
- * receive engine, the unit tests from synthetic sequences.
+ * duplicates, reordering, inter-arrival times, rate and one-way latency — with live intervals and histograms that
+ * merge across sinks. No I/O: src/rx/sink.ts feeds it batches from a receive engine, the unit tests synthetic sequences.
  */
 import { UsageError } from '../errors.js';
 import { PKTGEN_FIELD, pktgenCheck } from '../proto/pktgen.js';
 import { formatIpv4 } from '../wire/addr.js';
 import { readBe32 } from '../wire/checksum.js';
+import type { PktgenBatch } from './batch.js';
+import { decodeHistogram, newHistogram, Samples, SIGNIFICANT_DIGITS, type Histogram } from './histogram.js';
+
+export { initHistograms } from './histogram.js';
 
 const TWO32 = 2 ** 32;
-
-/**
- * A log-bucketed histogram of non-negative numbers (HDR-style): values below 128 are exact, above that each power
- * of two is cut into 64 buckets, so a quantile is within 1/128 (0.8%) of the true value. No allocation per sample:
- * RSS stays flat however long the sink runs. Of the 3136 buckets only the range between the lowest and highest
- * used is allocated (16 at first, 128 bytes), widened as samples fall outside it: a flow's samples span a few
- * powers of two, an empty histogram costs nothing (a sink that preallocated every bucket paid 50 KB per flow).
- */
-export class LogHistogram {
-  private static readonly EXACT = 128;
-  private static readonly SUB = 64;
-  private static readonly BUCKETS = LogHistogram.EXACT + 47 * LogHistogram.SUB;
-  /** Buckets lo .. lo + counts.length - 1, null before the first sample. */
-  private counts: Float64Array | null = null;
-  private lo = 0;
-  count = 0;
-  min = Infinity;
-  max = -Infinity;
-  sum = 0;
-
-  record(value: number): void {
-    const v = value < 0 ? 0 : Math.floor(value);
-    const i = LogHistogram.index(v);
-    if (this.counts === null) {
-      this.lo = i & ~15;
-      this.counts = new Float64Array(Math.min(16, LogHistogram.BUCKETS - this.lo));
-    } else if (i < this.lo || i >= this.lo + this.counts.length) {
-      this.grow(i);
-    }
-    this.counts![i - this.lo]++;
-    this.count++;
-    this.sum += value;
-    if (value < this.min) this.min = value;
-    if (value > this.max) this.max = value;
-  }
-
-  /** Widen the bucket range to take bucket i, at least doubling it on that side (few regrowths per flow). */
-  private grow(i: number): void {
-    const old = this.counts!;
-    const hi = this.lo + old.length;
-    const lo = i < this.lo ? Math.max(0, Math.min(i & ~15, this.lo - old.length)) : this.lo;
-    const top = i >= hi ? Math.min(LogHistogram.BUCKETS, Math.max((i | 15) + 1, hi + old.length)) : hi;
-    this.counts = new Float64Array(top - lo);
-    this.counts.set(old, this.lo - lo);
-    this.lo = lo;
-  }
-
-  /** Bytes of bucket storage allocated so far. */
-  get allocatedBytes(): number {
-    return this.counts?.byteLength ?? 0;
-  }
-
-  private static index(v: number): number {
-    if (v < LogHistogram.EXACT) return v;
-    let e = Math.floor(Math.log2(v));
-    let m = Math.floor(v / 2 ** (e - 6));
-    // Math.log2 may round across a power of two; put the mantissa back in [64, 128).
-    if (m >= 128) { e++; m = Math.floor(v / 2 ** (e - 6)); } else if (m < 64) { e--; m = Math.floor(v / 2 ** (e - 6)); }
-    return Math.min(LogHistogram.EXACT + (e - 7) * LogHistogram.SUB + (m - 64), LogHistogram.BUCKETS - 1);
-  }
-
-  /** The bucket's midpoint (exact below 128), clamped to the observed min/max. */
-  private static valueAt(i: number): number {
-    if (i < LogHistogram.EXACT) return i;
-    const j = i - LogHistogram.EXACT;
-    const e = 7 + Math.floor(j / LogHistogram.SUB);
-    const m = 64 + (j % LogHistogram.SUB);
-    const width = 2 ** (e - 6);
-    return m * width + width / 2;
-  }
-
-  /** q in [0, 1]; NaN when empty. */
-  quantile(q: number): number {
-    if (this.count === 0 || this.counts === null) return NaN;
-    const rank = Math.max(1, Math.ceil(q * this.count));
-    let seen = 0;
-    for (let k = 0; k < this.counts.length; k++) {
-      seen += this.counts[k];
-      if (seen >= rank) return Math.min(Math.max(LogHistogram.valueAt(this.lo + k), Math.max(0, this.min)), this.max);
-    }
-    return this.max;
-  }
-}
 
 /** How many seqs behind the highest one we remember exactly (to tell a late datagram from a duplicate). */
 export const SEQ_WINDOW = 1 << 16;
@@ -159,16 +80,65 @@ export interface FlowReport {
   pps: number;
   /** Bits/s of UDP payload. */
   payloadMbps: number;
-  interArrivalUs: { p50: number; p99: number; max: number } | null;
+  /** Gaps between the flow's datagrams on the receive clock, µs; null before its second datagram. */
+  interArrivalUs: InterArrivalUs | null;
   /** Receive wall clock minus the sender's tv_sec/tv_usec, µs; null when the sender left the timestamp 0. */
-  latencyUs: { min: number; p50: number; p99: number; max: number; avg: number } | null;
+  latencyUs: LatencyUs | null;
+}
+
+/** Quantiles within 1% (HdrHistogram, 2 significant digits) and never above max; max exact. µs, 3 decimals. */
+export interface InterArrivalUs {
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+}
+
+/**
+ * As InterArrivalUs, with min and avg exact. A negative latency (clocks not synced) counts as 0 in the quantiles;
+ * min and avg keep the true values.
+ */
+export interface LatencyUs {
+  min: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+  avg: number;
+}
+
+const r3 = (x: number) => Math.round(x * 1000) / 1000;
+const us = (ns: number) => r3(ns / 1000);
+
+function interArrivalUs(s: Samples): InterArrivalUs | null {
+  if (s.count === 0) return null;
+  return { p50: us(s.percentile(50)), p90: us(s.percentile(90)), p99: us(s.percentile(99)), p999: us(s.percentile(99.9)), max: us(s.max) };
+}
+
+function latencyUs(s: Samples): LatencyUs | null {
+  if (s.count === 0) return null;
+  return {
+    min: us(s.min), p50: us(s.percentile(50)), p90: us(s.percentile(90)), p99: us(s.percentile(99)), p999: us(s.percentile(99.9)),
+    max: us(s.max), avg: us(s.sum / s.count),
+  };
+}
+
+/** "IP:PORT" of both ends; a socket bound to 0.0.0.0 does not learn each datagram's destination address: '*'. */
+function endpoints(k: FlowKey): { src: string; dst: string; srcIp: string; dstIp: string } {
+  const srcIp = formatIpv4(k.srcIp);
+  const dstIp = k.dstIp === 0 ? '*' : formatIpv4(k.dstIp);
+  return { src: `${srcIp}:${k.srcPort}`, dst: `${dstIp}:${k.dstPort}`, srcIp, dstIp };
 }
 
 /**
  * One flow's seq bookkeeping. Seqs are unwrapped onto a line (u) so 2^32 wrap-around is just another step. A seq
  * jump (SEQ_JUMP) closes the current segment of the line and starts a new one at the new seq.
- * Memory: 1-2 KB for a flow (the duplicate bitmap grows with the span of seqs seen, up to SEQ_WINDOW bits = 8 KB;
- * the histograms allocate as they fill), so a sink flooded with one datagram from each of many sources stays small.
+ * Memory: ~1 KB for a flow of one datagram, which holds no histogram (a series' first sample is kept inline), so a
+ * sink flooded with one datagram from each of many sources stays small. The duplicate bitmap grows with the span of
+ * seqs seen, up to SEQ_WINDOW bits = 8 KB; a histogram has 128 counters of 4 bytes per power of two up to its
+ * largest value: 6 KB for one reaching 150 µs, 12 KB for 1 s (measured in WASM memory: 9 and ~14 KB).
  */
 export class FlowAccount {
   readonly key: FlowKey;
@@ -180,9 +150,9 @@ export class FlowAccount {
   bytes = 0;
   firstArrivalNs = 0;
   lastArrivalNs = 0;
-  readonly interArrivalNs = new LogHistogram();
-  readonly latencyUs = new LogHistogram();
-  latencyMin = Infinity;
+  /** Gaps between arrivals, and one-way latencies, ns. */
+  readonly interArrival = new Samples();
+  readonly latency = new Samples();
   /** Seq jumps seen after the first datagram (a first seq far from 1 is added by jumps()). */
   private seqJumps = 0;
   private maxU = 0;
@@ -243,20 +213,17 @@ export class FlowAccount {
     this.unique++;
   }
 
-  /**
-   * One datagram: its 32-bit seq, arrival on a monotonic clock (ns), the receive wall clock (µs since the epoch),
-   * the sender's timestamp (tv 0/0 = none) and its payload length.
-   */
-  add(seq: number, arrivalNs: number, wallUs: number, tvSec: number, tvUsec: number, bytes: number): void {
+  /** One datagram: its 32-bit seq, arrival on the receive clock (ns), one-way latency (ns, NaN = none), payload length. */
+  add(seq: number, rxNs: number, latencyNs: number, bytes: number): void {
     seq = seq >>> 0;
     this.bytes += bytes;
     if (this.received === 0) {
-      this.firstArrivalNs = arrivalNs;
+      this.firstArrivalNs = rxNs;
       this.maxU = this.minU = seq;
       this.mark(seq);
       this.unique = 1;
     } else {
-      this.interArrivalNs.record(arrivalNs - this.lastArrivalNs);
+      this.interArrival.add(rxNs - this.lastArrivalNs);
       // Signed 32-bit distance from the highest seq so far: a step across 2^32 is +1, not -4294967295.
       const delta = ((seq - mod(this.maxU, TWO32)) | 0);
       const u = this.maxU + delta;
@@ -289,12 +256,8 @@ export class FlowAccount {
       }
     }
     this.received++;
-    this.lastArrivalNs = arrivalNs;
-    if (tvSec !== 0 || tvUsec !== 0) {
-      const lat = wallUs - (tvSec * 1e6 + tvUsec);
-      this.latencyUs.record(lat);
-      if (lat < this.latencyMin) this.latencyMin = lat;
-    }
+    this.lastArrivalNs = rxNs;
+    if (!Number.isNaN(latencyNs)) this.latency.add(latencyNs);
   }
 
   /** Lowest and highest seq on the unwrapped line (of the current segment). */
@@ -306,9 +269,15 @@ export class FlowAccount {
     return this.maxU;
   }
 
-  /** Bytes of typed-array storage this flow holds (bitmap and histogram buckets). */
+  /** Bytes of storage this flow holds: the bitmap and the histograms (as hdr estimates them; WASM mode's run low). */
   get allocatedBytes(): number {
-    return this.seen.byteLength + this.interArrivalNs.allocatedBytes + this.latencyUs.allocatedBytes;
+    return this.seen.byteLength + this.interArrival.allocatedBytes + this.latency.allocatedBytes;
+  }
+
+  /** Frees the histograms (WASM memory): the flow's gap and latency figures are gone. */
+  destroy(): void {
+    this.interArrival.destroy();
+    this.latency.destroy();
   }
 
   /** Whether the first seq, counted from seq 1, lies beyond SEQ_JUMP: a jump, not a lost head. */
@@ -342,15 +311,10 @@ export class FlowAccount {
 
   report(o: { midStream?: boolean; expect?: number } = {}): FlowReport {
     const seconds = (this.lastArrivalNs - this.firstArrivalNs) / 1e9;
-    const r3 = (x: number) => Math.round(x * 1000) / 1000;
-    const ia = this.interArrivalNs;
-    const lat = this.latencyUs;
-    const srcIp = formatIpv4(this.key.srcIp);
-    // A socket bound to 0.0.0.0 does not learn each datagram's destination address: show it as '*'.
-    const dstIp = this.key.dstIp === 0 ? '*' : formatIpv4(this.key.dstIp);
+    const { src, dst, srcIp, dstIp } = endpoints(this.key);
     return {
-      src: `${srcIp}:${this.key.srcPort}`,
-      dst: `${dstIp}:${this.key.dstPort}`,
+      src,
+      dst,
       srcIp,
       srcPort: this.key.srcPort,
       dstIp,
@@ -368,10 +332,8 @@ export class FlowAccount {
       seconds: r3(seconds),
       pps: seconds > 0 ? Math.round((this.received - 1) / seconds) : 0,
       payloadMbps: seconds > 0 ? r3(((this.bytes * 8) / seconds) / 1e6) : 0,
-      interArrivalUs: ia.count > 0 ? { p50: r3(ia.quantile(0.5) / 1000), p99: r3(ia.quantile(0.99) / 1000), max: r3(ia.max / 1000) } : null,
-      latencyUs: lat.count > 0
-        ? { min: r3(this.latencyMin), p50: r3(lat.quantile(0.5)), p99: r3(lat.quantile(0.99)), max: r3(lat.max), avg: r3(lat.sum / lat.count) }
-        : null,
+      interArrivalUs: interArrivalUs(this.interArrival),
+      latencyUs: latencyUs(this.latency),
     };
   }
 }
@@ -390,6 +352,12 @@ export interface AccountingOptions {
    * the new flow's datagrams are counted under refused['flows-over-budget'] and not accounted.
    */
   maxFlows?: number;
+  /**
+   * Keep latency and inter-arrival percentiles per interval (interval()): two more histogram records per datagram,
+   * ~60 ns (measured for one flow in WASM mode: ~150 ns a datagram with them, ~85 ns without). Without it interval
+   * reports have counts and rates, and null percentiles.
+   */
+  intervals?: boolean;
 }
 
 /**
@@ -398,13 +366,8 @@ export interface AccountingOptions {
  */
 export type RefusedReason = 'flows-over-budget' | 'flows-evicted';
 
-export interface AccountingTotals {
-  /** Every UDP datagram seen on the port. */
-  datagrams: number;
-  /** Of those, without the pktgen magic (not ours: ignored). */
-  nonPktgen: number;
-  /** Of those with the pktgen header, the ones not accounted, by reason. */
-  refused: Record<RefusedReason, number>;
+/** What interval() and totals() add up over the flows. */
+interface FlowSums {
   received: number;
   unique: number;
   lost: number;
@@ -412,6 +375,98 @@ export interface AccountingTotals {
   reordered: number;
   /** Seq jumps in all flows (restarts or forgeries: not in `lost`). */
   seqJumps: number;
+  /** UDP payload bytes. */
+  bytes: number;
+}
+
+export interface AccountingTotals extends FlowSums {
+  /** Every UDP datagram seen on the port. */
+  datagrams: number;
+  /** Of those, without the pktgen magic (not ours: ignored). */
+  nonPktgen: number;
+  /** Of those with the pktgen header, the ones not accounted, by reason. */
+  refused: Record<RefusedReason, number>;
+  /** Over all flows (their histograms added up); null with no samples. */
+  interArrivalUs: InterArrivalUs | null;
+  latencyUs: LatencyUs | null;
+}
+
+/**
+ * The datagrams accounted between two interval() calls. The counts of all intervals of a run add up exactly to the
+ * final totals, because each is the change of the same sums over the flows: an evicted flow's datagram leaves
+ * `received` in the interval it is evicted, and `lost` is the change in the gap count, negative in an interval where
+ * late datagrams filled gaps counted lost before. The tail that `expect` adds to the loss is in the final interval.
+ */
+export interface IntervalReport {
+  /** Seconds since the first arrival of the run, 3 decimals (both 0 before it). */
+  start: number;
+  end: number;
+  received: number;
+  unique: number;
+  lost: number;
+  duplicates: number;
+  reordered: number;
+  bytes: number;
+  pps: number;
+  payloadMbps: number;
+  /** Over the datagrams of this interval, all flows together; null with no samples (or without options.intervals). µs. */
+  latencyUs: { p50: number; p99: number } | null;
+  interArrivalUs: { p50: number; p99: number } | null;
+}
+
+export const HISTOGRAMS_FORMAT = 'rawpoll-histograms/1';
+
+/**
+ * A sink's histograms for merging with other sinks' (`--histogram FILE`): each is HdrHistogram's compressed base64
+ * encoding of ns values, null when empty. `latency` and `interArrival` are the sums of the flows'.
+ */
+export interface HistogramsDoc {
+  format: typeof HISTOGRAMS_FORMAT;
+  unit: 'ns';
+  significantDigits: number;
+  latency: string | null;
+  interArrival: string | null;
+  flows: { src: string; dst: string; latency: string | null; interArrival: string | null }[];
+}
+
+/** Merged documents, with the quantiles of the merged aggregates (min, max and avg too come from the histograms). */
+export interface MergedHistograms extends HistogramsDoc {
+  latencyUs: LatencyUs | null;
+  interArrivalUs: InterArrivalUs | null;
+}
+
+/**
+ * Adds up the aggregate histograms of several sinks' documents; the flows are listed as they came (each is one
+ * sink's view). Throws on a document of another format, naming it.
+ */
+export function mergeHistograms(docs: HistogramsDoc[]): MergedHistograms {
+  const latency = newHistogram(64);
+  const gaps = newHistogram(64);
+  const addDecoded = (into: Histogram, s: string | null, what: string) => {
+    if (s === null) return;
+    const h = decodeHistogram(s, what);
+    into.add(h);
+    h.destroy();
+  };
+  try {
+    docs.forEach((d, i) => {
+      if (d.format !== HISTOGRAMS_FORMAT || d.unit !== 'ns') {
+        throw new UsageError(`bad histograms document ${i + 1}: format '${d.format}', unit '${d.unit}'; expected '${HISTOGRAMS_FORMAT}', 'ns'`);
+      }
+      addDecoded(latency, d.latency, `'latency' of document ${i + 1}`);
+      addDecoded(gaps, d.interArrival, `'interArrival' of document ${i + 1}`);
+    });
+    const lat = Samples.of(latency);
+    const ia = Samples.of(gaps);
+    return {
+      format: HISTOGRAMS_FORMAT, unit: 'ns', significantDigits: SIGNIFICANT_DIGITS,
+      latency: lat.encode(), interArrival: ia.encode(), flows: docs.flatMap((d) => d.flows),
+      latencyUs: latencyUs(lat), interArrivalUs: interArrivalUs(ia),
+    };
+  } finally {
+    latency.destroy();
+    gaps.destroy();
+  }
 }
 
 /** All flows of one sink, keyed by (src ip, src port, dst port) — dst ip is recorded but not part of the key. */
@@ -431,8 +486,19 @@ export class SinkAccounting {
   datagrams = 0;
   nonPktgen = 0;
   readonly refused: Record<RefusedReason, number> = { 'flows-over-budget': 0, 'flows-evicted': 0 };
-  /** The latest arrival in any flow (monotonic ns), 0 before the first. */
+  /** The latest arrival in any flow (receive clock, ns), 0 before the first. */
   lastArrivalNs = 0;
+  /** The first arrival of the run, null before it: intervals count their seconds from there. */
+  private firstArrivalNs: number | null = null;
+  /**
+   * Gaps and latencies of the current interval, all flows together: two aggregates per sink rather than interval
+   * histograms per flow, so a datagram is recorded into at most four histograms (its flow's two and these).
+   */
+  private readonly intervalGaps = new Samples(64);
+  private readonly intervalLatency = new Samples(64);
+  /** Where the current interval began (receive clock) and the flow sums then. */
+  private intervalStartNs: number | null = null;
+  private intervalSums: FlowSums = { received: 0, unique: 0, lost: 0, duplicates: 0, reordered: 0, seqJumps: 0, bytes: 0 };
 
   constructor(options: AccountingOptions = {}) {
     const max = options.maxFlows ?? DEFAULT_MAX_FLOWS;
@@ -451,25 +517,56 @@ export class SinkAccounting {
     return this.datagrams - this.nonPktgen - this.refused['flows-over-budget'] - this.refused['flows-evicted'];
   }
 
-  /** One UDP datagram; returns false when it was not accounted (no pktgen header, or its flow is over the budget). */
+  /**
+   * Records 0..n-1 of a receive engine's batch, read from its columns (no allocation per record); its nonPktgen
+   * datagrams are counted. With dstPortFilter, records to other ports are skipped, not counted. Returns the records
+   * accounted.
+   */
+  recordBatch(b: PktgenBatch, dstPortFilter?: number): number {
+    const { n, srcIp, dstIp, srcPort, dstPort, seq, len, rxNs, latencyNs } = b;
+    let accounted = 0;
+    for (let i = 0; i < n; i++) {
+      if (dstPortFilter !== undefined && dstPort[i] !== dstPortFilter) continue;
+      this.datagrams++;
+      if (this.account(srcIp[i], srcPort[i], dstIp[i], dstPort[i], seq[i], rxNs[i], latencyNs[i], len[i])) accounted++;
+    }
+    this.datagrams += b.nonPktgen;
+    this.nonPktgen += b.nonPktgen;
+    return accounted;
+  }
+
+  /**
+   * One UDP datagram, its pktgen header parsed here (the unit tests' entry): arrival on the receive clock (ns) and
+   * the receive wall clock (µs since the epoch, against the sender's tv_sec/tv_usec). Returns false when it was not
+   * accounted (no pktgen header, or its flow is over the budget).
+   */
   record(srcIp: number, srcPort: number, dstIp: number, dstPort: number, payload: Uint8Array, arrivalNs: number, wallUs: number): boolean {
     return this.recordAt(srcIp, srcPort, dstIp, dstPort, payload, 0, payload.length, arrivalNs, wallUs);
   }
 
-  /** The same for a payload of `len` bytes at buf[off]: the capture path's no-allocation entry. */
+  /** The same for a payload of `len` bytes at buf[off]. */
   recordAt(srcIp: number, srcPort: number, dstIp: number, dstPort: number, buf: Uint8Array, off: number, len: number, arrivalNs: number, wallUs: number): boolean {
     this.datagrams++;
     if (pktgenCheck(buf, off, Math.min(buf.length, off + len)) !== 0) {
       this.nonPktgen++;
       return false;
     }
+    const tvSec = readBe32(buf, off + PKTGEN_FIELD.tvSec);
+    const tvUsec = readBe32(buf, off + PKTGEN_FIELD.tvUsec);
+    // The difference in µs first: wallUs × 1000 is beyond 2^53, where a double's step is 256 ns.
+    const latencyNs = tvSec === 0 && tvUsec === 0 ? NaN : Math.round((wallUs - (tvSec * 1e6 + tvUsec)) * 1000);
+    return this.account(srcIp, srcPort, dstIp, dstPort, readBe32(buf, off + PKTGEN_FIELD.seq), arrivalNs, latencyNs, len);
+  }
+
+  /** Accounts one pktgen datagram in its flow (made, or refused, here); false when refused. */
+  private account(srcIp: number, srcPort: number, dstIp: number, dstPort: number, seq: number, rxNs: number, latencyNs: number, bytes: number): boolean {
     let f = this.last;
     if (f === null || f.key.srcIp !== srcIp || f.key.srcPort !== srcPort || f.key.dstPort !== dstPort) {
       let inner = this.byKey.get(srcIp);
       const k2 = srcPort * 65536 + dstPort;
       f = inner?.get(k2) ?? null;
       if (f === null) {
-        if (this.flowSet.size >= this.maxFlows && !this.evictOne(arrivalNs)) {
+        if (this.flowSet.size >= this.maxFlows && !this.evictOne(rxNs)) {
           this.refused['flows-over-budget']++;
           return false;
         }
@@ -481,8 +578,11 @@ export class SinkAccounting {
       }
       this.last = f;
     }
-    f.add(readBe32(buf, off + PKTGEN_FIELD.seq), arrivalNs, wallUs, readBe32(buf, off + PKTGEN_FIELD.tvSec), readBe32(buf, off + PKTGEN_FIELD.tvUsec), len);
-    if (arrivalNs > this.lastArrivalNs) this.lastArrivalNs = arrivalNs;
+    if (this.options.intervals && f.received > 0) this.intervalGaps.add(rxNs - f.lastArrivalNs);
+    f.add(seq, rxNs, latencyNs, bytes);
+    if (this.options.intervals && !Number.isNaN(latencyNs)) this.intervalLatency.add(latencyNs);
+    if (this.firstArrivalNs === null) this.firstArrivalNs = rxNs;
+    if (rxNs > this.lastArrivalNs) this.lastArrivalNs = rxNs;
     return true;
   }
 
@@ -499,6 +599,9 @@ export class SinkAccounting {
       inner.delete(f.key.srcPort * 65536 + f.key.dstPort);
       if (inner.size === 0) this.byKey.delete(f.key.srcIp);
       if (this.last === f) this.last = null;
+      // A one-datagram flow keeps its one sample inline, so this frees nothing today: it keeps a wider eviction
+      // rule from leaking WASM memory.
+      f.destroy();
       this.refused['flows-evicted']++;
       this.compactProbation();
       return true;
@@ -513,23 +616,106 @@ export class SinkAccounting {
     this.probationHead = 0;
   }
 
-  totals(): AccountingTotals {
-    const t: AccountingTotals = {
-      datagrams: this.datagrams, nonPktgen: this.nonPktgen, refused: { ...this.refused },
-      received: 0, unique: 0, lost: 0, duplicates: 0, reordered: 0, seqJumps: 0,
-    };
+  /** The counts over all flows, loss by `o`. */
+  private sums(o: { midStream?: boolean; expect?: number }): FlowSums {
+    const t: FlowSums = { received: 0, unique: 0, lost: 0, duplicates: 0, reordered: 0, seqJumps: 0, bytes: 0 };
     for (const f of this.flowSet) {
       t.received += f.received;
       t.unique += f.unique;
-      t.lost += f.lost(this.options);
+      t.lost += f.lost(o);
       t.duplicates += f.duplicates;
       t.reordered += f.reordered;
-      t.seqJumps += f.jumps(this.options);
+      t.seqJumps += f.jumps(o);
+      t.bytes += f.bytes;
     }
+    return t;
+  }
+
+  /** The flows' gaps and latencies added up; the caller destroys them. */
+  private aggregates(): { gaps: Samples; latency: Samples } {
+    const gaps = new Samples(64);
+    const latency = new Samples(64);
+    for (const f of this.flowSet) {
+      gaps.addSamples(f.interArrival);
+      latency.addSamples(f.latency);
+    }
+    return { gaps, latency };
+  }
+
+  /**
+   * Closes the current interval at endNs (the receive clock) and reports the datagrams accounted in it. `final`
+   * (the run's last interval) adds the lost tail that `expect` makes visible: without it, a live row would count
+   * every datagram not yet sent as lost.
+   */
+  interval(endNs: number, final = false): IntervalReport {
+    const now = this.sums(final ? this.options : { midStream: this.options.midStream });
+    const was = this.intervalSums;
+    const t0 = this.firstArrivalNs;
+    const startNs = this.intervalStartNs ?? t0 ?? endNs;
+    const seconds = (endNs - startNs) / 1e9;
+    const received = now.received - was.received;
+    const bytes = now.bytes - was.bytes;
+    const quantiles = (s: Samples) => (s.count === 0 ? null : { p50: us(s.percentile(50)), p99: us(s.percentile(99)) });
+    const r: IntervalReport = {
+      start: t0 === null ? 0 : r3((startNs - t0) / 1e9),
+      end: t0 === null ? 0 : r3((endNs - t0) / 1e9),
+      received,
+      unique: now.unique - was.unique,
+      lost: now.lost - was.lost,
+      duplicates: now.duplicates - was.duplicates,
+      reordered: now.reordered - was.reordered,
+      bytes,
+      pps: seconds > 0 ? Math.round(received / seconds) : 0,
+      payloadMbps: seconds > 0 ? r3((bytes * 8) / seconds / 1e6) : 0,
+      latencyUs: quantiles(this.intervalLatency),
+      interArrivalUs: quantiles(this.intervalGaps),
+    };
+    this.intervalSums = now;
+    if (t0 !== null) this.intervalStartNs = endNs;
+    this.intervalGaps.reset();
+    this.intervalLatency.reset();
+    return r;
+  }
+
+  totals(): AccountingTotals {
+    const { gaps, latency } = this.aggregates();
+    const t: AccountingTotals = {
+      datagrams: this.datagrams, nonPktgen: this.nonPktgen, refused: { ...this.refused },
+      ...this.sums(this.options),
+      interArrivalUs: interArrivalUs(gaps), latencyUs: latencyUs(latency),
+    };
+    gaps.destroy();
+    latency.destroy();
     return t;
   }
 
   flowReports(): FlowReport[] {
     return this.flows.map((f) => f.report(this.options));
+  }
+
+  /** The histograms of every flow and their sums, encoded for mergeHistograms (`--histogram FILE`). */
+  histograms(): HistogramsDoc {
+    const { gaps, latency } = this.aggregates();
+    const doc: HistogramsDoc = {
+      format: HISTOGRAMS_FORMAT, unit: 'ns', significantDigits: SIGNIFICANT_DIGITS,
+      latency: latency.encode(), interArrival: gaps.encode(),
+      flows: this.flows.map((f) => {
+        const { src, dst } = endpoints(f.key);
+        return { src, dst, latency: f.latency.encode(), interArrival: f.interArrival.encode() };
+      }),
+    };
+    gaps.destroy();
+    latency.destroy();
+    return doc;
+  }
+
+  /**
+   * Frees every histogram (WASM memory, which is not garbage-collected): call when done with the accounting. Its
+   * counts stay readable; its gap and latency figures are gone.
+   */
+  destroy(): void {
+    for (const f of this.flowSet) f.destroy();
+    this.intervalGaps.destroy();
+    this.intervalLatency.destroy();
   }
 }
