@@ -15,10 +15,15 @@
  *       pcap_create with the sink's settings (snaplen 65535, promiscuous, not immediate: TPACKET_V3, timeout 10 ms,
  *       BUFFER_BYTES ring, non-blocking), poll() + pcap_dispatch(-1) with a callback that only counts. Ends IDLE_S
  *       after the last frame (once one came) or on SIGINT/SIGTERM.  -> {received, psRecv, dropped, ifdropped, seconds}
- *   recvmmsg PORT RCVBUF_BYTES IDLE_S
- *       a UDP socket on 0.0.0.0:PORT with SO_RCVBUFFORCE RCVBUF_BYTES, recvmmsg(MSG_DONTWAIT) 256 at a time after
- *       poll(); ends like pcap-count. dropped = the socket's drops column in /proc/net/udp.
- *       -> {received, dropped, rcvbuf, seconds}
+ *   recvmmsg PORT RCVBUF_BYTES IDLE_S [BATCH]
+ *       a UDP socket on 0.0.0.0:PORT with SO_RCVBUFFORCE RCVBUF_BYTES, recvmmsg(MSG_DONTWAIT) BATCH (default 256, at
+ *       most 256) at a time after poll(); ends like pcap-count. dropped = the socket's drops column in /proc/net/udp.
+ *       -> {received, dropped, rcvbuf, batch, seconds}
+ *   nc-send DST_IP PORT COUNT RATE
+ *       a UDP socket bound to port 6665 (netconsole's source port) sending COUNT extended netconsole records
+ *       "6,SEQ,USEC,-;rawpoll bench line SEQ" + newline, SEQ from 0, at RATE datagrams/s on an absolute schedule
+ *       (record i is due at start + i/RATE; when behind, up to 64 due ones go in one blocking sendmmsg).
+ *       -> {sent, seconds, pps}
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -270,21 +275,24 @@ static long long udp_drops(unsigned port) {
   return drops;
 }
 struct ctx { int fd; struct mmsghdr* m; };
+static unsigned batch = B;
 static long drain_socket(void* p) {
   struct ctx* c = p;
   long n = 0;
   for (;;) {
-    int r = recvmmsg(c->fd, c->m, B, MSG_DONTWAIT, NULL);
+    int r = recvmmsg(c->fd, c->m, batch, MSG_DONTWAIT, NULL);
     if (r <= 0) return n;
     n += r;
   }
 }
 int main(int argc, char** argv) {
-  if (argc < 4) { fprintf(stderr, "usage: recvmmsg PORT RCVBUF_BYTES IDLE_S\n"); return 2; }
+  if (argc < 4) { fprintf(stderr, "usage: recvmmsg PORT RCVBUF_BYTES IDLE_S [BATCH]\n"); return 2; }
   catch_stop();
   unsigned port = (unsigned)atoi(argv[1]);
   int rcv = atoi(argv[2]);
   double idle = atof(argv[3]);
+  if (argc > 4) batch = (unsigned)atoi(argv[4]);
+  if (batch < 1 || batch > B) batch = B;
   int fd = socket(AF_INET, SOCK_DGRAM, 0);
   if (fd < 0) { perror("socket"); return 1; }
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv) < 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
@@ -310,9 +318,72 @@ int main(int argc, char** argv) {
   struct ctx c = {fd, m};
   unsigned long long got = 0;
   double seconds = receive_until_idle(fd, idle, drain_socket, &c, &got);
-  printf("{\"received\":%llu,\"dropped\":%lld,\"rcvbuf\":%d,\"seconds\":%.6f}\n", got, udp_drops(port), granted, seconds);
+  printf("{\"received\":%llu,\"dropped\":%lld,\"rcvbuf\":%d,\"batch\":%u,\"seconds\":%.6f}\n", got, udp_drops(port), granted, batch, seconds);
   close(fd);
   return 0;
+}
+`,
+  },
+  'nc-send': {
+    pcap: false,
+    src: COMMON + String.raw`
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#define G 64
+int main(int argc, char** argv) {
+  if (argc < 5) { fprintf(stderr, "usage: nc-send DST_IP PORT COUNT RATE\n"); return 2; }
+  unsigned long long count = strtoull(argv[3], NULL, 10);
+  double rate = atof(argv[4]);
+  if (rate <= 0) { fprintf(stderr, "nc-send: RATE must be > 0\n"); return 2; }
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  if (fd < 0) { perror("socket"); return 1; }
+  struct sockaddr_in src, dst;
+  memset(&src, 0, sizeof src);
+  src.sin_family = AF_INET;
+  src.sin_port = htons(6665);
+  if (bind(fd, (struct sockaddr*)&src, sizeof src) < 0) { perror("bind 6665"); return 1; }
+  memset(&dst, 0, sizeof dst);
+  dst.sin_family = AF_INET;
+  dst.sin_port = htons((uint16_t)atoi(argv[2]));
+  if (inet_pton(AF_INET, argv[1], &dst.sin_addr) != 1) { fprintf(stderr, "nc-send: bad address %s\n", argv[1]); return 2; }
+  if (connect(fd, (struct sockaddr*)&dst, sizeof dst) < 0) { perror("connect"); return 1; }
+  static char bufs[G][128];
+  struct iovec iov[G];
+  struct mmsghdr m[G];
+  memset(m, 0, sizeof m);
+  unsigned long long sent = 0;
+  double t0 = now_s();
+  while (sent < count) {
+    double el = now_s() - t0;
+    unsigned long long due = (unsigned long long)(el * rate) + 1;
+    if (due > count) due = count;
+    if (due <= sent) {
+      /* Sleep until the next record is due; short waits spin (a timer on a VM overshoots by tens of µs). */
+      double wait = (double)sent / rate - el;
+      if (wait > 100e-6) {
+        struct timespec ts = {0, (long)((wait - 50e-6) * 1e9)};
+        nanosleep(&ts, NULL);
+      }
+      continue;
+    }
+    unsigned n = due - sent > G ? G : (unsigned)(due - sent);
+    for (unsigned i = 0; i < n; i++) {
+      unsigned long long seq = sent + i;
+      int len = snprintf(bufs[i], sizeof bufs[i], "6,%llu,%llu,-;rawpoll bench line %llu\n", seq, (unsigned long long)((now_s() - t0) * 1e6), seq);
+      iov[i].iov_base = bufs[i];
+      iov[i].iov_len = (size_t)len;
+      m[i].msg_hdr.msg_iov = &iov[i];
+      m[i].msg_hdr.msg_iovlen = 1;
+    }
+    int r = sendmmsg(fd, m, n, 0);
+    if (r > 0) sent += (unsigned)r;
+    else if (r < 0 && errno != EINTR && errno != ENOBUFS && errno != EAGAIN) { perror("sendmmsg"); break; }
+  }
+  double s = now_s() - t0;
+  printf("{\"sent\":%llu,\"seconds\":%.6f,\"pps\":%.0f}\n", sent, s, s > 0 ? sent / s : 0);
+  close(fd);
+  return sent == count ? 0 : 1;
 }
 `,
   },

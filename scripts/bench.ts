@@ -13,9 +13,14 @@
  *  4. Capture (scripts/bench-capture.ts): trafgen sends --capture-count frames to the peer's MAC/UDP port; rawpoll sink
  *     --capture, tcpdump, a C pcap_dispatch loop and a C recvmmsg loop each receive them with the same 64 MiB buffer:
  *     received, dropped (as each reports it), CPU time. Alternating rounds, medians.
- *  5. send vs naive loop (scripts/bench-send.ts) and netdump (scripts/bench-netdump.ts); not with --quick.
- *   node dist/scripts/bench.js [--rounds N] [--count N] [--capture-count N] [--quick] [--deliver]
- *                              [--only throughput,pacing,rss,capture,send,netdump]
+ *  5. Receive (scripts/bench-receive.ts), issue 11's targets, each against a peer in the same run: the sink's socket
+ *     engine's zero-loss rate vs a C recvmmsg loop (and its own loss at blast's top rate), the capture engine's
+ *     zero-drop rate vs tcpdump, inter-arrival p99 at 100 kpps vs tcpdump's stamps, one-way latency p99 at 50 kpps,
+ *     sink and collect RSS at 5 s / 20 s, and what collect stores vs what a C recvmmsg loop gets (--receive-count:
+ *     frames per zero-loss search run, default 300 000).
+ *  6. send vs naive loop (scripts/bench-send.ts) and netdump (scripts/bench-netdump.ts); not with --quick.
+ *   node dist/scripts/bench.js [--rounds N] [--count N] [--capture-count N] [--receive-count N] [--quick] [--deliver]
+ *                              [--only throughput,pacing,rss,capture,receive,send,netdump]
  * --quick: 1 round, 500 000 frames (capture too), no send/netdump sections. The C loops need cc and libpcap-dev; a
  * missing tool (or a failed compile) makes its row n/a.
  */
@@ -36,6 +41,7 @@ import { parseMac } from '../src/wire/mac.js';
 import { emitPcapGlobalHeader, emitPcapRecordHeader } from '../src/wire/pcapfile.js';
 import { buildCTools, cleanupOnSignal } from './bench-c.js';
 import { benchCapture, printCaptureBench } from './bench-capture.js';
+import { benchReceive, printReceiveBench } from './bench-receive.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(here, '..', '..');
@@ -49,6 +55,7 @@ const QUICK = process.argv.includes('--quick');
 const ROUNDS = arg('--rounds', QUICK ? 1 : 3);
 const COUNT = arg('--count', QUICK ? 500_000 : 6_000_000);
 const CAPTURE_COUNT = arg('--capture-count', QUICK ? 500_000 : 2_000_000);
+const RECEIVE_COUNT = arg('--receive-count', 300_000);
 const ONLY = (() => {
   const i = process.argv.indexOf('--only');
   return i > 0 ? new Set(process.argv[i + 1].split(',')) : null;
@@ -292,6 +299,12 @@ async function benchAll(c: ReturnType<typeof buildCTools>): Promise<void> {
   if (section('capture')) {
     console.log('');
     printCaptureBench(await benchCapture({ count: CAPTURE_COUNT, rounds: ROUNDS, bufferMiB: 64, c }));
+  }
+
+  // Issue 11's receive targets: sink and collect against their peers, on a lab of their own.
+  if (section('receive')) {
+    console.log('');
+    printReceiveBench(await benchReceive({ rounds: ROUNDS, searchCount: RECEIVE_COUNT, c }));
   }
 
   if (!QUICK && section('send')) {
