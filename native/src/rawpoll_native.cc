@@ -49,6 +49,9 @@ namespace rawpoll_plan {
 void LoadFrames(Napi::Env env, Napi::Object p, const char* who, Frames* fr);
 void RegisterPlanWriter(Napi::Env env, Napi::Object exports);
 }
+namespace rawpoll_rx {
+void RegisterRx(Napi::Env env, Napi::Object exports);  // rx.cc: the receive engines
+}
 
 namespace {
 
@@ -677,6 +680,7 @@ Napi::Value Blast(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   rawpoll_pcap::RegisterPcap(env, exports);
   rawpoll_plan::RegisterPlanWriter(env, exports);
+  rawpoll_rx::RegisterRx(env, exports);
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("sendBatch", Napi::Function::New(env, SendBatch, "sendBatch"));

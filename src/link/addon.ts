@@ -8,6 +8,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RuntimeError } from '../errors.js';
 import type { NativeBatchResult, NativeBlastParams, NativeBlastResult, NativeProgress } from './native.js';
+import type { RxEngineHandle, RxOpenParams } from '../rx/engine.js';
 
 const require = createRequire(import.meta.url);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -111,6 +112,8 @@ export interface Addon {
   pcapTstampTypes(ifname: string): string[];
   linkState(ifname: string): LinkStateRaw;
   pcapLibVersion(): string;
+  /** A receive engine on a thread of its own (native/src/rx.cc); throws an Error with the errno name as `code`. */
+  rxOpen(p: RxOpenParams, onBatch: (b: unknown) => void, onEnd: (err: { message: string; code: string } | null) => void): RxEngineHandle;
   /** Absent from an addon built before it: the pcap engine then walks the plan in JS. */
   planWriter?(p: PlanWriterParams): NativePlanWriter;
 }
