@@ -1,6 +1,8 @@
 import { Command } from 'commander';
-import { LinkGoneError, UsageError } from '../errors.js';
-import { DEFAULT_MAX_FLOWS, Sink, type FlowReport, type SinkReport } from '../rx/sink.js';
+import { closeSync, openSync, statSync, writeSync } from 'node:fs';
+import { LinkGoneError, RuntimeError, UsageError } from '../errors.js';
+import { DEFAULT_MAX_FLOWS, Sink, type FlowReport, type IntervalReport, type SinkReport } from '../rx/sink.js';
+import { TIMESTAMP_SOURCES, type TimestampSource } from '../rx/engine.js';
 import { parseIpv4, parsePort } from '../wire/addr.js';
 import { eventWriter, interruptedExitCode, intArg, onStopSignal, reportLinkEvents, type StopSignal } from './common.js';
 
@@ -17,6 +19,10 @@ interface SinkFlags {
   rcvbuf?: string;
   bufferSize?: string;
   maxFlows?: string;
+  timestamp: string;
+  interval?: string;
+  jsonStream?: boolean;
+  histogram?: string;
   json?: boolean;
 }
 
@@ -41,35 +47,49 @@ export function register(program: Command): void {
     .option('-d, --duration <S>', 'stop after S seconds')
     .option('-c, --count <N>', 'stop after N test datagrams')
     .option('--idle <S>', 'stop S seconds after the last datagram (once traffic has started)')
-    .option('--capture', 'receive with libpcap on -i IF instead of a UDP socket (for high rates; needs root)')
-    .option('-i, --iface <IF>', 'interface for --capture')
+    .option('--capture', 'receive with libpcap on -i IF instead of a UDP socket (needs root)')
+    .option('-i, --iface <IF>', 'interface to capture on (--capture), or the only one the socket takes datagrams from ' +
+      '(SO_BINDTODEVICE; --timestamp hw needs it)')
+    .option('--timestamp <CLOCK>', 'what times each datagram: kernel (its receive stamp), hw (the NIC\'s, where it has ' +
+      'them; else it says so and uses kernel) or user (when the receive thread read it)', 'kernel')
+    .option('--interval <S>', 'print a row every S seconds: rate, loss, reordering, latency p50/p99 of that interval')
+    .option('--json-stream', 'write newline-delimited JSON events to stdout: start, one per --interval, end (the report)')
+    .option('--histogram <FILE>', 'write the run\'s latency and inter-arrival histograms (HdrHistogram, compressed ' +
+      'base64, in JSON) to FILE, to merge with other sinks\' runs')
     .option('--expect <N>', 'datagrams the sender sent per flow: a lost tail then counts as loss')
     .option('--mid-stream', 'the sender was already running: count loss from the first seq seen, not from seq 1')
-    .option('--rcvbuf <BYTES>', 'socket receive buffer to ask for (the kernel caps it at net.core.rmem_max)', String(32 << 20))
+    .option('--rcvbuf <BYTES>', 'socket receive buffer to ask for (as root SO_RCVBUFFORCE grants it; otherwise the kernel ' +
+      'caps it at net.core.rmem_max)', String(32 << 20))
     .option('-B, --buffer-size <MiB>', '--capture: libpcap ring size in MiB (as tcpdump -B, but MiB)', '64')
     .option('--max-flows <N>', 'keep accounts for at most N flows (src ip:port), so spoofed sources cannot exhaust ' +
-      'memory (a flow costs 1-2 KB, up to 60 KB when its timings spread over every histogram bucket). With N flows ' +
+      'memory (a flow costs ~1 KB, ~25 KB once it has latency and inter-arrival histograms). With N flows ' +
       'kept, a new flow replaces the oldest that has had only one datagram, 100 ms or more ago (counted as ' +
       '"flows-evicted": forged sources send one each); with none such, the new flow\'s datagrams are counted as ' +
       '"flows-over-budget", not accounted', String(DEFAULT_MAX_FLOWS))
     .option('--json', 'print one JSON object with the report (every flow within --max-flows)');
-  cmd.addHelpText('after', '\nWhich receive path:\n' +
-    '  socket (default)  a kernel UDP socket; no privileges needed above port 1023. Measured on a 2-core VM:\n' +
-    '                    100 kpps sustained without loss, more only in bursts that fit the socket buffer\n' +
-    '                    (net.core.rmem_max caps --rcvbuf). If the report shows socketDrops > 0, the buffer\n' +
-    '                    overflowed: that loss is ours, not the network\'s; use --capture.\n' +
-    '  --capture -i IF   libpcap on the interface with a 64 MiB ring (-B) (root): frames are taken before the UDP\n' +
-    '                    stack: 300 kpps sustained without loss on the same VM, ~450 kpps drained. The kernel\n' +
-    '                    still sees the datagrams and, with no socket on the port, answers some with ICMP port\n' +
-    '                    unreachable (rate-limited).\n' +
-    '                    With GRO/GSO/TSO on (veth and most NICs), libpcap sizes every ring slot for 64 KiB, so\n' +
-    '                    the ring holds only ~1000 frames: for bursts turn them off on the receiving interface,\n' +
-    '                    ethtool -K IF gro off gso off tso off (then 100 000 back-to-back frames fit).\n' +
-    'Timestamps are taken when rawpoll reads each datagram, so inter-arrival figures include event-loop\n' +
-    'batching; for exact wire gaps capture on the receiver (tcpdump -tt).\n' +
-    'With --capture the report adds libpcap\'s own counts (frames the capture ring dropped are our loss, not the\n' +
-    'network\'s). A link outage does not stop it: link-down/link-up events are printed and the capture resumes; if the\n' +
-    'interface disappears the report is printed and the exit code is 1.\n' +
+  cmd.addHelpText('after', '\nWhich receive path (both read on a thread of their own and hand over batches):\n' +
+    '  socket (default)  a kernel UDP socket read with recvmmsg, 64 datagrams a call, with a 32 MiB buffer\n' +
+    '                    (--rcvbuf; as root SO_RCVBUFFORCE lifts net.core.rmem_max\'s cap). No privileges needed\n' +
+    '                    above port 1023.\n' +
+    '  --capture -i IF   libpcap on the interface (TPACKET_V3 ring of -B MiB, nanosecond timestamps; root): frames\n' +
+    '                    are taken before the UDP stack. The kernel still sees the datagrams and, with no socket on\n' +
+    '                    the port, answers some with ICMP port unreachable (rate-limited). With GRO/GSO/TSO on\n' +
+    '                    (veth and most NICs) libpcap sizes ring slots for 64 KiB: for long bursts turn them off\n' +
+    '                    on the receiving interface, ethtool -K IF gro off gso off tso off.\n' +
+    'Clocks (--timestamp; every report names the one used):\n' +
+    '  kernel  the kernel\'s receive timestamp (CLOCK_REALTIME, SO_TIMESTAMPNS or libpcap\'s): when the datagram entered\n' +
+    '          the stack, whatever the sink was doing then. Inter-arrival gaps are the wire\'s, as tcpdump sees them.\n' +
+    '  hw      the NIC\'s own receive timestamp (SO_TIMESTAMPING raw hardware; needs -i IF; it enables the NIC\'s\n' +
+    '          receive timestamping). An interface without it (veth, most virtual NICs) falls back to kernel and\n' +
+    '          says so. Latency then needs the NIC clock synced to the system clock (phc2sys).\n' +
+    '  user    when the receive thread read the datagram: includes the time it waited in the socket.\n' +
+    'One-way latency is that receive time minus the sender\'s tv_sec/tv_usec: meaningful when the clocks are synced\n' +
+    '(PTP-disciplined hosts, or namespaces of one host); the sender stamps in µs.\n' +
+    'Loss is split in the report: seq gaps the sink never saw, of which "own" the sink itself dropped (its socket\'s\n' +
+    'overflow count, or its capture ring\'s), and "network" the rest. With own = 0 the network figure is exact; with\n' +
+    'own > 0 the report says so and the network loss is at least the figure given.\n' +
+    'A link outage does not stop a capture: link-down/link-up events are printed and it resumes; if the interface\n' +
+    'disappears the report is printed and the exit code is 1.\n' +
     `The text report lists the ${REPORT_ROWS} flows that received most, then says how many more there are (--json lists all).\n` +
     `A seq step of more than 2^24 either way (or a first seq more than 2^24 past 1) is a sender restart or a forged\n` +
     'datagram, not loss: it is counted as a seq jump, the flow resynchronises on the new seq, and loss is counted on\n' +
@@ -78,6 +98,8 @@ export function register(program: Command): void {
     '  rawpoll sink --port 9 --duration 10\n' +
     '  rawpoll sink --bind 10.0.0.2 --count 100000 --json\n' +
     '  sudo rawpoll sink --capture -i eth1 --port 9 --idle 2      # line-rate blasts\n' +
+    '  rawpoll sink --interval 1 --json-stream > run.ndjson        # one event a second, then the report\n' +
+    '  rawpoll sink --duration 30 --histogram a.hist.json          # merge later with other sinks\' files\n' +
     '  (on the sender) sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --count 100000\n\n' +
     'Stops on --duration, --count, --idle, or Ctrl-C (SIGINT/SIGTERM: reason "interrupted"), then prints the report.\n' +
     'Exit codes: 0 report printed (also when a signal stopped a sink with no --count/--duration/--idle),\n' +
@@ -87,11 +109,26 @@ export function register(program: Command): void {
     const port = parsePort(f.port, '--port');
     if (port === 0) throw new UsageError("bad --port '0': expected a UDP port number 1-65535");
     if (f.capture && !f.iface) throw new UsageError('--capture needs the interface to capture on: add -i IF');
-    if (f.iface && !f.capture) throw new UsageError('-i/--iface is for --capture; the socket mode listens on all interfaces (use --bind IP to pick an address)');
+    if (!TIMESTAMP_SOURCES.includes(f.timestamp as TimestampSource)) {
+      throw new UsageError(`bad --timestamp '${f.timestamp}': expected ${TIMESTAMP_SOURCES.join(', ')}`);
+    }
+    if (f.json && f.jsonStream) throw new UsageError('--json and --json-stream are two output formats: pick one (--json-stream ends with the report)');
+    const interval = secondsArg(f.interval, '--interval');
+    const histogramFd = f.histogram !== undefined ? openOutput(f.histogram, '--histogram') : null;
+    const json = f.json || f.jsonStream;
+    const intervals: IntervalReport[] = [];
+    const onInterval = (r: IntervalReport) => {
+      if (f.jsonStream) process.stdout.write(JSON.stringify({ event: 'interval', ...r }) + '\n');
+      else if (f.json) intervals.push(r);
+      else process.stdout.write((intervals.length === 0 ? INTERVAL_HEADER + '\n' : '') + formatInterval(r) + '\n');
+      if (!f.jsonStream && !f.json) intervals.push(r);
+    };
     const sink = new Sink({
       port,
       bind: f.bind !== undefined ? parseIpv4(f.bind, '--bind') : undefined,
       capture: f.capture ? { iface: f.iface!, bufferBytes: intArg(f.bufferSize, '--buffer-size', 1, 4096)! * (1 << 20) } : undefined,
+      iface: f.capture ? undefined : f.iface,
+      timestamp: f.timestamp as TimestampSource,
       duration: secondsArg(f.duration, '--duration'),
       count: intArg(f.count, '--count', 1, Number.MAX_SAFE_INTEGER),
       idle: secondsArg(f.idle, '--idle'),
@@ -99,24 +136,39 @@ export function register(program: Command): void {
       midStream: f.midStream,
       rcvbuf: intArg(f.rcvbuf, '--rcvbuf', 4096, 2 ** 31 - 1),
       maxFlows: intArg(f.maxFlows, '--max-flows', 1, 10_000_000),
+      interval,
+      onInterval: interval !== undefined ? onInterval : undefined,
     });
-    await sink.start();
+    try {
+      await sink.start();
+    } catch (e) {
+      if (histogramFd !== null) closeSync(histogramFd);
+      throw e;
+    }
     const r0 = sink.report();
-    process.stderr.write(`rawpoll sink: listening on UDP ${r0.bind ?? '0.0.0.0'}:${port} via ` +
-      (r0.mode === 'capture' ? `libpcap on ${r0.iface}` : `a socket (rcvbuf ${r0.rcvbufBytes} bytes)`) + '\n');
+    const where = `UDP ${r0.bind ?? '0.0.0.0'}:${port} via ` +
+      (r0.mode === 'capture' ? `libpcap on ${r0.iface}` : `a socket (rcvbuf ${r0.rcvbufBytes} bytes${r0.rcvbufForced ? '' : ', capped by net.core.rmem_max'})`);
+    process.stderr.write(`rawpoll sink: listening on ${where}; clock: ${r0.clock}\n`);
+    if (r0.timestampWarning) process.stderr.write(`rawpoll sink: --timestamp ${f.timestamp}: ${r0.timestampWarning}\n`);
+    if (f.jsonStream) {
+      process.stdout.write(JSON.stringify({
+        event: 'start', at: new Date().toISOString(), mode: r0.mode, port, bind: r0.bind, iface: r0.iface, timestamp: r0.timestamp,
+        clock: r0.clock, timestampWarning: r0.timestampWarning, rcvbufBytes: r0.rcvbufBytes, interval: interval ?? null,
+      }) + '\n');
+    }
     // The link-state policy (README): a capture keeps running across an outage and reports it; a vanished interface
     // ends the run with the report, then exit 1.
-    const offLink = sink.watch ? reportLinkEvents(sink.watch, eventWriter('sink', f.json)) : () => {};
+    const offLink = sink.watch ? reportLinkEvents(sink.watch, eventWriter('sink', json)) : () => {};
     let interrupted = null as StopSignal | null;
     const unlisten = onStopSignal((sig) => {
       interrupted = sig;
       void sink.stop('interrupted');
     });
     let live: NodeJS.Timeout | null = null;
-    if (process.stderr.isTTY && !f.json) {
+    if (process.stderr.isTTY && !json && interval === undefined) {
       let lastN = 0;
       live = setInterval(() => {
-        const t = sink.accounting.totals();
+        const t = sink.accounting.counts();
         process.stderr.write(`\r${t.received} received, ${t.lost} lost, ${t.duplicates} dup, ${t.reordered} reordered, ${t.received - lastN} pps   `);
         lastN = t.received;
       }, 1000);
@@ -128,12 +180,43 @@ export function register(program: Command): void {
     }
     unlisten();
     offLink();
+    if (histogramFd !== null) {
+      writeSync(histogramFd, JSON.stringify(sink.histograms()) + '\n');
+      closeSync(histogramFd);
+    }
     const sig = report.reason === 'interrupted' ? interrupted : null; // a signal after the sink had ended changes nothing
-    process.stdout.write(f.json ? JSON.stringify({ ...report, interrupted: sig }) + '\n'
-      : formatReport(sig ? { ...report, reason: `interrupted (${sig})` } : report));
+    if (f.jsonStream) process.stdout.write(JSON.stringify({ event: 'end', ...report, interrupted: sig }) + '\n');
+    else if (f.json) process.stdout.write(JSON.stringify({ ...report, ...(interval !== undefined ? { intervals } : {}), interrupted: sig }) + '\n');
+    else process.stdout.write((intervals.length ? '\n' : '') + formatReport(sig ? { ...report, reason: `interrupted (${sig})` } : report));
     if (sig) process.exitCode = interruptedExitCode(sig, f.count !== undefined || f.duration !== undefined || f.idle !== undefined);
     if (report.iface && report.reason === `interface ${report.iface} disappeared`) throw new LinkGoneError(report.iface);
   });
+}
+
+/**
+ * Opens FILE for writing before anything listens (so a bad path fails first): a directory is refused, a FIFO or device
+ * is written into, a regular file is created or truncated.
+ */
+function openOutput(file: string, what: string): number {
+  try {
+    if (statSync(file).isDirectory()) throw new UsageError(`bad ${what} '${file}': it is a directory; give a file name`);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+  }
+  try {
+    return openSync(file, 'w');
+  } catch (e) {
+    throw new RuntimeError(`cannot write ${what} '${file}': ${(e as Error).message}`);
+  }
+}
+
+const INTERVAL_HEADER = 'INTERVAL s         RECEIVED       PPS     LOST   REORD   LATENCY p50/p99 us   GAP p50/p99 us';
+
+/** One --interval row (the header above names the columns). */
+export function formatInterval(r: IntervalReport): string {
+  const pair = (x: { p50: number; p99: number } | null) => (x ? `${x.p50}/${x.p99}` : '-');
+  return `${`${r.start.toFixed(3)}-${r.end.toFixed(3)}`.padEnd(17)} ${String(r.received).padStart(9)} ${String(r.pps).padStart(9)} ` +
+    `${String(r.lost).padStart(8)} ${String(r.reordered).padStart(7)} ${pair(r.latencyUs).padStart(20)} ${pair(r.interArrivalUs).padStart(16)}`;
 }
 
 /** Flow rows in the text report; the rest are summed up in one line. */
@@ -183,14 +266,17 @@ export function formatReport(r: SinkReport, rows = REPORT_ROWS): string {
   }
   if (r.capture) {
     lines.push(`capture: ${r.capture.received} frames passed the filter, ${r.capture.dropped} dropped by our capture ring` +
-      (r.capture.ifdropped ? `, ${r.capture.ifdropped} by the interface` : '') +
-      (r.capture.dropped ? ' (that loss is ours, not the network\'s: raise -B/--buffer-size)' : ''));
+      (r.capture.ifdropped ? `, ${r.capture.ifdropped} by the interface` : ''));
   }
   if (r.linkOutages) {
     lines.push(`link ${r.iface} went down ${r.linkOutages} time${r.linkOutages === 1 ? '' : 's'}, ${(r.linkDownMs / 1000).toFixed(2)} s in all: what was sent meanwhile counts as lost`);
   }
-  if (r.mode === 'socket' && r.socketDrops) {
-    lines.push(`warning: the socket's receive buffer overflowed ${r.socketDrops} times (rcvbuf ${r.rcvbufBytes} bytes): part of that loss is ours, not the network's; use --capture -i IF`);
-  }
+  const l = r.loss;
+  lines.push(l.exact
+    ? `loss: ${l.seqGaps} seq gaps, all of them the network's (the sink dropped nothing itself)`
+    : `warning: loss: ${l.seqGaps} seq gaps, of which ${l.own} the sink's own (its ` +
+      (r.mode === 'socket' ? `socket buffer overflowed, rcvbuf ${r.rcvbufBytes} bytes: raise --rcvbuf` : 'capture ring was full: raise -B') +
+      `); the network lost at least ${l.network}`);
+  lines.push(`clock: ${r.clock}` + (r.timestampWarning ? ` (${r.timestampWarning})` : ''));
   return lines.join('\n') + '\n';
 }

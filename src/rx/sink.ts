@@ -1,50 +1,24 @@
 /**
- * The receiving half of `rawpoll blast` (and of Linux pktgen): reads the pktgen test header (PROTOCOLS.md §5) from
- * each UDP datagram and keeps per-flow accounts — loss (gaps in seq), duplicates, reordering, inter-arrival times,
- * rate and one-way latency (tv_sec/tv_usec against our wall clock; meaningful only when the clocks are synced, as
- * they are between namespaces of one host).
+ * The receiving half of `rawpoll blast` (and of Linux pktgen): per-flow accounts of the pktgen test header
+ * (PROTOCOLS.md §5) — loss (gaps in seq), duplicates, reordering, inter-arrival times, rate and one-way latency.
  *
- * Two layers: SinkAccounting is pure (no I/O, fed with synthetic sequences by the unit tests); Sink feeds it from
- * a kernel UDP socket (default) or from a libpcap capture on an interface (--capture, for rates the socket drops).
+ * Two layers: SinkAccounting (rx/sinkaccount.ts) is pure, fed with synthetic sequences by the unit tests; Sink feeds
+ * it from a receive engine (rx/engine.ts): a UDP socket read with recvmmsg (default) or a libpcap capture on an
+ * interface (--capture), each on a thread of its own, timed by the kernel, handing over batches of records.
  */
-import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
-import { performance } from 'node:perf_hooks';
-import { RuntimeError, UsageError } from '../errors.js';
-import { formatIpv4, parseIpv4 } from '../wire/addr.js';
-import { UDP_FIELD } from '../wire/udp.js';
-import { IPV4_FIELD } from '../wire/ipv4.js';
-import { readBe16, readBe32 } from '../wire/checksum.js';
-import { locateUdp, type UdpLocation } from '../wire/udpframe.js';
-import { PcapLink } from '../link/pcap.js';
-import type { PcapStats } from '../link/addon.js';
-import type { LinkWatch } from '../link/watch.js';
-
-
-/**
- * Where the UDP payload of an Ethernet[/802.1Q]/IPv4/UDP frame to `port` starts, or -1. Writes the addresses into
- * `out` instead of allocating: the capture path runs this per frame. The frame rules are wire/udpframe.ts's
- * locateUdp (the same as parseUdpFrame's); on top, datagrams to another port are refused. The payload ends where the UDP length says, so
- * Ethernet padding is never counted as payload.
- */
-export function locateUdpPayload(f: Uint8Array, port: number, out: { srcIp: number; dstIp: number; srcPort: number; len: number }): number {
-  if (!locateUdp(f, where)) return -1;
-  const { ip, udp } = where;
-  if (readBe16(f, udp + UDP_FIELD.dstPort) !== port) return -1;
-  out.srcIp = readBe32(f, ip + IPV4_FIELD.src);
-  out.dstIp = readBe32(f, ip + IPV4_FIELD.dst);
-  out.srcPort = readBe16(f, udp + UDP_FIELD.srcPort);
-  out.len = where.udpLen - UDP_FIELD.HEADER_LEN;
-  return udp + UDP_FIELD.HEADER_LEN;
-}
-/** locateUdpPayload's scratch: one per process, no allocation per frame. */
-const where: UdpLocation = { ip: 0, udp: 0, udpLen: 0 };
+import { LinkGoneError, RuntimeError, UsageError } from '../errors.js';
+import { formatIpv4 } from '../wire/addr.js';
+import { LinkWatch } from '../link/watch.js';
+import { RxEngine, type RxEngineStats, type TimestampSource } from './engine.js';
+import type { PktgenBatch } from './batch.js';
 
 export * from './sinkaccount.js';
-import { SinkAccounting, type AccountingOptions, type AccountingTotals, type FlowReport } from './sinkaccount.js';
+import { initHistograms, SinkAccounting, type AccountingOptions, type AccountingTotals, type FlowReport, type HistogramsDoc, type IntervalReport } from './sinkaccount.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // The I/O half: a kernel UDP socket or a libpcap capture feeding a SinkAccounting.
+
 
 export interface SinkOptions extends AccountingOptions {
   /** UDP destination port to count (pktgen's default is 9). */
@@ -53,14 +27,34 @@ export interface SinkOptions extends AccountingOptions {
   bind?: number;
   /** Capture with libpcap on this interface instead of reading a socket. */
   capture?: { iface: string; bufferBytes?: number };
-  /** SO_RCVBUF to ask for (the kernel caps it at net.core.rmem_max). Default 32 MiB. */
+  /** Socket mode: receive only on this interface (SO_BINDTODEVICE); hardware timestamps need it. */
+  iface?: string;
+  /** Receive buffer to ask for (SO_RCVBUFFORCE as root, else capped at net.core.rmem_max). Default 32 MiB. */
   rcvbuf?: number;
+  /** Which clock times each datagram (default 'kernel'). */
+  timestamp?: TimestampSource;
   /** Stop after this many seconds from start(). */
   duration?: number;
-  /** Stop once this many pktgen datagrams have arrived. */
+  /** Stop once this many pktgen datagrams have been accounted (the batch that reaches it is accounted whole). */
   count?: number;
   /** Stop when nothing has arrived for this many seconds after the first datagram. */
   idle?: number;
+  /** Call onInterval every `interval` seconds with what arrived since the last call, and once more at the end. */
+  interval?: number;
+  onInterval?: (r: IntervalReport) => void;
+}
+
+/**
+ * Loss, split by who lost it. `seqGaps` is every seq the sink never saw; `own` the datagrams the sink's own receive
+ * path dropped (its socket's overflows, or its capture ring's) — those are inside the gaps too. `network` is what is
+ * left: exact when `own` is 0 (`exact`), otherwise at least this (own drops may have been datagrams of other
+ * traffic on the port, and a flow's lost tail is only seen with --expect).
+ */
+export interface LossSplit {
+  seqGaps: number;
+  own: number;
+  network: number;
+  exact: boolean;
 }
 
 export interface SinkReport {
@@ -72,11 +66,20 @@ export interface SinkReport {
   seconds: number;
   /** Why it stopped: 'count', 'duration', 'idle', 'stopped' (stop() called) or the reason given to stop(). */
   reason: string;
-  /** Socket mode: the receive buffer the kernel granted, and datagrams it dropped because that buffer was full. */
+  /** The clock that timed each datagram ('hw' asked of an interface without it falls back: timestampWarning). */
+  timestamp: TimestampSource;
+  clock: string;
+  timestampWarning: string | null;
+  /** Socket mode: the receive buffer the kernel granted, and whether SO_RCVBUFFORCE lifted the rmem_max cap. */
   rcvbufBytes: number | null;
+  rcvbufForced: boolean | null;
+  /** Socket mode: datagrams the kernel dropped because the socket's buffer was full (our loss). */
   socketDrops: number | null;
   /** Capture mode: libpcap's counts (pcap_stats) over the run; `dropped` is frames our capture ring had no room for. */
-  capture: PcapStats | null;
+  capture: { received: number; dropped: number; ifdropped: number } | null;
+  loss: LossSplit;
+  /** The receive engine's own counts (batches handed over, waits for JavaScript, datagrams without a timestamp). */
+  engine: RxEngineStats;
   /**
    * Flows the sink keeps accounts for (--max-flows); totals.refused counts the datagrams beyond: 'flows-evicted' (a
    * one-datagram flow that gave way to a new one), 'flows-over-budget' (a new flow with no one-datagram flow to evict).
@@ -94,19 +97,14 @@ function downMs(w: LinkWatch): number {
   return w.downMsTotal + (w.downSince !== null ? Date.now() - w.downSince : 0);
 }
 
-/** Monotonic ns as a Number: exact for 104 days of uptime, enough for inter-arrival arithmetic. */
+/** Monotonic ns as a Number: exact for 104 days of uptime. */
 function monoNs(): number {
   return Number(process.hrtime.bigint());
 }
 
-/** Wall clock in µs with sub-ms resolution (Date.now() has only ms). */
-function wallUs(): number {
-  return (performance.timeOrigin + performance.now()) * 1000;
-}
-
 /**
  * Datagrams the kernel dropped for the UDP socket(s) bound to `port` (the `drops` column of /proc/net/udp in our
- * network namespace): the tell-tale that the socket could not keep up and --capture is needed.
+ * network namespace): the tell-tale that a socket could not keep up.
  */
 export function udpSocketDrops(port: number): number | null {
   try {
@@ -138,28 +136,26 @@ export class Sink {
   /** Resolves with the final report when the sink stops (count, duration, idle, or stop()). */
   readonly done: Promise<SinkReport>;
   private resolveDone!: (r: SinkReport) => void;
-  private socket: dgram.Socket | null = null;
-  private link: PcapLink | null = null;
+  private engine: RxEngine<PktgenBatch> | null = null;
+  private linkWatch: LinkWatch | null = null;
   private timers: NodeJS.Timeout[] = [];
   private startedNs = 0;
-  private anchorNs = -Infinity;
-  private anchorWallUs = 0;
   private stoppedNs = 0;
-  private drops0: number | null = null;
-  private dropsEnd: number | null = null;
-  private rcvbuf: number | null = null;
+  /** Monotonic ns when the last batch with records arrived (the idle timer's clock). */
+  private lastBatchNs = 0;
   private reason = 'stopped';
-  private captureStats: PcapStats | null = null;
-  private linkSeen = { outages: 0, downMs: 0 };
   private final: SinkReport | null = null;
-  private state: 'new' | 'running' | 'stopped' = 'new';
+  private histogramsDoc: HistogramsDoc | null = null;
+  private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
 
   constructor(options: SinkOptions) {
     if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
       throw new UsageError(`bad sink port '${options.port}': expected 1-65535`);
     }
     this.options = options;
-    this.accounting = new SinkAccounting({ midStream: options.midStream, expect: options.expect, maxFlows: options.maxFlows });
+    this.accounting = new SinkAccounting({
+      midStream: options.midStream, expect: options.expect, maxFlows: options.maxFlows, intervals: options.interval !== undefined,
+    });
     this.done = new Promise((res) => (this.resolveDone = res));
   }
 
@@ -167,8 +163,30 @@ export class Sink {
     if (this.state !== 'new') throw new RuntimeError('this sink was already started');
     this.state = 'running';
     const o = this.options;
-    if (o.capture) this.openCapture(o.capture.iface, o.capture.bufferBytes);
-    else await this.openSocket();
+    await initHistograms();
+    const onBatch = (b: PktgenBatch) => this.onBatch(b);
+    const common = { port: o.port, mode: 'pktgen' as const, timestamp: o.timestamp ?? 'kernel', bind: o.bind };
+    try {
+      if (o.capture) {
+        const match = `udp dst port ${o.port}${o.bind !== undefined ? ` and dst host ${formatIpv4(o.bind)}` : ''}`;
+        // libpcap needs the `vlan` keyword to look past an 802.1Q tag.
+        const filter = `(${match}) or (vlan and ${match})`;
+        this.linkWatch = new LinkWatch(o.capture.iface);
+        if (this.linkWatch.status === 'gone') throw new UsageError(`no such interface '${o.capture.iface}' (ip link lists them)`);
+        this.engine = RxEngine.capture({ ...common, iface: o.capture.iface, filter, bufferSize: o.capture.bufferBytes ?? 64 << 20 }, onBatch);
+        this.linkWatch.on('gone', () => this.finish(`interface ${o.capture!.iface} disappeared`));
+      } else {
+        this.engine = RxEngine.socket({ ...common, iface: o.iface, rcvbuf: o.rcvbuf ?? 32 << 20 }, onBatch);
+      }
+    } catch (e) {
+      this.linkWatch?.close();
+      this.state = 'stopped';
+      throw e;
+    }
+    void this.engine.ended.then((end) => {
+      if (end instanceof LinkGoneError) this.finish(`interface ${o.capture?.iface ?? o.iface} disappeared`);
+      else if (end) this.finish(`receive error: ${end.message}`);
+    });
     this.startedNs = monoNs();
     if (o.duration !== undefined) {
       this.timers.push(setTimeout(() => this.finish('duration'), o.duration * 1000));
@@ -177,116 +195,55 @@ export class Sink {
       const idleNs = o.idle * 1e9;
       const step = Math.max(20, Math.min(250, o.idle * 250));
       this.timers.push(setInterval(() => {
-        const last = this.lastArrivalNs();
-        if (last > 0 && monoNs() - last >= idleNs) this.finish('idle');
+        if (this.lastBatchNs > 0 && monoNs() - this.lastBatchNs >= idleNs) this.finish('idle');
       }, step));
     }
+    if (o.interval !== undefined && o.onInterval) {
+      this.timers.push(setInterval(() => o.onInterval!(this.accounting.interval(this.rxNow())), o.interval * 1000));
+    }
   }
 
-  /**
-   * Capture mode: the link's watch ('down', 'up', 'gone' events). The sink keeps running across an outage (the
-   * capture handle reopens when the link is back); a vanished interface stops it with reason
-   * "interface IF disappeared".
-   */
+  /** Capture mode: the link's watch ('down', 'up', 'gone' events); the engine rides out outages. */
   get watch(): LinkWatch | null {
-    return this.link?.watch ?? null;
+    return this.linkWatch;
   }
 
-  private lastArrivalNs(): number {
-    return this.accounting.lastArrivalNs;
+  /** Now on the engine's receive clock (rxNs); for the hardware clock, the latest arrival. */
+  private rxNow(): number {
+    const epochUs = this.engine?.handle.epochUs ?? 0;
+    return epochUs > 0 ? Date.now() * 1e6 - epochUs * 1000 : this.accounting.lastArrivalNs;
   }
 
-  private onDatagram(srcIp: number, srcPort: number, dstIp: number, buf: Uint8Array, off: number, len: number): void {
-    if (this.state !== 'running') return;
-    // One clock read per datagram: the wall clock follows from the monotonic one, re-anchored every second.
-    const ns = monoNs();
-    if (ns - this.anchorNs > 1e9) {
-      this.anchorNs = monoNs();
-      this.anchorWallUs = wallUs();
-    }
-    const wall = this.anchorWallUs + (ns - this.anchorNs) / 1000;
-    const ok = this.accounting.recordAt(srcIp, srcPort, dstIp, this.options.port, buf, off, len, ns, wall);
-    if (ok && this.options.count !== undefined && this.accounting.accounted >= this.options.count) {
-      this.finish('count');
-    }
+  private onBatch(b: PktgenBatch): void {
+    if (this.state === 'stopped') return;
+    this.accounting.recordBatch(b);
+    if (b.n > 0) this.lastBatchNs = monoNs();
+    if (this.options.count !== undefined && this.accounting.accounted >= this.options.count) this.finish('count');
   }
 
-  private openSocket(): Promise<void> {
-    const o = this.options;
-    const sock = dgram.createSocket({ type: 'udp4', recvBufferSize: o.rcvbuf ?? 32 << 20 });
-    this.socket = sock;
-    const bindIp = o.bind ?? 0;
-    // rinfo.address is a string: memoise its parse, most runs see one or a few senders.
-    let lastAddr = '';
-    let lastIp = 0;
-    sock.on('message', (msg, rinfo) => {
-      if (rinfo.address !== lastAddr) {
-        lastAddr = rinfo.address;
-        lastIp = parseIpv4(rinfo.address, 'source address');
-      }
-      this.onDatagram(lastIp, rinfo.port, bindIp, msg, 0, msg.length);
-    });
-    return new Promise((res, rej) => {
-      sock.once('error', (e: NodeJS.ErrnoException) => {
-        this.socket = null;
-        sock.close();
-        const where = `${o.bind !== undefined ? formatIpv4(o.bind) : '0.0.0.0'}:${o.port}`;
-        if (e.code === 'EADDRINUSE') rej(new RuntimeError(`UDP ${where} is already in use by another socket; stop it, or use --capture -i IF`));
-        else if (e.code === 'EADDRNOTAVAIL') rej(new UsageError(`bad --bind '${formatIpv4(o.bind ?? 0)}': no interface here has that address`));
-        else if (e.code === 'EACCES') rej(new RuntimeError(`no permission to bind UDP ${where}: ports below 1024 need root or CAP_NET_BIND_SERVICE`));
-        else rej(new RuntimeError(`cannot listen on UDP ${where}: ${e.message}`));
-      });
-      sock.bind({ port: o.port, address: o.bind !== undefined ? formatIpv4(o.bind) : undefined, exclusive: true }, () => {
-        sock.removeAllListeners('error');
-        sock.on('error', () => { /* a receive error on a bound UDP socket (e.g. ICMP) is not fatal to counting */ });
-        try {
-          this.rcvbuf = sock.getRecvBufferSize();
-        } catch {
-          this.rcvbuf = null;
-        }
-        this.drops0 = udpSocketDrops(o.port);
-        res();
-      });
-    });
-  }
-
-  private openCapture(iface: string, bufferBytes = 64 << 20): void {
-    const o = this.options;
-    const match = `udp dst port ${o.port}${o.bind !== undefined ? ` and dst host ${formatIpv4(o.bind)}` : ''}`;
-    // libpcap needs the `vlan` keyword to look past an 802.1Q tag.
-    const filter = `(${match}) or (vlan and ${match})`;
-    // Not immediate mode: libpcap then uses TPACKET_V3, whose blocks pack frames by their real size (immediate mode's
-    // TPACKET_V2 gives each a snaplen-sized slot: ~1000 frames in 64 MiB); the kernel hands over a block when it is
-    // full or 10 ms old, and timestamps are taken by the kernel on arrival either way.
-    this.link = PcapLink.open(iface, filter, bufferBytes, { immediate: false, timeoutMs: 10 });
-    this.link.watch.on('gone', () => this.finish(`interface ${iface} disappeared`));
-    const at = { srcIp: 0, dstIp: 0, srcPort: 0, len: 0 };
-    this.link.onFrame((frame) => {
-      const off = locateUdpPayload(frame, o.port, at);
-      if (off >= 0) this.onDatagram(at.srcIp, at.srcPort, at.dstIp, frame, off, at.len);
-    });
-  }
-
+  /** Stops the engine; what it still held is accounted before the report is made. */
   private finish(reason: string): void {
     if (this.state !== 'running') return;
     this.reason = reason;
-    this.state = 'stopped';
+    this.state = 'stopping';
     this.stoppedNs = monoNs();
     for (const t of this.timers) clearTimeout(t);
     this.timers = [];
-    if (this.socket) {
-      this.dropsEnd = udpSocketDrops(this.options.port);
-      this.socket.close();
-      this.socket = null;
-    }
-    if (this.link) {
-      this.captureStats = this.link.stats();
-      this.linkSeen = { outages: this.link.watch.outages, downMs: downMs(this.link.watch) };
-      this.link.close();
-      this.link = null;
-    }
-    this.final = this.report();
-    this.resolveDone(this.final);
+    const engine = this.engine;
+    void (async () => {
+      if (engine) await engine.stop();
+      this.linkWatch?.check();
+      this.linkWatch?.close();
+      if (this.options.interval !== undefined && this.options.onInterval) {
+        // final: the lost tail --expect reveals belongs to the last interval, so the intervals add up to the totals.
+        this.options.onInterval(this.accounting.interval(Math.max(this.rxNow(), this.accounting.lastArrivalNs), true));
+      }
+      this.final = this.report();
+      this.histogramsDoc = this.accounting.histograms();
+      this.accounting.destroy(); // its histograms live in WebAssembly memory, which no garbage collector frees
+      this.state = 'stopped';
+      this.resolveDone(this.final);
+    })();
   }
 
   /** Stops listening (if still running) and returns the final report; `reason` is recorded in it. */
@@ -298,26 +255,47 @@ export class Sink {
     return this.done;
   }
 
+  /** The encoded histograms of this run (--histogram FILE), to merge with other sinks'; final once stopped. */
+  histograms(): HistogramsDoc {
+    return this.histogramsDoc ?? this.accounting.histograms();
+  }
+
   /** A snapshot of the accounts so far (the final report once stopped). */
   report(): SinkReport {
     if (this.final) return this.final;
     const o = this.options;
-    const end = this.state === 'stopped' ? this.stoppedNs : monoNs();
-    const drops = this.dropsEnd ?? (this.socket ? udpSocketDrops(o.port) : null);
+    const end = this.state === 'running' ? monoNs() : this.stoppedNs;
+    const h = this.engine?.handle;
+    const es: RxEngineStats = this.engine?.stats() ?? {
+      datagrams: 0, ownDrops: 0, ifDrops: 0, captured: 0, truncated: 0, noTimestamp: 0, batches: 0, queueWaits: 0, linkDownMs: 0,
+    };
+    const totals = this.accounting.totals();
+    const w = this.linkWatch;
     return {
       mode: o.capture ? 'capture' : 'socket',
       port: o.port,
       bind: o.bind !== undefined ? formatIpv4(o.bind) : null,
-      iface: o.capture?.iface ?? null,
+      iface: o.capture?.iface ?? o.iface ?? null,
       seconds: this.startedNs ? Math.round((end - this.startedNs) / 1e6) / 1000 : 0,
-      reason: this.state === 'stopped' ? this.reason : 'running',
-      rcvbufBytes: o.capture ? null : this.rcvbuf,
-      socketDrops: o.capture || drops === null || this.drops0 === null ? null : drops - this.drops0,
-      capture: this.captureStats ?? (this.link ? this.link.stats() : null),
-      linkOutages: this.link ? this.link.watch.outages : this.linkSeen.outages,
-      linkDownMs: this.link ? downMs(this.link.watch) : this.linkSeen.downMs,
+      reason: this.state === 'running' || this.state === 'new' ? 'running' : this.reason,
+      timestamp: h?.timestamp ?? o.timestamp ?? 'kernel',
+      clock: h?.clock ?? '',
+      timestampWarning: h?.warning ?? null,
+      rcvbufBytes: o.capture ? null : h?.rcvbuf ?? null,
+      rcvbufForced: o.capture ? null : h?.rcvbufForced ?? null,
+      socketDrops: o.capture ? null : es.ownDrops,
+      capture: o.capture ? { received: es.captured, dropped: es.ownDrops, ifdropped: es.ifDrops } : null,
+      loss: {
+        seqGaps: totals.lost,
+        own: es.ownDrops,
+        network: Math.max(0, totals.lost - es.ownDrops),
+        exact: es.ownDrops === 0,
+      },
+      engine: es,
+      linkOutages: w ? w.outages : 0,
+      linkDownMs: w ? downMs(w) : 0,
       maxFlows: this.accounting.maxFlows,
-      totals: this.accounting.totals(),
+      totals,
       flows: this.accounting.flowReports(),
     };
   }
