@@ -131,8 +131,8 @@ Examples:
       const failures = nonzero(server.disk.totals);
       out({
         event: 'summary', host: '-', interrupted: sig, ...(gone ? { stopped: `interface ${gone} disappeared` } : {}),
-        ...(o ? { oops_datagrams: o.stats.datagrams, dumps_complete: o.stats.dumpsComplete, dumps_partial: o.stats.dumpsPartial, oops_drops: nonzero(o.drops) } : {}),
-        ...(server.nc ? { netconsole: nonzero(server.nc.stats as unknown as Record<string, number>), netconsole_drops: nonzero(server.nc.drops) } : {}),
+        ...(o ? { oops_datagrams: o.stats.datagrams, dumps_complete: o.stats.dumpsComplete, dumps_partial: o.stats.dumpsPartial, oops_drops: nonzero({ ...o.drops, socket_overflow: server.socketDrops('netoops') }) } : {}),
+        ...(server.nc ? { netconsole: nonzero(server.nc.stats as unknown as Record<string, number>), netconsole_drops: nonzero({ ...server.nc.drops, socket_overflow: server.socketDrops('netconsole') }) } : {}),
         ...(Object.keys(failures).length ? { write_failures: { ...failures, failing_now: server.disk.failing } } : {}),
       });
       if (gone) throw new LinkGoneError(gone);

@@ -1,12 +1,16 @@
-import * as dgram from 'node:dgram';
 import { promises as fsp } from 'node:fs';
 import { RuntimeError } from '../errors.js';
+import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import { OopsCollector, OopsEvent, OOPS_DEFAULTS, DiskWatch, removeStaleTemps } from './oopscollect.js';
 import { NetconsoleCollector } from './nclog.js';
+import { RxEngine, type PayloadBatch } from './engine.js';
 
 /**
  * `rawpoll collect`: ordinary UDP sockets (receiving needs no raw access) feeding the netconsole and netoops
- * receivers, one event stream out. Events: new-host (once per source address, whichever protocol saw it first),
+ * receivers, one event stream out. Each port is read by a receive engine (rx/engine.ts): recvmmsg on a thread of its
+ * own with a 32 MiB buffer (SO_RCVBUFFORCE as root, else up to net.core.rmem_max), handing over datagrams in
+ * batches, so a burst of log lines waits in the buffer instead of being dropped while JavaScript writes files; what
+ * the kernel still drops is counted (`socket_overflow` in the protocol's `dropped` event). Events: new-host (once per source address, whichever protocol saw it first),
  * dump-complete, dump-partial, dump-dropped, dropped (per protocol, `proto` netoops or netconsole: counts by reason
  * since start, when they changed, at most every dropReportMs and at close), plus whatever the netconsole receiver
  * reports. The budgets that bound each receiver under hostile traffic are theirs (OopsCollector, NetconsoleCollector;
@@ -39,18 +43,34 @@ export interface CollectOptions {
   onEvent: (e: CollectEvent) => void;
 }
 
-function bindSocket(sock: dgram.Socket, port: number, address: string | undefined, what: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const onErr = (err: NodeJS.ErrnoException) => {
-      reject(new RuntimeError(`cannot listen on UDP ${address ?? '0.0.0.0'}:${port} for ${what}: ${err.code ?? err.message}` +
-        (err.code === 'EADDRINUSE' ? ' (another collector running?)' : err.code === 'EADDRNOTAVAIL' ? ' (--bind must be an address of this host)' : '')));
-    };
-    sock.once('error', onErr);
-    sock.bind({ port, address, exclusive: true }, () => {
-      sock.off('error', onErr);
-      resolve(sock.address().port);
+/** Each port's receive buffer: a netconsole burst or a dump's datagrams x retransmits wait here while files are written. */
+const RCVBUF = 32 << 20;
+
+/**
+ * A receive engine on address:port handing each datagram to `handle` (its own Buffer: receivers may keep a chunk
+ * without keeping a whole batch alive). The error names the protocol and what to do.
+ */
+function listen(port: number, address: string | undefined, what: string, handle: (msg: Buffer, from: { address: string; port: number }) => void): RxEngine<PayloadBatch> {
+  const bind = address !== undefined ? parseIpv4(address, '--bind') : 0;
+  let lastIp = -1;
+  let lastAddr = '';
+  try {
+    return RxEngine.socket({ port, bind, mode: 'payload', timestamp: 'user', rcvbuf: RCVBUF, batchRecords: 1024, flushMs: 2 }, (b: PayloadBatch) => {
+      for (let i = 0; i < b.n; i++) {
+        if (b.srcIp[i] !== lastIp) {
+          lastIp = b.srcIp[i];
+          lastAddr = formatIpv4(lastIp);
+        }
+        const msg = Buffer.allocUnsafeSlow(b.len[i]);
+        b.data.copy(msg, 0, b.off[i], b.off[i] + b.len[i]);
+        handle(msg, { address: lastAddr, port: b.srcPort[i] });
+      }
     });
-  });
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    throw new RuntimeError(`cannot listen on UDP ${address ?? '0.0.0.0'}:${port} for ${what}: ${code || (e as Error).message}` +
+      (code === 'EADDRINUSE' ? ' (another collector running?)' : code === 'EADDRNOTAVAIL' ? ' (--bind must be an address of this host)' : ''));
+  }
 }
 
 export class CollectServer {
@@ -58,7 +78,7 @@ export class CollectServer {
   readonly oops: OopsCollector | null = null;
   nc: NetconsoleCollector | null = null;
   readonly disk: DiskWatch;
-  private socks: dgram.Socket[] = [];
+  private engines: { proto: 'netconsole' | 'netoops'; engine: RxEngine<PayloadBatch> }[] = [];
   private hosts = new Set<string>();
   private lastDrops: Record<string, string> = {};
   private dropTimer: NodeJS.Timeout | null = null;
@@ -91,23 +111,22 @@ export class CollectServer {
     try {
       if (o.netconsolePort !== undefined && o.netconsolePort !== null) {
         s.nc = new NetconsoleCollector({ dir: o.dir, disk: s.disk, onEvent: (e) => s.emit(e), maxFragmentsPerRecord: o.maxFragmentsPerRecord });
-        const sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20 });
-        s.socks.push(sock);
-        s.ports.netconsole = await bindSocket(sock, o.netconsolePort, o.bind, 'netconsole');
-        sock.on('message', (msg, rinfo) => s.safe(() => s.nc!.handle(msg, rinfo)));
+        const engine = listen(o.netconsolePort, o.bind, 'netconsole', (msg, from) => s.safe(() => s.nc!.handle(msg, from)));
+        s.engines.push({ proto: 'netconsole', engine });
+        s.ports.netconsole = engine.handle.port;
       }
       if (s.oops) {
-        // A dump is a burst of ~1.4 KB datagrams x retransmits: a large receive buffer keeps the kernel from dropping.
-        const sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 8 << 20 });
-        s.socks.push(sock);
-        s.ports.oops = await bindSocket(sock, o.oopsPort!, o.bind, 'netoops');
-        sock.on('message', (msg, rinfo) => s.safe(() => s.oops!.handle(msg, rinfo)));
+        const engine = listen(o.oopsPort!, o.bind, 'netoops', (msg, from) => s.safe(() => s.oops!.handle(msg, from)));
+        s.engines.push({ proto: 'netoops', engine });
+        s.ports.oops = engine.handle.port;
       }
     } catch (err) {
       await s.close();
       throw err;
     }
-    for (const sock of s.socks) sock.on('error', (err) => s.emit({ event: 'socket-error', host: '-', error: err.message }));
+    for (const { engine } of s.engines) {
+      void engine.ended.then((end) => { if (end) s.emit({ event: 'socket-error', host: '-', error: end.message }); });
+    }
     s.dropTimer = setInterval(() => s.reportDrops(), o.dropReportMs ?? 10_000);
     s.dropTimer.unref();
     return s;
@@ -134,12 +153,18 @@ export class CollectServer {
   reportDrops(): void {
     if (this.oops) {
       const o = this.oops;
-      this.reportDropsOf('netoops', o.drops, { buffered_bytes: o.bufferedBytes, open_dumps: o.stats.openDumps, queued_writes: o.stats.queuedWrites });
+      this.reportDropsOf('netoops', { ...o.drops, socket_overflow: this.socketDrops('netoops') },
+        { buffered_bytes: o.bufferedBytes, open_dumps: o.stats.openDumps, queued_writes: o.stats.queuedWrites });
     }
     if (this.nc) {
       const p = this.nc.pending;
-      this.reportDropsOf('netconsole', this.nc.drops, { open_records: p.records, open_bytes: p.bytes });
+      this.reportDropsOf('netconsole', { ...this.nc.drops, socket_overflow: this.socketDrops('netconsole') }, { open_records: p.records, open_bytes: p.bytes });
     }
+  }
+
+  /** Datagrams the kernel dropped because the protocol's socket buffer was full (collect fell behind). */
+  socketDrops(proto: 'netconsole' | 'netoops'): number {
+    return this.engines.find((x) => x.proto === proto)?.engine.stats().ownDrops ?? 0;
   }
 
   private reportDropsOf(proto: string, drops: Record<string, number>, state: Record<string, number>): void {
@@ -153,8 +178,8 @@ export class CollectServer {
 
   async close(): Promise<void> {
     if (this.dropTimer) clearInterval(this.dropTimer);
-    await Promise.all(this.socks.map((s) => new Promise<void>((r) => { try { s.close(() => r()); } catch { r(); } })));
-    this.socks = [];
+    // Each engine hands over what it still holds before it ends: those datagrams are handled before the receivers close.
+    await Promise.all(this.engines.map((x) => x.engine.stop()));
     if (this.oops) await this.oops.close();
     if (this.nc) await this.nc.close();
     this.reportDrops();

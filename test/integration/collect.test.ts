@@ -230,3 +230,41 @@ test('collect runs both receivers: a netconsole line and an oops report from the
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('collect that falls behind: the socket overflow is counted (socket_overflow), every line is either stored or counted', async () => {
+  const h = twoHosts();
+  const dir = mkdtempSync(join(tmpdir(), 'rawpoll-co-'));
+  try {
+    const c = await startCollector(h.lab, h.b, dir, ['--netconsole', '6666']);
+    // 60 000 lines of ~1 KB while collect is stopped: more than its 32 MiB socket buffer holds (each datagram costs
+    // its data plus ~1 KB of kernel bookkeeping), so the kernel must drop some, and collect must say how many.
+    const N = 60000;
+    c.proc.kill('SIGSTOP');
+    let g;
+    try {
+      g = nsRun(h.a, [process.execPath, '-e', String.raw`
+        const s = require('node:dgram').createSocket('udp4');
+        const pad = 'x'.repeat(1000);
+        let i = 0;
+        (async () => {
+          for (; i < ${N}; i++) await new Promise((r) => s.send(Buffer.from('line ' + i + ' ' + pad + '\n'), 6666, '${h.ipB}', r));
+          s.close();
+        })();`]);
+    } finally {
+      c.proc.kill('SIGCONT');
+    }
+    assert.equal(g.code, 0, g.stderr);
+    const logFile = join(dir, 'netconsole', `${h.ipA}.log`);
+    const stored = () => { try { return readFileSync(logFile, 'utf8').split('\n').length - 1; } catch { return 0; } };
+    let last = -1;
+    await waitFor(() => { const n = stored(); const still = n === last; last = n; return still && n > 0; }, 30000, 500);
+    assert.equal(await c.stop(), 0, c.stderr());
+    const summary = c.events.find((e) => e.event === 'summary') as { netconsole_drops?: Record<string, number> };
+    const overflow = summary.netconsole_drops?.socket_overflow ?? 0;
+    assert.ok(overflow > 0, `the socket overflowed and said so: ${JSON.stringify(summary)}`);
+    assert.equal(stored() + overflow, N, `stored ${stored()} + socket_overflow ${overflow}`);
+  } finally {
+    h.lab.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
