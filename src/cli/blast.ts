@@ -68,7 +68,8 @@ export function register(program: Command): void {
     .option('--no-seq', 'no pktgen test header: the payload is zeros')
     .option('--start-at <EPOCH>', 'start at this Unix time (date +%s.%N; e.g. 1795000000.250): sleeps, then busy-waits the last stretch, so senders on several hosts with synced clocks start together')
     .option('--engine <ENGINE>', 'native (AF_PACKET, sendmmsg batches, C pacing) or pcap (libpcap, portable); default native when built')
-    .option('--batch <N>', 'most frames per sendmmsg call (native) or sendBatch call (pcap): default 256 unpaced; 64 paced, which also bounds how many go back to back when catching up')
+    .option('--batch <N>', 'most frames per sendmmsg call (native) or sendBatch call (pcap): default 256 unpaced; 64 paced, which also bounds how many go back to back when catching up. ' +
+      'The frames of one call share one send timestamp: for one-way latency use --batch 1 (a paced sender that fell behind otherwise stamps a whole catch-up batch at once)')
     .option('--threads <N>', 'native engine, unpaced runs: N sender threads, one per CPU (trafgen forks one process per CPU). ' +
       'IP IDs and seqs are still each sent once, but threads interleave, so a sink sees reordering', '1')
     .option('--qdisc-bypass', 'native engine: PACKET_QDISC_BYPASS — straight to the driver; local tcpdump will not see the frames')
