@@ -5,8 +5,15 @@
 import { UsageError } from '../errors.js';
 import type { LinkDownPolicy } from '../tx/blast.js';
 import type { SizeSpec } from '../tx/templates.js';
+import { parseIpv4, parsePort } from '../wire/addr.js';
 import { ETH_HEADER_LEN, ETH_MIN_FRAME } from '../wire/ethernet.js';
 import { VLAN_TAG_LEN } from '../wire/vlan.js';
+
+/** --to IP[:PORT]: the address, and the port when one is given (a typo is the codec's AddressError, exit 2). */
+export function parseDestination(to: string): { ip: number; port: number | undefined } {
+  const m = /^(.*?)(?::(\d+))?$/.exec(to.trim())!;
+  return { ip: parseIpv4(m[1], '--to'), port: m[2] !== undefined ? parsePort(m[2], '--to port') : undefined };
+}
 
 const SI: Record<string, number> = { '': 1, k: 1e3, K: 1e3, m: 1e6, M: 1e6, g: 1e9, G: 1e9 };
 

@@ -6,9 +6,9 @@ import { realtimeNowNs, startBlast, type BlastResult } from '../tx/blast.js';
 import type { Pacing } from '../tx/schedule.js';
 import { UdpSender } from '../tx/sender.js';
 import { buildTemplates, makeFlows, type Flow } from '../tx/templates.js';
-import { formatIpv4, parseIpv4, parsePort } from '../wire/addr.js';
+import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import { formatMac } from '../wire/mac.js';
-import { parseDuration, parseLinkDownPolicy, parseRange, parseRate, parseSizes, parseStartAt } from './blast-args.js';
+import { parseDestination, parseDuration, parseLinkDownPolicy, parseRange, parseRate, parseSizes, parseStartAt } from './blast-args.js';
 import {
   addFrameProfileOptions, addLinkOptions, eventWriter, interruptedExitCode, intArg, onStopSignal, reportLinkEvents, senderOptionsFromFlags,
   type FrameFlags, type StopSignal,
@@ -93,9 +93,9 @@ export function register(program: Command): void {
     '2 bad usage (nothing sent); 130 (SIGINT) or 143 (SIGTERM) when a run with --count or --duration was cut short.');
   cmd.action(async (f: BlastFlags) => {
     // Parse everything before any I/O: a typo must not cost an ARP round trip.
-    const m = /^(.*?)(?::(\d+))?$/.exec(f.to.trim())!;
-    const dstIp = parseIpv4(m[1], '--to');
-    const dportDefault = m[2] !== undefined ? String(parsePort(m[2], '--to port')) : '9';
+    const to = parseDestination(f.to);
+    const dstIp = to.ip;
+    const dportDefault = to.port !== undefined ? String(to.port) : '9';
     const dstPorts = parseRange(f.dport ?? dportDefault, '--dport', 0, 65535);
     const srcPorts = parseRange(f.sport ?? '9', '--sport', 0, 65535);
     const count = intArg(f.count, '--count', 0, Number.MAX_SAFE_INTEGER)!;
