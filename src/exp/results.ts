@@ -56,7 +56,11 @@ export interface BackToBackResult {
   frames: number[];
   /** Their mean, frames. */
   meanFrames: number;
-  /** RFC 9004's implied buffer time: (meanFrames / maxRatePps) − (meanFrames / throughputPps), µs; null without throughput. */
+  /**
+   * RFC 9004 §5.4's corrected DUT buffer time: the burst's frames less those the device forwarded during it (at its
+   * throughput), timed at the max rate: (1 / maxRatePps) × (meanFrames − throughputPps × meanFrames / maxRatePps), µs;
+   * null without a throughput.
+   */
   bufferTimeUs: number | null;
 }
 
@@ -75,6 +79,10 @@ export interface Rfc2544Run {
   resolutionPct: number;
   repeat: number;
   trials: Trial[];
+  /** Each size's max rate, frames/s: measured (blast's unpaced top rate) or from --max-rate. maxRatePps is the largest. */
+  maxRates?: { size: number; ratePps: number }[];
+  /** What the reader should know that the numbers do not say (a size with no latency, a burst search at its ceiling). */
+  notes?: string[];
   throughput?: ThroughputResult[];
   frameLoss?: FrameLossResult[];
   latency?: LatencyResult[];
