@@ -16,8 +16,8 @@
  *   node dist/scripts/bench-capture.js [--count N] [--rounds N] [--buffer MiB]
  * (as root; it needs cc + libpcap-dev for the C loops, and tcpdump/trafgen where present: a missing one says n/a)
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +28,7 @@ import { buildTemplates } from '../src/tx/templates.js';
 import { parseIpv4 } from '../src/wire/addr.js';
 import { parseMac } from '../src/wire/mac.js';
 import { buildCTools, cleanupOnSignal, type CTools } from './bench-c.js';
+import { cpuTicks, exitWithin, has, interruptWhenIdle, ready, sleep, start, type Proc } from './bench-proc.js';
 
 export interface CaptureRun {
   received: number;
@@ -60,73 +61,6 @@ export interface CaptureResult {
 }
 
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim()) || 100;
-const has = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface Proc {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-  ended: () => boolean;
-}
-
-function start(ns: string, args: string[]): Proc {
-  const child = spawn('ip', ['netns', 'exec', ns, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout!.on('data', (d: Buffer) => out.push(d));
-  child.stderr!.on('data', (d: Buffer) => err.push(d));
-  let done = false;
-  const exited = new Promise<number | null>((res) => child.on('close', (code, sig) => {
-    done = true;
-    res(code ?? (sig ? 128 : null));
-  }));
-  return { child, stdout: () => Buffer.concat(out).toString(), stderr: () => Buffer.concat(err).toString(), exited, ended: () => done };
-}
-
-async function waitFor(p: Proc, re: RegExp, ms: number): Promise<boolean> {
-  const t0 = performance.now();
-  while (performance.now() - t0 < ms) {
-    if (re.test(p.stderr()) || re.test(p.stdout())) return true;
-    if (p.ended()) return false;
-    await sleep(20);
-  }
-  return false;
-}
-
-async function exitWithin(p: Proc, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const r = await Promise.race([p.exited.then(() => true), new Promise<boolean>((res) => (timer = setTimeout(() => res(false), ms)))]);
-  clearTimeout(timer);
-  return r;
-}
-
-/** utime + stime of a process (clock ticks), or -1 once it is gone. */
-function cpuTicks(pid: number): number {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return Number(f[11]) + Number(f[12]);
-  } catch {
-    return -1;
-  }
-}
-
-/** Stops a receiver that does not end by itself once it has drained: its CPU time still for 300 ms, then SIGINT. */
-async function interruptWhenIdle(p: Proc, minMs: number): Promise<void> {
-  await sleep(minMs);
-  const pid = p.child.pid!;
-  let last = cpuTicks(pid);
-  for (let i = 0; i < 100 && !p.ended(); i++) {
-    await sleep(300);
-    const now = cpuTicks(pid);
-    if (now === last) break;
-    last = now;
-  }
-  if (!p.ended()) p.child.kill('SIGINT');
-}
-
 function rxPackets(L: TwoHostLab): number {
   const r = spawnSync('ip', ['netns', 'exec', L.b, 'cat', `/sys/class/net/${L.ifB}/statistics/rx_packets`]);
   return Number(r.stdout.toString().trim());
@@ -242,7 +176,7 @@ export async function benchCapture(opts: { count: number; rounds: number; buffer
         const p = start(L.b, rc.args);
         live.push(p);
         try {
-          if (!(await waitFor(p, rc.ready, 15000))) {
+          if (!(await ready(p, rc.ready, 15000))) {
             row.notes.push(`did not start: ${p.stderr().trim().split('\n').pop() ?? ''}`);
             continue;
           }

@@ -27,7 +27,7 @@
  *                                      [--collect-lines N] [--collect-rate N] [--json]
  * (as root; it needs cc for the C loops and tcpdump/ethtool where used: a missing one says n/a)
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,6 +39,7 @@ import { UDP_HEADER_LEN } from '../src/wire/udp.js';
 import { locateUdp } from '../src/wire/udpframe.js';
 import { readPktgenHeader } from '../src/proto/pktgen.js';
 import { buildCTools, cleanupOnSignal, type CTools } from './bench-c.js';
+import { exitWithin, has, interruptWhenIdle, ready, sleep, start, type Proc } from './bench-proc.js';
 
 export interface ReceiveOptions {
   rounds: number;
@@ -105,77 +106,11 @@ export interface ReceiveResult {
   };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const has = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0;
 const median = (xs: (number | null)[]) => {
   const s = xs.filter((x): x is number => x !== null && Number.isFinite(x)).sort((a, b) => a - b);
   return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN;
 };
 const last = (s: string) => s.trim().split('\n').pop() ?? '';
-
-interface Proc {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-  ended: () => boolean;
-}
-
-function start(ns: string, args: string[]): Proc {
-  const child = spawn('ip', ['netns', 'exec', ns, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout!.on('data', (d: Buffer) => out.push(d));
-  child.stderr!.on('data', (d: Buffer) => err.push(d));
-  let done = false;
-  const exited = new Promise<number | null>((res) => child.on('close', (code, sig) => {
-    done = true;
-    res(code ?? (sig ? 128 : null));
-  }));
-  return { child, stdout: () => Buffer.concat(out).toString(), stderr: () => Buffer.concat(err).toString(), exited, ended: () => done };
-}
-
-async function ready(p: Proc, re: RegExp, ms = 15000): Promise<boolean> {
-  const t0 = performance.now();
-  while (performance.now() - t0 < ms) {
-    if (re.test(p.stderr()) || re.test(p.stdout())) return true;
-    if (p.ended()) return false;
-    await sleep(20);
-  }
-  return false;
-}
-
-async function exitWithin(p: Proc, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const r = await Promise.race([p.exited.then(() => true), new Promise<boolean>((res) => (timer = setTimeout(() => res(false), ms)))]);
-  clearTimeout(timer);
-  return r;
-}
-
-/** utime + stime (clock ticks) of a process, -1 once it is gone. */
-function cpuTicks(pid: number): number {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return Number(f[11]) + Number(f[12]);
-  } catch {
-    return -1;
-  }
-}
-
-/** SIGINT to a receiver that does not end by itself, once it has drained: at least minMs, then its CPU time still for 300 ms. */
-async function interruptWhenIdle(p: Proc, minMs: number): Promise<void> {
-  await sleep(minMs);
-  const pid = p.child.pid!;
-  let prev = cpuTicks(pid);
-  for (let i = 0; i < 100 && !p.ended(); i++) {
-    await sleep(300);
-    const now = cpuTicks(pid);
-    if (now === prev) break;
-    prev = now;
-  }
-  if (!p.ended()) p.child.kill('SIGINT');
-}
 
 /** VmRSS in KiB (null once the process is gone). `ip netns exec` execs the command, so the child's pid is node's. */
 function vmRssKiB(pid: number): number | null {
