@@ -18,6 +18,7 @@ const COMMANDS: Record<string, () => Promise<{ register: Register }>> = {
   'netdump-server': () => import('./netdump-server.js'),
   blast: () => import('./blast.js'),
   sink: () => import('./sink.js'),
+  rfc2544: () => import('./rfc2544.js'),
 };
 
 export async function main(argv: string[]): Promise<void> {
