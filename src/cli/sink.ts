@@ -1,8 +1,10 @@
 import { Command } from 'commander';
-import { closeSync, openSync, statSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import net from 'node:net';
 import { LinkGoneError, RuntimeError, UsageError } from '../errors.js';
 import { DEFAULT_MAX_FLOWS, Sink, type FlowReport, type IntervalReport, type SinkReport } from '../rx/sink.js';
 import { TIMESTAMP_SOURCES, type TimestampSource } from '../rx/engine.js';
+import { MAX_TOKEN_CHARS, SERVE_DEFAULTS, TrialServer } from '../rx/serve.js';
 import { parseIpv4, parsePort } from '../wire/addr.js';
 import { eventWriter, interruptedExitCode, intArg, onStopSignal, reportLinkEvents, type StopSignal } from './common.js';
 
@@ -24,6 +26,13 @@ interface SinkFlags {
   jsonStream?: boolean;
   histogram?: string;
   json?: boolean;
+  serve?: string;
+  token?: string;
+  tokenFile?: string;
+  maxClients?: string;
+  maxTrials?: string;
+  maxTrialSeconds?: string;
+  controlTimeout?: string;
 }
 
 function secondsArg(v: string | undefined, what: string): number | undefined {
@@ -66,7 +75,18 @@ export function register(program: Command): void {
       'kept, a new flow replaces the oldest that has had only one datagram, 100 ms or more ago (counted as ' +
       '"flows-evicted": forged sources send one each); with none such, the new flow\'s datagrams are counted as ' +
       '"flows-over-budget", not accounted', String(DEFAULT_MAX_FLOWS))
-    .option('--json', 'print one JSON object with the report (every flow within --max-flows)');
+    .option('--json', 'print one JSON object with the report (every flow within --max-flows); with --serve, one JSON ' +
+      'event line per trial opened and closed')
+    .option('--serve <[IP:]PORT>', 'run as a trial server: a tester (rawpoll rfc2544) opens, polls and closes trials over ' +
+      'a TCP control channel on PORT (all addresses, as iperf3 -s) or IP:PORT (that address only); runs until SIGINT/SIGTERM')
+    .option('--token <T>', '--serve: a client\'s hello must carry this shared secret (compared in constant time)')
+    .option('--token-file <F>', '--serve: the shared secret is the first line of F (keeps it out of ps)')
+    .option('--max-clients <N>', `--serve: control connections at once (default ${SERVE_DEFAULTS.maxClients})`)
+    .option('--max-trials <N>', `--serve: trials open at once, over all clients (default ${SERVE_DEFAULTS.maxTrials})`)
+    .option('--max-trial-seconds <S>', `--serve: a trial's longest life; then it stops counting and its report waits for the ` +
+      `client's close (default ${SERVE_DEFAULTS.maxTrialSeconds})`)
+    .option('--control-timeout <S>', `--serve: close a control connection silent for S seconds, and its trials ` +
+      `(default ${SERVE_DEFAULTS.idleSeconds})`);
   cmd.addHelpText('after', '\nWhich receive path (both read on a thread of their own and hand over batches):\n' +
     '  socket (default)  a kernel UDP socket read with recvmmsg, 64 datagrams a call, with a 32 MiB buffer\n' +
     '                    (--rcvbuf; as root SO_RCVBUFFORCE lifts net.core.rmem_max\'s cap). No privileges needed\n' +
@@ -100,12 +120,24 @@ export function register(program: Command): void {
     '  sudo rawpoll sink --capture -i eth1 --port 9 --idle 2      # line-rate blasts\n' +
     '  rawpoll sink --interval 1 --json-stream > run.ndjson        # one event a second, then the report\n' +
     '  rawpoll sink --duration 30 --histogram a.hist.json          # merge later with other sinks\' files\n' +
-    '  (on the sender) sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --count 100000\n\n' +
+    '  (on the sender) sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --count 100000\n' +
+    '  rawpoll sink --serve 10.0.0.2:5201 --token-file /etc/rawpoll.token   # trials for rawpoll rfc2544 --control\n\n' +
+    'Trial server (--serve): one JSON object per line each way over TCP (README, "sink --serve"): hello (with the token),\n' +
+    'open {port, expect?, midStream?, timestamp?} -> trial, status {trial} -> counts, close {trial} -> the report and\n' +
+    'its histograms, bye. Bounds: --max-clients, --max-trials, --max-trial-seconds, --control-timeout, 10 s to say\n' +
+    'hello, 64 KiB a request line; a bad request gets an error reply and never stops the server. A client\'s trials\n' +
+    'close when it says bye or disconnects. --bind, -i, --capture, --timestamp, --rcvbuf, -B and --max-flows apply to\n' +
+    'every trial; --port, --expect and --mid-stream come from each open request instead.\n\n' +
     'Stops on --duration, --count, --idle, or Ctrl-C (SIGINT/SIGTERM: reason "interrupted"), then prints the report.\n' +
     'Exit codes: 0 report printed (also when a signal stopped a sink with no --count/--duration/--idle),\n' +
     '1 runtime failure (port in use, no permission), 2 bad usage, 130 (SIGINT) or 143 (SIGTERM) when a signal cut\n' +
-    'short a run with --count, --duration or --idle (after printing the report).');
-  cmd.action(async (f: SinkFlags) => {
+    'short a run with --count, --duration or --idle (after printing the report). --serve runs until SIGINT/SIGTERM,\n' +
+    'closes the open trials and exits 0; 1 when it cannot listen or open the receive path.');
+  cmd.action(async (f: SinkFlags, c: Command) => {
+    if (f.serve !== undefined) return serve(f, c);
+    for (const [flag, v] of SERVE_ONLY) {
+      if (f[v] !== undefined) throw new UsageError(`${flag} is a --serve flag: add --serve [IP:]PORT, or drop ${flag}`);
+    }
     const port = parsePort(f.port, '--port');
     if (port === 0) throw new UsageError("bad --port '0': expected a UDP port number 1-65535");
     if (f.capture && !f.iface) throw new UsageError('--capture needs the interface to capture on: add -i IF');
@@ -191,6 +223,135 @@ export function register(program: Command): void {
     if (sig) process.exitCode = interruptedExitCode(sig, f.count !== undefined || f.duration !== undefined || f.idle !== undefined);
     if (report.iface && report.reason === `interface ${report.iface} disappeared`) throw new LinkGoneError(report.iface);
   });
+}
+
+/** Flags that only mean something to a trial server. */
+const SERVE_ONLY: [string, keyof SinkFlags][] = [
+  ['--token', 'token'], ['--token-file', 'tokenFile'], ['--max-clients', 'maxClients'], ['--max-trials', 'maxTrials'],
+  ['--max-trial-seconds', 'maxTrialSeconds'], ['--control-timeout', 'controlTimeout'],
+];
+
+/** A single run's flags, which a trial server takes from each open request or has no use for. */
+const SINGLE_RUN: [string, keyof SinkFlags, string][] = [
+  ['--count', 'count', 'a trial ends when its client closes it'],
+  ['--duration', 'duration', 'a trial ends when its client closes it (--max-trial-seconds bounds it)'],
+  ['--idle', 'idle', 'a trial ends when its client closes it'],
+  ['--interval', 'interval', 'clients poll a trial with status'],
+  ['--json-stream', 'jsonStream', 'with --serve, --json logs one event per trial'],
+  ['--histogram', 'histogram', 'each trial\'s histograms go to its client in the close reply'],
+  ['--port', 'port', 'each open request names its port'],
+  ['--expect', 'expect', 'each open request carries its expect'],
+  ['--mid-stream', 'midStream', 'each open request carries its midStream'],
+];
+
+/** `--serve [IP:]PORT` → where to listen (no host: every address). IPv6 in brackets: [::1]:5201. */
+export function parseServeAddress(v: string): { host?: string; port: number } {
+  const t = v.trim();
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]:|([0-9.]+):)?(\d{1,5})$/.exec(t);
+  const bad = () => new UsageError(`bad --serve '${v}': expected PORT (every address) or IP:PORT (that address only), like 5201, ` +
+    '10.0.0.2:5201 or [::1]:5201; PORT 0-65535 (0: a free one, printed)');
+  if (!m) throw bad();
+  const host = m[1] ?? m[2];
+  const port = Number(m[3]);
+  if (port > 65535) throw bad();
+  if (host !== undefined && net.isIP(host) === 0) throw bad();
+  return { host, port };
+}
+
+function readToken(f: SinkFlags): string | undefined {
+  if (f.token !== undefined && f.tokenFile !== undefined) throw new UsageError('--token and --token-file both give the secret: pick one');
+  let t = f.token;
+  if (f.tokenFile !== undefined) {
+    try {
+      t = readFileSync(f.tokenFile, 'utf8').split('\n')[0].replace(/\r$/, '');
+    } catch (e) {
+      throw new UsageError(`cannot read --token-file '${f.tokenFile}': ${(e as Error).message}`);
+    }
+    if (!t) throw new UsageError(`--token-file '${f.tokenFile}': its first line is empty; put the secret there`);
+  }
+  if (t !== undefined && !t) throw new UsageError('empty --token: give the shared secret, or leave --token out');
+  if (t !== undefined && t.length > MAX_TOKEN_CHARS) throw new UsageError(`--token of ${t.length} characters: at most ${MAX_TOKEN_CHARS}`);
+  return t;
+}
+
+/** `rawpoll sink --serve`: a trial server until SIGINT/SIGTERM (exit 0 then: being stopped is how it ends). */
+async function serve(f: SinkFlags, c: Command): Promise<void> {
+  for (const [flag, k, why] of SINGLE_RUN) {
+    const given = k === 'port' ? c.getOptionValueSource('port') === 'cli' : f[k] !== undefined;
+    if (given) throw new UsageError(`--serve and ${flag} conflict: ${why}; drop ${flag}`);
+  }
+  const where = parseServeAddress(f.serve!);
+  if (f.capture && !f.iface) throw new UsageError('--capture needs the interface to capture on: add -i IF');
+  if (!TIMESTAMP_SOURCES.includes(f.timestamp as TimestampSource)) {
+    throw new UsageError(`bad --timestamp '${f.timestamp}': expected ${TIMESTAMP_SOURCES.join(', ')}`);
+  }
+  const token = readToken(f);
+  const ev = eventWriter('sink', f.json);
+  const server = new TrialServer({
+    host: where.host,
+    port: where.port,
+    token,
+    trial: {
+      bind: f.bind !== undefined ? parseIpv4(f.bind, '--bind') : undefined,
+      capture: f.capture ? { iface: f.iface!, bufferBytes: intArg(f.bufferSize, '--buffer-size', 1, 4096)! * (1 << 20) } : undefined,
+      iface: f.capture ? undefined : f.iface,
+      timestamp: f.timestamp as TimestampSource,
+      rcvbuf: intArg(f.rcvbuf, '--rcvbuf', 4096, 2 ** 31 - 1),
+      maxFlows: intArg(f.maxFlows, '--max-flows', 1, 10_000_000),
+    },
+    limits: {
+      maxClients: intArg(f.maxClients, '--max-clients', 1, 1024),
+      maxTrials: intArg(f.maxTrials, '--max-trials', 1, 1024),
+      maxTrialSeconds: secondsArg(f.maxTrialSeconds, '--max-trial-seconds'),
+      idleSeconds: secondsArg(f.controlTimeout, '--control-timeout'),
+    },
+    onEvent: (e) => {
+      switch (e.event) {
+        case 'trial-opened':
+          ev({ ...e, at: new Date().toISOString() }, `trial ${e.trial} opened by ${e.client}: UDP port ${e.port}` +
+            (e.expect !== null ? `, expect ${e.expect}` : ''));
+          break;
+        case 'trial-closed': {
+          const t = e.report.totals;
+          ev({ ...e, at: new Date().toISOString() }, `trial ${e.trial} of ${e.client} closed (${e.reason}): UDP port ${e.port}, ` +
+            `${t.received} received, ${t.lost} lost, ${t.duplicates} dup, ${t.reordered} reordered in ${e.report.seconds} s`);
+          break;
+        }
+        // Connections are diagnostics, not results: stderr, whatever the output format.
+        case 'client-refused':
+          process.stderr.write(`rawpoll sink: refused ${e.client}: ${e.why}\n`);
+          break;
+        case 'client-connected':
+          if (!f.json) process.stderr.write(`rawpoll sink: ${e.client} connected (${e.clients} of ${server.limits.maxClients})\n`);
+          break;
+        case 'client-closed':
+          if (!f.json) process.stderr.write(`rawpoll sink: ${e.client} gone (${e.why})\n`);
+          break;
+      }
+    },
+  });
+  // Shutdown is armed before listening: a signal during start-up still stops cleanly.
+  let sig: StopSignal | null = null;
+  let wake = () => {};
+  const stopped = new Promise<void>((res) => (wake = res));
+  const unlisten = onStopSignal((s) => {
+    sig = s;
+    wake();
+  });
+  try {
+    const a = await server.start();
+    const shown = a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+    process.stderr.write(`rawpoll sink: serving trials on ${shown} (${server.mode}` +
+      `${server.mode === 'capture' ? ` on ${f.iface}` : ''}; clock: ${server.clock}` +
+      `${token !== undefined ? '; token required' : ''})\n`);
+    if (server.clockWarning) process.stderr.write(`rawpoll sink: --timestamp ${f.timestamp}: ${server.clockWarning}\n`);
+    await stopped;
+  } finally {
+    await server.stop();
+    unlisten();
+  }
+  const n = server.trialsServed;
+  process.stderr.write(`rawpoll sink: stopped serving (${sig}): ${n} trial${n === 1 ? '' : 's'} served\n`);
 }
 
 /**
