@@ -139,7 +139,8 @@ export function register(program: Command): void {
       'Default: blast\'s unpaced top rate, measured per size over a short run first')
     .option('--rate <RATE>', 'latency: measure at this rate instead of searching each size\'s throughput first')
     .option('--throughput <RATE>', 'back-to-back: the device\'s throughput for RFC 9004\'s buffer time, instead of searching it first')
-    .option('--resolution <PCT>', 'binary searches stop when the bracket is within this % (throughput: of the max rate; back-to-back: of the burst found)', '1')
+    .option('--resolution <PCT>', 'binary searches stop when the bracket is within this % of the answer: throughput, of its upper end (the max rate, ' +
+      'while the device passes above half of it); back-to-back, of the burst found', '1')
     .option('--repeat <N>', 'back-to-back: searches per size (RFC 2544 §26.4: 50)', '50')
     .option('--max-burst <N>', 'back-to-back: the longest burst tried (default: what the max rate sends in 0.2 s)')
     .option('--settle <S>', 'pause between trials (RFC 2544 §23: 2 s)', '2')

@@ -47,8 +47,9 @@ export interface Rfc2544Params {
   /** Throughput: the loss a passing trial may have, percent (0 = the no-drop rate). */
   lossTolerancePct: number;
   /**
-   * Throughput: the search stops once the bracket is within this percent of the size's max rate.
-   * Back-to-back: once it is within this percent of the burst found (and at most one frame wide at least).
+   * Throughput: the search stops once a rate passed and the bracket is within this percent of its upper end (of the
+   * max rate, while the device passes above half of it). Back-to-back: once it is within this percent of the burst
+   * found (one frame wide, at least).
    */
   resolutionPct: number;
   /** Back-to-back: independent searches per size (RFC 2544 §26.4: at least 50). */
@@ -129,20 +130,25 @@ export class TrialLog {
 
 /**
  * RFC 2544 §26.1: the highest rate whose loss is ≤ the tolerance. The max rate first (if it passes, that is the
- * answer), then a binary search on [0, max] until the bracket is within resolutionPct of max.
+ * answer), then a binary search on [0, max] until a rate has passed and the bracket is within resolutionPct of its
+ * upper end. While the device passes above half the max rate that is within resolutionPct of the max rate; a device
+ * far slower than the max (blast's unpaced top rate can be 100 × a shaper's) is still found to the same relative
+ * precision, where a width fixed at a % of the max would stop at 0 or at a rate off by half (FD.io's MLRsearch also
+ * ends on a relative width).
  */
 export async function searchThroughput(log: TrialLog, size: number, maxRatePps: number, p: Pick<Rfc2544Params, 'trialSeconds' | 'lossTolerancePct' | 'resolutionPct'>): Promise<ThroughputResult> {
   const pass = (t: Trial) => t.lossPct <= p.lossTolerancePct;
   const first = await log.trial({ size, ratePps: maxRatePps, seconds: p.trialSeconds });
   if (pass(first)) return { size, ratePps: maxRatePps, lineMbps: lineMbps(size, maxRatePps), lossPct: first.lossPct };
-  const step = Math.max(1, (maxRatePps * p.resolutionPct) / 100);
+  const f = p.resolutionPct / 100;
   let lo = 0;
   let loLoss = 0;
   let hi = maxRatePps;
-  log.expect(steps(step / maxRatePps));
-  while (hi - lo > step) {
-    const mid = Math.max(1, Math.round((lo + hi) / 2));
-    if (mid <= lo || mid >= hi) break;
+  log.expect(steps(f));
+  while (lo === 0 || hi - lo > Math.max(1, f * hi)) {
+    const mid = Math.round((lo + hi) / 2);
+    if (mid <= lo || mid >= hi) break; // down to 1 pps: nothing passes
+    if (lo === 0 && hi < maxRatePps / 2) log.expect(steps(f) + 1);
     const t = await log.trial({ size, ratePps: mid, seconds: p.trialSeconds });
     if (pass(t)) {
       lo = mid;
