@@ -2,9 +2,10 @@ import { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
 import { dirname, extname } from 'node:path';
 import { RuntimeError, UsageError } from '../errors.js';
+import { ControlClient } from '../exp/control.js';
 import { estimateTrials, RFC2544_SIZES, runRfc2544, type Rfc2544Params } from '../exp/rfc2544.js';
 import type { Rfc2544Run, Rfc2544Test, Trial } from '../exp/results.js';
-import { FrameBlaster, TrialRunner, type ControlChannel } from '../exp/trial.js';
+import { FrameBlaster, TrialRunner } from '../exp/trial.js';
 import { ifaceInfo } from '../link/iface.js';
 import { parseEngine } from '../link/native.js';
 import { sizeLimits } from '../tx/templates.js';
@@ -89,19 +90,9 @@ function secondsArg(v: string, what: string, allowZero = false): number {
   return parseDuration(v, what, 's') / 1e9;
 }
 
-/** The subset of exp/control.ts's ControlClient a run uses, and its connect. */
-type ControlClientLike = ControlChannel & { end(): Promise<void> };
-
-async function connectControl(host: string, port: number, token: string | undefined): Promise<ControlClientLike> {
-  const spec = '../exp/control.js';
-  let mod: { ControlClient: { connect(h: string, p: number, o: { token?: string }): Promise<ControlClientLike> } };
+async function connectControl(host: string, port: number, token: string | undefined): Promise<ControlClient> {
   try {
-    mod = await import(spec);
-  } catch {
-    throw new RuntimeError('this build has no control client (src/exp/control.ts): rfc2544 cannot reach a sink');
-  }
-  try {
-    return await mod.ControlClient.connect(host, port, { token });
+    return await ControlClient.connect(host, port, { token });
   } catch (e) {
     if (e instanceof RuntimeError || e instanceof UsageError) throw e;
     throw new RuntimeError(`cannot reach the sink's control channel at ${host}:${port}: ${(e as Error).message} (is rawpoll sink --serve running there?)`);
