@@ -28,7 +28,7 @@ import { buildTemplates } from '../src/tx/templates.js';
 import { parseIpv4 } from '../src/wire/addr.js';
 import { parseMac } from '../src/wire/mac.js';
 import { buildCTools, cleanupOnSignal, type CTools } from './bench-c.js';
-import { cpuTicks, exitWithin, has, interruptWhenIdle, ready, sleep, start, type Proc } from './bench-proc.js';
+import { benchArgs, cpuTicks, exitWithin, has, interruptWhenIdle, ready, sleep, start, type Proc } from './bench-proc.js';
 
 export interface CaptureRun {
   received: number;
@@ -278,11 +278,8 @@ export function printCaptureBench(r: CaptureResult): void {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  if (process.getuid && process.getuid() !== 0) throw new Error('the bench creates network namespaces: run it as root');
-  const arg = (name: string, dflt: number) => {
-    const i = process.argv.indexOf(name);
-    return i > 0 ? Number(process.argv[i + 1]) : dflt;
-  };
+  const arg = benchArgs('node dist/scripts/bench-capture.js [--count N] [--rounds N] [--buffer MiB] [--sender-procs N]   (as root)',
+    ['--count', '--rounds', '--buffer', '--sender-procs']);
   const c = buildCTools();
   cleanupOnSignal(() => {
     c.remove();

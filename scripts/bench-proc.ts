@@ -74,3 +74,32 @@ export async function interruptWhenIdle(p: Proc, minMs: number): Promise<void> {
   }
   if (!p.ended()) p.child.kill('SIGINT');
 }
+
+/**
+ * A bench script's command line: `--help` prints `usage` and exits 0; a flag not in `flags` (each taking a value,
+ * unless listed in `switches`) is refused before anything starts; the bench needs root (it creates namespaces).
+ * Returns the numeric flag reader.
+ */
+export function benchArgs(usage: string, flags: string[], switches: string[] = []): (name: string, dflt: number) => number {
+  const argv = process.argv.slice(2);
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(usage.trim() + '\n');
+    process.exit(0);
+  }
+  for (let i = 0; i < argv.length; i++) {
+    if (switches.includes(argv[i])) continue;
+    if (!flags.includes(argv[i]) || i + 1 >= argv.length) {
+      process.stderr.write(`bad argument '${argv[i]}'${flags.includes(argv[i]) ? ': it needs a value' : ''}\n${usage.trim()}\n`);
+      process.exit(2);
+    }
+    i++;
+  }
+  if (process.getuid && process.getuid() !== 0) {
+    process.stderr.write('the bench creates network namespaces: run it as root\n');
+    process.exit(1);
+  }
+  return (name, dflt) => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? Number(argv[i + 1]) : dflt;
+  };
+}

@@ -39,7 +39,7 @@ import { UDP_HEADER_LEN } from '../src/wire/udp.js';
 import { locateUdp } from '../src/wire/udpframe.js';
 import { readPktgenHeader } from '../src/proto/pktgen.js';
 import { buildCTools, cleanupOnSignal, type CTools } from './bench-c.js';
-import { exitWithin, has, interruptWhenIdle, ready, sleep, start, type Proc } from './bench-proc.js';
+import { benchArgs, exitWithin, has, interruptWhenIdle, ready, sleep, start, type Proc } from './bench-proc.js';
 
 export interface ReceiveOptions {
   rounds: number;
@@ -640,11 +640,9 @@ export function printReceiveBench(r: ReceiveResult): void {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  if (process.getuid && process.getuid() !== 0) throw new Error('the bench creates network namespaces: run it as root');
-  const arg = (name: string, dflt: number) => {
-    const i = process.argv.indexOf(name);
-    return i > 0 ? Number(process.argv[i + 1]) : dflt;
-  };
+  const arg = benchArgs('node dist/scripts/bench-receive.js [--rounds N] [--search-count N] [--steps N] [--ring MiB] ' +
+    '[--collect-lines N] [--collect-rate N] [--json]   (as root: issue 11\'s receive targets, see scripts/bench.ts)',
+  ['--rounds', '--search-count', '--steps', '--ring', '--collect-lines', '--collect-rate'], ['--json']);
   const c = buildCTools();
   cleanupOnSignal(() => c.remove());
   try {

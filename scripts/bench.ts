@@ -40,6 +40,7 @@ import { parseIpv4 } from '../src/wire/addr.js';
 import { parseMac } from '../src/wire/mac.js';
 import { emitPcapGlobalHeader, emitPcapRecordHeader } from '../src/wire/pcapfile.js';
 import { buildCTools, cleanupOnSignal } from './bench-c.js';
+import { benchArgs } from './bench-proc.js';
 import { benchCapture, printCaptureBench } from './bench-capture.js';
 import { benchReceive, printReceiveBench } from './bench-receive.js';
 
@@ -47,10 +48,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(here, '..', '..');
 const RAWPOLL = join(ROOT, 'bin', 'rawpoll.js');
 
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-}
+const arg = benchArgs('node dist/scripts/bench.js [--rounds N] [--count N] [--capture-count N] [--receive-count N] [--quick] [--deliver]\n' +
+  '                           [--only throughput,pacing,rss,capture,receive,send,netdump]   (as root; what each section measures: scripts/bench.ts)',
+['--rounds', '--count', '--capture-count', '--receive-count', '--only'], ['--quick', '--deliver']);
 const QUICK = process.argv.includes('--quick');
 const ROUNDS = arg('--rounds', QUICK ? 1 : 3);
 const COUNT = arg('--count', QUICK ? 500_000 : 6_000_000);

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { Lab, must, nsRun, RAWPOLL, rawpollAsync, sh, twoHosts, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { startSink as startSinkIn } from '../helpers/sink.js';
 
 interface FlowJson {
   src: string; dst: string; received: number; unique: number; lost: number; duplicates: number; reordered: number;
@@ -26,21 +27,8 @@ interface SinkJson {
 
 /** Starts `rawpoll sink … --json` in a namespace; resolves once it listens. */
 async function startSink(lab: Lab, ns: string, args: string[]): Promise<{ proc: ChildProcess; report: () => Promise<SinkJson> }> {
-  const proc = lab.spawn(ns, [process.execPath, RAWPOLL, 'sink', '--json', ...args]);
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((res) => proc.on('close', (code) => res(code)));
-  assert.ok(await waitFor(() => err.includes('listening on'), 10000), `sink did not start: ${err}`);
-  return {
-    proc,
-    report: async () => {
-      const code = await exited;
-      assert.equal(code, 0, `sink exited ${code}: ${err}`);
-      return JSON.parse(out) as SinkJson;
-    },
-  };
+  const s = await startSinkIn(lab, ns, ['--json', ...args]);
+  return { proc: s.proc, report: async () => JSON.parse(await s.output()) as SinkJson };
 }
 
 /** tcpdump -w on an interface of a namespace; stop() returns the file's bytes and asserts the kernel dropped none. */

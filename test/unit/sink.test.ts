@@ -4,19 +4,12 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { DEFAULT_MAX_FLOWS, SEQ_JUMP, SEQ_WINDOW, SinkAccounting, type SinkReport } from '../../src/rx/sink.js';
 import { formatReport } from '../../src/cli/sink.js';
+import { pktgenPayload } from '../helpers/pktgen.js';
 
 const SRC = 0x0a000001; // 10.0.0.1
 const DST = 0x0a000002; // 10.0.0.2
 
-/** A pktgen payload built by hand from PROTOCOLS.md §5 (not with the codec under test). */
-function pg(seq: number, tvSec = 0, tvUsec = 0, len = 18): Buffer {
-  const b = Buffer.alloc(len);
-  b.writeUInt32BE(0xbe9be955, 0);
-  b.writeUInt32BE(seq >>> 0, 4);
-  b.writeUInt32BE(tvSec, 8);
-  b.writeUInt32BE(tvUsec, 12);
-  return b;
-}
+const pg = pktgenPayload;
 
 /** Feed seqs of one flow, 1 µs apart. */
 function feed(seqs: number[], o: ConstructorParameters<typeof SinkAccounting>[0] = {}, srcPort = 5000) {

@@ -7,6 +7,7 @@ import { initHistograms, Samples } from '../../src/rx/histogram.js';
 import {
   HISTOGRAMS_FORMAT, mergeHistograms, SinkAccounting, type AccountingOptions, type HistogramsDoc, type IntervalReport,
 } from '../../src/rx/sinkaccount.js';
+import { pktgenPayload } from '../helpers/pktgen.js';
 
 await initHistograms();
 
@@ -16,15 +17,7 @@ const T0 = 1_795_000_000; // the sender's tv_sec
 
 interface Rec { srcPort: number; seq: number; rxNs: number; latencyNs: number; len: number; srcIp?: number; dstPort?: number }
 
-/** A pktgen payload built by hand from PROTOCOLS.md §5 (not with the codec under test). */
-function pg(seq: number, tvSec: number, tvUsec: number, len: number): Buffer {
-  const b = Buffer.alloc(len);
-  b.writeUInt32BE(0xbe9be955, 0);
-  b.writeUInt32BE(seq >>> 0, 4);
-  b.writeUInt32BE(tvSec, 8);
-  b.writeUInt32BE(tvUsec, 12);
-  return b;
-}
+const pg = pktgenPayload;
 
 /** Records as an engine's batch; the columns run `pad` records past n, with records that must not be read. */
 function batch(recs: Rec[], nonPktgen = 0, pad = 3): PktgenBatch {
