@@ -180,8 +180,9 @@ export function register(program: Command): void {
     const r0 = sink.report();
     const where = `UDP ${r0.bind ?? '0.0.0.0'}:${port} via ` +
       (r0.mode === 'capture' ? `libpcap on ${r0.iface}` : `a socket (rcvbuf ${r0.rcvbufBytes} bytes${r0.rcvbufForced ? '' : ', capped by net.core.rmem_max'})`);
-    process.stderr.write(`rawpoll sink: listening on ${where}; clock: ${r0.clock}\n`);
+    // The fallback first: "listening on" is the line scripts wait for before they send.
     if (r0.timestampWarning) process.stderr.write(`rawpoll sink: --timestamp ${f.timestamp}: ${r0.timestampWarning}\n`);
+    process.stderr.write(`rawpoll sink: listening on ${where}; clock: ${r0.clock}\n`);
     if (f.jsonStream) {
       process.stdout.write(JSON.stringify({
         event: 'start', at: new Date().toISOString(), mode: r0.mode, port, bind: r0.bind, iface: r0.iface, timestamp: r0.timestamp,
