@@ -3,6 +3,7 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, extname } from 'node:path';
 import { RuntimeError, UsageError } from '../errors.js';
 import { ControlClient } from '../exp/control.js';
+import { writeReport } from '../exp/report.js';
 import { estimateTrials, RFC2544_SIZES, runRfc2544, type Rfc2544Params } from '../exp/rfc2544.js';
 import type { Rfc2544Run, Rfc2544Test, Trial } from '../exp/results.js';
 import { FrameBlaster, TrialRunner } from '../exp/trial.js';
@@ -97,12 +98,6 @@ async function connectControl(host: string, port: number, token: string | undefi
     if (e instanceof RuntimeError || e instanceof UsageError) throw e;
     throw new RuntimeError(`cannot reach the sink's control channel at ${host}:${port}: ${(e as Error).message} (is rawpoll sink --serve running there?)`);
   }
-}
-
-async function writeReportFile(run: Rfc2544Run, file: string): Promise<void> {
-  const spec = '../exp/report.js';
-  const mod: { writeReport(run: Rfc2544Run, file: string): Promise<void> } = await import(spec);
-  await mod.writeReport(run, file);
 }
 
 export function register(program: Command): void {
@@ -221,7 +216,7 @@ export function register(program: Command): void {
         `at most ~${estimateTrials(params)} trials; sink ${formatIpv4(dst.ip)}:${port}, control ${control.host}:${control.port}`);
       const body = await runRfc2544(params, runner.run, { onTrial: (t, k, n) => log(progressLine(t, k, n)) });
       const run: Rfc2544Run = { ...body, tool: 'rawpoll rfc2544', startedAt, iface: f.iface, to: `${formatIpv4(dst.ip)}:${port}` };
-      if (f.report !== undefined) await writeReportFile(run, f.report);
+      if (f.report !== undefined) await writeReport(run, f.report);
       if (f.json) process.stdout.write(JSON.stringify(run) + '\n');
       else {
         process.stdout.write(renderTable(run));
