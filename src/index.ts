@@ -37,3 +37,14 @@ export * from './tx/blast.js';
 export * from './tx/oops.js';
 export * from './tx/netconsole.js';
 export * from './tx/plan.js';
+export * from './rx/batch.js';
+export * from './rx/engine.js';
+export { initHistograms, encodeHistogram, decodeHistogram, Samples, SIGNIFICANT_DIGITS } from './rx/histogram.js';
+export { TrialServer, SERVE_DEFAULTS, CONTROL_VERSION, type ServeLimits, type TrialServerOptions, type ServeEvent, type TrialStatus } from './rx/serve.js';
+export { ControlClient, ControlError, type ControlClientOptions, type ServerHello, type TrialResult } from './exp/control.js';
+export * from './exp/results.js';
+export {
+  runRfc2544, searchThroughput, searchFrameLoss, measureLatency, searchBurst, bufferTimeUs, lineMbps, RFC2544_SIZES,
+  SinkOverrunError, type Rfc2544Params, type RunTrial,
+} from './exp/rfc2544.js';
+export { renderSvg, renderHtml, writeReport } from './exp/report.js';
