@@ -1,4 +1,7 @@
 import { Command, CommanderError } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { UsageError, RuntimeError } from '../errors.js';
 import { WireError } from '../wire/error.js';
 
@@ -29,11 +32,18 @@ export async function main(argv: string[]): Promise<void> {
       throw e;
     });
   }
+  // `--version [--json]` alone is answered before commander: a program-level --json would take the subcommands' own.
+  const rest = argv.slice(2);
+  if (rest.some((a) => a === '-V' || a === '--version') && rest.every((a) => a === '-V' || a === '--version' || a === '--json')) {
+    await printVersion(rest.includes('--json'));
+    return;
+  }
   const program = new Command();
   program
     .name('rawpoll')
     .description('Userland netpoll: hand-built Ethernet/IPv4/UDP frames put straight on a NIC through libpcap,\n' +
       'with its own ARP — no kernel IP stack, routing table or neighbour cache in the way.')
+    .version(packageVersion(), '-V, --version', "print rawpoll's version (with --json: also libpcap's, and whether the native addon loaded)")
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
@@ -47,6 +57,42 @@ export async function main(argv: string[]): Promise<void> {
   } catch (err) {
     process.exitCode = exitCodeFor(err);
   }
+}
+
+/** package.json's version: from src/cli (tsx) or dist/src/cli (compiled), the first ancestor that has it. */
+export function packageVersion(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (const up of ['../..', '../../..']) {
+    const p = resolve(here, up, 'package.json');
+    if (!existsSync(p)) continue;
+    const pkg = JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string };
+    if (pkg.name === 'rawpoll' && pkg.version) return pkg.version;
+  }
+  return 'unknown';
+}
+
+/**
+ * `rawpoll -V`: the version alone (as commander, npm, node print it). `--json` adds what a bug report needs and the
+ * version alone does not say: the libpcap the addon is linked with, and whether the addon loaded at all (and why not).
+ */
+async function printVersion(json: boolean): Promise<void> {
+  const version = packageVersion();
+  if (!json) {
+    process.stdout.write(version + '\n');
+    return;
+  }
+  const { tryLoadAddon, addonLoadError } = await import('../link/addon.js');
+  const addon = tryLoadAddon();
+  let libpcap: string | null = null;
+  try {
+    libpcap = addon ? addon.pcapLibVersion() : null;
+  } catch {
+    libpcap = null; // an addon built before pcapLibVersion existed
+  }
+  process.stdout.write(JSON.stringify({
+    version, node: process.versions.node, libpcap,
+    addon: { loaded: addon !== null, error: addon ? null : addonLoadError() },
+  }) + '\n');
 }
 
 /** Map any failure to tcpdump-style exit codes: 2 = bad usage, 1 = runtime failure. Never a stack trace. */
