@@ -5,7 +5,7 @@ import { arpResolve } from '../resolve/arp.js';
 import { chooseNextHop } from '../resolve/nexthop.js';
 import { formatIpv4, parseIpv4, parseSource } from '../wire/addr.js';
 import { formatMac } from '../wire/mac.js';
-import { intArg } from './common.js';
+import { intArg, requireLinkUsable } from './common.js';
 
 interface ArpFlags {
   iface?: string;
@@ -39,6 +39,9 @@ export function register(program: Command): void {
       const timeoutMs = intArg(f.timeout, '--timeout', 1, 60000)!;
       const from = f.from !== undefined ? parseSource(f.from, '--from') : undefined;
       const iface = ifaceInfo(f.iface!);
+      // Down before "no IPv4 address": the kernel lists a link's addresses only while it runs, and a down link is a
+      // runtime failure (exit 1) in every command, not bad usage.
+      requireLinkUsable(iface);
       const src = from ?? (iface.ipv4[0] ? { ip: iface.ipv4[0].addr, prefix: iface.ipv4[0].prefix } : undefined);
       if (!src) throw new UsageError(`${iface.name} has no IPv4 address; give the source address with --from IP`);
       const hop = chooseNextHop(target, gateway, { ip: src.ip, prefix: src.prefix ?? iface.ipv4.find((a) => a.addr === src.ip)?.prefix });

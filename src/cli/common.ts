@@ -1,9 +1,10 @@
 import { Command } from 'commander';
-import { UsageError } from '../errors.js';
+import { RuntimeError, UsageError } from '../errors.js';
 import { parseIpv4, parseSource } from '../wire/addr.js';
 import { parseMac } from '../wire/mac.js';
 import type { SenderOptions } from '../tx/sender.js';
 import { networkInterfaces } from 'node:os';
+import type { IfaceInfo } from '../link/iface.js';
 import { LinkWatch, linkStatus, type LinkDownEvent, type LinkUpEvent } from '../link/watch.js';
 
 /** Options every sending command shares: where from, how to reach the next hop, and the IPv4/UDP profile. */
@@ -184,6 +185,17 @@ export function reportLinkEvents(watch: LinkWatch, ev: EventWriter, onGone?: () 
 export function addWatchOption(cmd: Command): Command {
   return cmd.option('-i, --iface <IF>', 'report outages of this link (repeatable); if it is deleted the run ends: summary, exit 1. ' +
     'Default: every link with an address (--bind\'s if given) but loopback, whose deletion is only reported', (v: string, acc: string[]) => [...acc, v], []);
+}
+
+/**
+ * A link to send or ask on must be up and have a carrier: a RuntimeError (exit 1) naming it, the same words as the
+ * sender's (tx/sender.ts), checked before anything that would only be a symptom ("no IPv4 address").
+ */
+export function requireLinkUsable(iface: IfaceInfo): void {
+  if (!iface.up) throw new RuntimeError(`interface ${iface.name} is down; bring it up with: ip link set ${iface.name} up`);
+  if (linkStatus(iface.name).status === 'down') {
+    throw new RuntimeError(`interface ${iface.name} has no carrier (cable, switch port or veth peer down); nothing can be sent on it now`);
+  }
 }
 
 /** -i names must exist: checked before a receiver binds anything, so bad usage leaves nothing open. */

@@ -6,7 +6,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Lab, ROOT, sh, twoHosts, type TwoHostLab } from '../helpers/lab.js';
+import { Lab, must, rawpoll, ROOT, sh, twoHosts, type TwoHostLab } from '../helpers/lab.js';
 
 const labs: Lab[] = [];
 after(() => {
@@ -57,4 +57,24 @@ test('--version --json without the addon: loaded false, the reason, libpcap null
   assert.equal(j.libpcap, null);
   assert.equal(j.addon.loaded, false);
   assert.match(j.addon.error, /not built \(no \/nonexistent\/rawpoll_native\.node\)/);
+});
+
+test('arp -i IF on a DOWN interface: "interface IF is down", exit 1, as every sending command', () => {
+  const h = hosts();
+  must('ip', ['-n', h.a, 'link', 'set', h.ifA, 'down']);
+  const arp = rawpoll(h.a, ['arp', '-i', h.ifA, h.ipB, '--retries', '1', '--timeout', '100']);
+  assert.equal(arp.code, 1, arp.stderr);
+  assert.equal(arp.stderr, `rawpoll: interface ${h.ifA} is down; bring it up with: ip link set ${h.ifA} up\n`);
+  // The same words and code as send's.
+  const send = rawpoll(h.a, ['send', '-i', h.ifA, '--to', `${h.ipB}:9`, '--data', 'x', '--retries', '1', '--timeout', '100']);
+  assert.equal(send.code, 1, send.stderr);
+  assert.equal(send.stderr, arp.stderr);
+});
+
+test('arp -i IF whose peer is down (no carrier): says so, exit 1 — not "has no IPv4 address"', () => {
+  const h = hosts();
+  must('ip', ['-n', h.b, 'link', 'set', h.ifB, 'down']);
+  const r = rawpoll(h.a, ['arp', '-i', h.ifA, h.ipB, '--retries', '1', '--timeout', '100']);
+  assert.equal(r.code, 1, r.stderr);
+  assert.equal(r.stderr, `rawpoll: interface ${h.ifA} has no carrier (cable, switch port or veth peer down); nothing can be sent on it now\n`);
 });
