@@ -46,7 +46,8 @@ function ansiblePlaybook(): string | null {
   let found = which();
   if (!found && spawnSync('sh', ['-c', 'command -v apt-get']).status === 0) {
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'ansible-core'], { env, stdio: 'ignore' });
+    const install = () => spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'ansible-core'], { env, stdio: 'ignore' }).status;
+    if (install() !== 0 && spawnSync('apt-get', ['update', '-qq'], { env, stdio: 'ignore' }).status === 0) install();
     found = which();
   }
   return found;
