@@ -46,24 +46,42 @@ export interface CollectOptions {
 /** Each port's receive buffer: a netconsole burst or a dump's datagrams x retransmits wait here while files are written. */
 const RCVBUF = 32 << 20;
 
+/** What listen() feeds: each datagram, then (if the receiver batches its writes) flush at the end of the batch. */
+interface Receiver {
+  handle(msg: Buffer, from: { address: string; port: number }): void;
+  flush?(): void;
+}
+
 /**
- * A receive engine on address:port handing each datagram to `handle` (its own Buffer: receivers may keep a chunk
- * without keeping a whole batch alive). The error names the protocol and what to do.
+ * A receive engine on address:port handing each datagram to `rx.handle`, then calling `rx.flush` once per batch.
+ * `msg` is a view of the engine's batch buffer, not a copy: a receiver copies what it keeps past the batch (the
+ * netoops receiver copies each chunk it keeps; the netconsole receiver keeps views only until its flush). A receiver
+ * that throws is reported through `onError` and the batch goes on. The error names the protocol and what to do.
  */
-function listen(port: number, address: string | undefined, what: string, handle: (msg: Buffer, from: { address: string; port: number }) => void): RxEngine<PayloadBatch> {
+function listen(port: number, address: string | undefined, what: string, rx: Receiver, onError: (err: unknown) => void): RxEngine<PayloadBatch> {
   const bind = address !== undefined ? parseIpv4(address, '--bind') : 0;
   let lastIp = -1;
   let lastAddr = '';
   try {
     return RxEngine.socket({ port, bind, mode: 'payload', timestamp: 'user', rcvbuf: RCVBUF, batchRecords: 1024, flushMs: 2 }, (b: PayloadBatch) => {
-      for (let i = 0; i < b.n; i++) {
-        if (b.srcIp[i] !== lastIp) {
-          lastIp = b.srcIp[i];
-          lastAddr = formatIpv4(lastIp);
+      try {
+        for (let i = 0; i < b.n; i++) {
+          if (b.srcIp[i] !== lastIp) {
+            lastIp = b.srcIp[i];
+            lastAddr = formatIpv4(lastIp);
+          }
+          try {
+            rx.handle(b.data.subarray(b.off[i], b.off[i] + b.len[i]), { address: lastAddr, port: b.srcPort[i] });
+          } catch (err) {
+            onError(err);
+          }
         }
-        const msg = Buffer.allocUnsafeSlow(b.len[i]);
-        b.data.copy(msg, 0, b.off[i], b.off[i] + b.len[i]);
-        handle(msg, { address: lastAddr, port: b.srcPort[i] });
+      } finally {
+        try {
+          rx.flush?.();
+        } catch (err) {
+          onError(err);
+        }
       }
     });
   } catch (e) {
@@ -111,12 +129,15 @@ export class CollectServer {
     try {
       if (o.netconsolePort !== undefined && o.netconsolePort !== null) {
         s.nc = new NetconsoleCollector({ dir: o.dir, disk: s.disk, onEvent: (e) => s.emit(e), maxFragmentsPerRecord: o.maxFragmentsPerRecord });
-        const engine = listen(o.netconsolePort, o.bind, 'netconsole', (msg, from) => s.safe(() => s.nc!.handle(msg, from)));
+        const nc = s.nc;
+        // The engine's batch is the unit of writing: records wait in nc until the batch's end, then one writev a host.
+        const engine = listen(o.netconsolePort, o.bind, 'netconsole', { handle: (msg, from) => nc.add(msg, from), flush: () => nc.flush() }, (err) => s.receiverError(err));
         s.engines.push({ proto: 'netconsole', engine });
         s.ports.netconsole = engine.handle.port;
       }
       if (s.oops) {
-        const engine = listen(o.oopsPort!, o.bind, 'netoops', (msg, from) => s.safe(() => s.oops!.handle(msg, from)));
+        const oops = s.oops;
+        const engine = listen(o.oopsPort!, o.bind, 'netoops', { handle: (msg, from) => oops.handle(msg, from) }, (err) => s.receiverError(err));
         s.engines.push({ proto: 'netoops', engine });
         s.ports.oops = engine.handle.port;
       }
@@ -132,13 +153,9 @@ export class CollectServer {
     return s;
   }
 
-  private safe(fn: () => void): void {
-    try {
-      fn();
-    } catch (err) {
-      // A receiver bug must not take the collector down: report and keep listening.
-      this.emit({ event: 'receiver-error', host: '-', error: (err as Error).message });
-    }
+  /** A receiver bug must not take the collector down: report and keep listening. */
+  private receiverError(err: unknown): void {
+    this.emit({ event: 'receiver-error', host: '-', error: (err as Error).message });
   }
 
   private emit(e: CollectEvent | OopsEvent): void {
