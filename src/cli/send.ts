@@ -13,6 +13,7 @@ interface SendFlags extends FrameFlags {
   data?: string;
   file?: string;
   count: string;
+  pcapNano?: boolean;
 }
 
 export function register(program: Command): void {
@@ -28,18 +29,22 @@ export function register(program: Command): void {
     .option('-c, --count <N>', 'datagrams to send (the same payload each time)', '1');
   addLinkOptions(cmd);
   addFrameOptions(cmd);
+  cmd.option('--pcap-nano', 'with -w: nanosecond timestamps (pcap magic 0xa1b23c4d, as tcpdump --time-stamp-precision nano)');
   cmd.addHelpText('after', '\nExamples:\n' +
       "  sudo rawpoll send -i eth1 --to 10.0.0.2:9000 --data 'hello'\n" +
       '  sudo rawpoll send -i eth1 --from 10.0.0.7:5000 --to 10.0.0.2:9000 --file payload.bin -c 100\n' +
       '  echo hi | sudo rawpoll send -i eth1 --to 10.0.0.2:9000 --dst-mac 02:00:00:00:00:02\n' +
       '  rawpoll send --to 10.0.0.2:9000 --data x --dst-mac 02:00:00:00:00:02 --src-mac 02:00:00:00:00:01 --from 10.0.0.1 -w out.pcap\n\n' +
+      '-w as tcpdump: - is standard output (the summary then goes to standard error), a FIFO or device is written\n' +
+      'into, a directory is refused; a file is written beside its name and renamed into place when complete.\n' +
       'SIGINT/SIGTERM stop a long -c run: the summary says how many went out, then the exit code is 130/143.\n' +
       'Exit codes: 0 sent, 1 runtime failure (no ARP reply, no permission), 2 bad usage (nothing sent),\n' +
       '130 (SIGINT) or 143 (SIGTERM) interrupted before all --count datagrams were sent.');
   cmd.action(async (f: SendFlags) => {
     const to = parseEndpoint(f.to, '--to');
     const count = intArg(f.count, '--count', 1, 2 ** 31)!;
-    const opts = senderOptionsFromFlags(f);
+    const opts = { ...senderOptionsFromFlags(f), pcapNano: !!f.pcapNano };
+    if (f.pcapNano && !f.write) throw new UsageError('--pcap-nano is for the pcap file: add -w FILE');
     if (f.write && !f.iface && !f.from) {
       throw new UsageError('writing a pcap file without an interface needs the source address: add --from IP');
     }
@@ -78,12 +83,14 @@ export function register(program: Command): void {
         sendRetries: sender.stats.retries, iface: sender.iface?.name ?? null, pcapFile: f.write ?? null,
         count, interrupted: sender.stats.sent < count ? interrupted : null,
       };
+      // With -w - standard output carries the pcap: the summary goes to standard error, as tcpdump's does.
+      const out = f.write === '-' ? process.stderr : process.stdout;
       if (f.json) {
-        process.stdout.write(JSON.stringify(summary) + '\n');
+        out.write(JSON.stringify(summary) + '\n');
       } else {
-        const where = f.write ? `written to ${f.write}` : `sent on ${summary.iface}`;
+        const where = f.write === '-' ? 'written to standard output' : f.write ? `written to ${f.write}` : `sent on ${summary.iface}`;
         const arp = summary.arpMs === null ? 'MAC given' : `ARP ${summary.arpMs} ms`;
-        process.stdout.write(`${summary.sent} datagram${summary.sent === 1 ? '' : 's'} (${payload.length} bytes payload, ${summary.bytes} bytes of frames) ${summary.src} -> ${summary.dst} [${summary.dstMac}, ${arp}] ${where}` +
+        out.write(`${summary.sent} datagram${summary.sent === 1 ? '' : 's'} (${payload.length} bytes payload, ${summary.bytes} bytes of frames) ${summary.src} -> ${summary.dst} [${summary.dstMac}, ${arp}] ${where}` +
           (count > 1 && summary.pps ? `, ${summary.pps} pps` : '') +
           (summary.interrupted ? `; interrupted (${summary.interrupted}) after ${summary.sent} of ${count}` : '') + '\n');
       }

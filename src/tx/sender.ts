@@ -30,6 +30,8 @@ export interface SenderOptions extends FrameProfile {
   arpRetries?: number;
   arpTimeoutMs?: number;
   writePcap?: string;
+  /** writePcap with nanosecond timestamps (magic 0xa1b23c4d) instead of µs. */
+  pcapNano?: boolean;
   /**
    * Send on this Link (a NativeLink, a PcapFileWriter, a test's recorder, …) instead of a libpcap handle opened here.
    * The sender owns it from the call on: close() and abort() close it, and so does an open() that fails. A libpcap
@@ -173,7 +175,9 @@ export class UdpSender {
     let writer: PcapFileWriter | null = null;
     let responder: ArpResponder | null = null;
     try {
-      // Open the link first: a missing permission should be the first thing the user hears about, before any ARP.
+      // The file first: a directory or a missing parent is refused before anything goes on the wire, ARP included.
+      if (o.writePcap) writer = new PcapFileWriter(o.writePcap, { nano: o.pcapNano });
+      // Then the link: a missing permission should be the first thing the user hears about, before any ARP.
       // Sending on a given Link, the libpcap handle is only for receiving: ARP requests for an address the host
       // does not own (the host answers for its own), or what `filter` asks for.
       const needLink = iface && (o.link ? !hostOwnsAddress(src.ip) || !!o.filter : !o.writePcap || !o.dstMac);
@@ -194,7 +198,6 @@ export class UdpSender {
         dstMac = r.mac;
         arpMs = r.ms;
       }
-      if (o.writePcap) writer = new PcapFileWriter(o.writePcap);
       const sendLink = o.link ?? writer ?? link!;
       const flow = { ...o, srcMac, dstMac, srcIp: src.ip, dstIp: o.to.ip, srcPort, dstPort: o.to.port, mtu };
       return new UdpSender({ iface, flow, arpMs, nextHop, link, sendLink, responder });

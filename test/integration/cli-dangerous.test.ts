@@ -1,0 +1,130 @@
+/**
+ * Issue 13, "Dangerous": nothing goes on the wire before every flag, file and path was checked, and `-w` behaves as
+ * tcpdump's. Each case: the exit code, one stderr line naming the value (and what is valid), tcpdump on the peer
+ * capturing nothing at all (ARP included), and no file created or replaced.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { labsForThisFile, rawpoll, RAWPOLL, type TwoHostLab } from '../helpers/lab.js';
+import { parsePcap } from '../../src/wire/pcapfile.js';
+
+const { tmp, hosts } = labsForThisFile('rawpoll-dangerous-');
+let n = 0;
+const scratch = (): string => {
+  const d = join(tmp, `case${n++}`);
+  mkdirSync(d);
+  return d;
+};
+
+/** tcpdump on B, every frame (no filter: ARP counts); `stop()` ends it and says how many frames it captured. */
+async function peerCapture(h: TwoHostLab): Promise<{ stop: () => Promise<number> }> {
+  const file = join(tmp, `peer-${n++}.pcap`);
+  const p = h.lab.spawn(h.b, ['tcpdump', '-n', '-i', h.ifB, '-U', '-w', file]);
+  await new Promise<void>((res) => p.stderr!.on('data', (d: Buffer) => { if (/listening on/.test(d.toString())) res(); }));
+  return {
+    stop: async () => {
+      await new Promise((r) => setTimeout(r, 300)); // a frame in flight reaches the capture
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGINT');
+      await exited;
+      return parsePcap(readFileSync(file)).records.length;
+    },
+  };
+}
+
+/** Runs rawpoll in A with tcpdump on B: returns the result and the frames B saw. */
+async function quiet(h: TwoHostLab, args: string[]): Promise<{ code: number | null; stderr: string; stdout: string; frames: number }> {
+  const cap = await peerCapture(h);
+  const r = rawpoll(h.a, args);
+  return { ...r, frames: await cap.stop() };
+}
+
+/** rawpoll with no interface and no namespace (pcap output only), in `cwd`. */
+function offline(args: string[], cwd: string) {
+  const r = spawnSync(process.execPath, [RAWPOLL, ...args], { cwd, maxBuffer: 64 << 20 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
+}
+
+const MACS = ['--dst-mac', '02:00:00:00:00:02', '--src-mac', '02:00:00:00:00:01', '--from', '10.9.9.1'];
+const SEND = ['send', '--to', '10.9.9.2:9', '--data', 'hi', ...MACS];
+
+test('-w DIR: refused before anything is created or sent (exit 1, one line naming DIR); no DIR.tmp-PID, no DIR/.tmp-PID', async () => {
+  const h = hosts();
+  const d = scratch();
+  const dir = join(d, 'out');
+  mkdirSync(dir);
+  const r = await quiet(h, ['send', '-i', h.ifA, '--to', `${h.ipB}:9`, '--data', 'x', '-w', dir]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, new RegExp(`cannot write ${dir}: it is a directory`));
+  assert.equal(r.frames, 0, 'frames on the wire (ARP included)');
+  assert.deepEqual(readdirSync(d), ['out']);
+  assert.deepEqual(readdirSync(dir), []);
+});
+
+test('-w DIR/missing/x.pcap: refused before ARP, naming the missing directory', async () => {
+  const h = hosts();
+  const d = scratch();
+  const r = await quiet(h, ['send', '-i', h.ifA, '--to', `${h.ipB}:9`, '--data', 'x', '-w', join(d, 'nope', 'x.pcap')]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr.trim(), new RegExp(`^rawpoll: cannot write ${d}/nope/x.pcap: directory ${d}/nope does not exist`));
+  assert.equal(r.frames, 0);
+  assert.deepEqual(readdirSync(d), []);
+});
+
+test('-w -: the pcap goes to standard output, the summary to standard error; no file named -', () => {
+  const d = scratch();
+  const r = offline([...SEND, '-c', '2', '-w', '-'], d);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(parsePcap(r.stdout).records.length, 2);
+  assert.match(r.stderr, /2 datagrams .* written to standard output/);
+  assert.deepEqual(readdirSync(d), []);
+});
+
+test('-w onto a character device (a private mknod c 1 3): written into, never replaced', () => {
+  const d = scratch();
+  const dev = join(d, 'null');
+  assert.equal(spawnSync('mknod', [dev, 'c', '1', '3']).status, 0);
+  const before = statSync(dev);
+  const r = offline([...SEND, '-w', dev], d);
+  assert.equal(r.code, 0, r.stderr);
+  const after = lstatSync(dev);
+  assert.ok(after.isCharacterDevice(), 'still a character device');
+  assert.equal(after.rdev, before.rdev);
+  assert.equal(after.ino, before.ino);
+  assert.deepEqual(readdirSync(d), ['null']);
+});
+
+test('-w onto a FIFO read by cat: the reader gets the pcap; the FIFO stays a FIFO', async () => {
+  const d = scratch();
+  const fifo = join(d, 'ff');
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+  const cat = spawn('cat', [fifo]);
+  const chunks: Buffer[] = [];
+  cat.stdout.on('data', (c: Buffer) => chunks.push(c));
+  const catDone = new Promise((r) => cat.once('close', r));
+  const r = offline([...SEND, '-c', '3', '--pcap-nano', '-w', fifo], d);
+  assert.equal(r.code, 0, r.stderr);
+  await catDone;
+  const got = Buffer.concat(chunks);
+  assert.equal(got.readUInt32LE(0), 0xa1b23c4d, 'nanosecond pcap magic');
+  assert.equal(got.length, 24 + 3 * (16 + 60));
+  assert.ok(lstatSync(fifo).isFIFO());
+  assert.deepEqual(readdirSync(d), ['ff']);
+});
+
+test('-w FILE: an existing regular file is replaced whole (temp then rename), nothing else left; tcpdump reads it', () => {
+  const d = scratch();
+  const f = join(d, 'out.pcap');
+  writeFileSync(f, 'old');
+  const r = offline([...SEND, '-c', '2', '-w', f], d);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(readdirSync(d), ['out.pcap']);
+  const t = spawnSync('tcpdump', ['-r', f, '-nn']);
+  assert.equal(t.stdout.toString().trim().split('\n').length, 2, t.stderr.toString());
+  assert.ok(existsSync(f));
+  rmSync(f);
+});
