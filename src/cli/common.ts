@@ -2,6 +2,8 @@ import { Command } from 'commander';
 import { RuntimeError, UsageError } from '../errors.js';
 import { parseIpv4, parseSource } from '../wire/addr.js';
 import { parseMac } from '../wire/mac.js';
+import { ETH_HEADER_LEN, ETH_MIN_FRAME } from '../wire/ethernet.js';
+import { VLAN_TAG_LEN } from '../wire/vlan.js';
 import type { SenderOptions } from '../tx/sender.js';
 import { networkInterfaces } from 'node:os';
 import type { IfaceInfo } from '../link/iface.js';
@@ -16,6 +18,7 @@ export interface FrameFlags {
   srcMac?: string;
   ttl?: string;
   tos?: string;
+  dscp?: string;
   df?: boolean;
   ipId?: string;
   vlan?: string;
@@ -47,9 +50,10 @@ export function addFrameProfileOptions(cmd: Command, unit = 'datagram'): Command
   return cmd
     .option('--src-mac <MAC>', "source MAC; default: the interface's")
     .option('--ttl <N>', 'IPv4 TTL (netpoll: 64)')
-    .option('--tos <N>', 'IPv4 TOS byte (0-255)')
+    .option('--tos <N>', 'IPv4 TOS byte, 0-255 or 0x00-0xff (e.g. 0xb8: DSCP EF)')
+    .option('--dscp <NAME|N>', 'IPv4 DSCP instead of --tos: EF, AF11-AF43, CS0-CS7, LE, VA, BE or 0-63/0x3f (ECN bits 0)')
     .option('--df', "set IPv4 Don't Fragment (netpoll leaves it clear)")
-    .option('--ip-id <N>', `fixed IPv4 ID (default: a counter from 1, +1 per ${unit}, as netpoll)`)
+    .option('--ip-id <N>', `fixed IPv4 ID, 0-65535 or 0x0000-0xffff (default: a counter from 1, +1 per ${unit}, as netpoll)`)
     .option('--vlan <ID[:PRIO]>', '802.1Q tag: VLAN ID 0-4095 and optional priority 0-7')
     .option('--bad-ip-checksum', 'NIC validation: write a wrong IPv4 header checksum')
     .option('--bad-udp-checksum', 'NIC validation: write a wrong UDP checksum (a Linux peer drops it: UDP InCsumErrors)')
@@ -63,14 +67,86 @@ export function addFrameOptions(cmd: Command): Command {
     .option('--json', 'print one JSON object with what was done');
 }
 
-export function intArg(v: string | undefined, what: string, lo: number, hi: number): number | undefined {
+export interface IntArgOptions {
+  /**
+   * Also accept 0x hex. For fields that are a byte or a mask of bits (TOS, DSCP, IP ID), which our users write in hex
+   * as ping -Q, iproute2, tc and pktgen print them; not for counts, times, sizes or TTL, which are quantities.
+   */
+  hex?: boolean;
+  /** Said after the range: what narrows it later, or its unit. */
+  note?: string;
+}
+
+/** An integer flag in [lo, hi], or a UsageError naming the value and the range (in hex too when hex is accepted). */
+export function intArg(v: string | undefined, what: string, lo: number, hi: number, o: IntArgOptions = {}): number | undefined {
   if (v === undefined) return undefined;
   const t = String(v).trim();
-  const n = /^-?\d+$/.test(t) ? Number(t) : NaN;
-  if (!(Number.isInteger(n) && n >= lo && n <= hi)) {
-    throw new UsageError(`bad ${what} '${v}': expected an integer ${lo}-${hi}`);
+  const n = /^-?\d+$/.test(t) ? Number(t) : o.hex && /^0x[0-9a-f]+$/i.test(t) ? parseInt(t.slice(2), 16) : NaN;
+  if (!(Number.isSafeInteger(n) && n >= lo && n <= hi)) {
+    const range = o.hex ? `${lo}-${hi} or ${hex(lo, hi)}-${hex(hi, hi)}` : `${lo}-${hi}`;
+    throw new UsageError(`bad ${what} '${v}': expected an integer ${range}${o.note ? ` (${o.note})` : ''}`);
   }
   return n;
+}
+
+function hex(n: number, widest: number): string {
+  return '0x' + n.toString(16).padStart(widest.toString(16).length, '0');
+}
+
+/**
+ * Counts of datagrams/messages (send -c, netconsole --count): up to 2^31 - 1, the largest a C int (and every pktgen
+ * or tool count our users compare with) holds.
+ */
+export const COUNT_MAX = 2 ** 31 - 1;
+
+export function countArg(v: string | undefined, what = '--count'): number | undefined {
+  return intArg(v, what, 1, COUNT_MAX);
+}
+
+/**
+ * "N" or "LO-HI" within [lo, hi] (values parsed and printed by `parse`/`format`: numbers, or addresses). A reversed
+ * range is refused naming the range given and its right order; a value outside names the bounds as the user writes them.
+ */
+export function rangeArg(s: string, what: string, lo: number, hi: number,
+  parse: (x: string) => number = (x) => intArg(x, what, lo, hi)!, format: (n: number) => string = String): [number, number] {
+  const parts = String(s).trim().split('-');
+  const bounds = `${format(lo)}-${format(hi)}`;
+  if (parts.length > 2 || parts.some((p) => p.trim() === '')) throw new UsageError(`bad ${what} '${s}': expected N or LO-HI with values ${bounds}`);
+  let a: number, b: number;
+  try {
+    a = parse(parts[0].trim());
+    b = parts.length === 2 ? parse(parts[1].trim()) : a;
+  } catch {
+    throw new UsageError(`bad ${what} '${s}': expected N or LO-HI with values ${bounds}`);
+  }
+  for (const x of [a, b]) {
+    if (!Number.isInteger(x) || x < lo || x > hi) throw new UsageError(`bad ${what} '${s}': ${format(x)} is outside ${bounds}`);
+  }
+  if (a > b) throw new UsageError(`bad ${what} '${s}': the range runs backwards (${format(a)} > ${format(b)}); write it low-high: ${format(b)}-${format(a)}`);
+  return [a, b];
+}
+
+/**
+ * DSCP code points by name (RFC 2474 class selectors, RFC 2597 assured forwarding AFxy = 8x + 2y, RFC 3246 EF,
+ * RFC 5865 VOICE-ADMIT, RFC 8622 LE), the names iptables' DSCP target and tc use.
+ */
+export function dscpByName(name: string): number | undefined {
+  const t = name.trim().toUpperCase();
+  let m: RegExpExecArray | null;
+  if ((m = /^CS([0-7])$/.exec(t))) return 8 * Number(m[1]);
+  if ((m = /^AF([1-4])([1-3])$/.exec(t))) return 8 * Number(m[1]) + 2 * Number(m[2]);
+  return ({ BE: 0, DF: 0, EF: 46, VA: 44, 'VOICE-ADMIT': 44, LE: 1 } as Record<string, number>)[t];
+}
+
+/** --dscp NAME|N → the TOS byte (DSCP in its upper six bits, ECN bits 0). */
+export function parseDscpArg(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const named = dscpByName(v);
+  if (named !== undefined) return named << 2;
+  if (!/^\s*(\d+|0x[0-9a-f]+)\s*$/i.test(v)) {
+    throw new UsageError(`bad --dscp '${v}': expected a name (EF, AF11-AF43, CS0-CS7, LE, VA, BE) or a number 0-63 or 0x00-0x3f`);
+  }
+  return intArg(v, '--dscp', 0, 63, { hex: true })! << 2;
 }
 
 export function parseVlanArg(v: string | undefined): { vid: number; pcp: number } | undefined {
@@ -81,9 +157,16 @@ export function parseVlanArg(v: string | undefined): { vid: number; pcp: number 
 }
 
 /** Flags → SenderOptions (everything but the destination), validating each value with a message that names it. */
+/** Frame sizes --size takes before the link is known: Ethernet's minimum to the largest IPv4 datagram + headers. */
+const FRAME_SIZE_MIN = ETH_MIN_FRAME;
+const FRAME_SIZE_MAX = 65535 + ETH_HEADER_LEN + VLAN_TAG_LEN;
+
 export function senderOptionsFromFlags(f: FrameFlags): Omit<SenderOptions, 'to'> {
   if (f.badUdpChecksum && f.udpChecksum === false) {
     throw new UsageError('--bad-udp-checksum and --no-udp-checksum contradict each other: choose one');
+  }
+  if (f.tos !== undefined && f.dscp !== undefined) {
+    throw new UsageError(`--tos ${f.tos} and --dscp ${f.dscp} both set the TOS byte: choose one (--dscp N is --tos N*4)`);
   }
   return {
     iface: f.iface,
@@ -92,11 +175,11 @@ export function senderOptionsFromFlags(f: FrameFlags): Omit<SenderOptions, 'to'>
     dstMac: f.dstMac !== undefined ? parseMac(f.dstMac, '--dst-mac') : undefined,
     srcMac: f.srcMac !== undefined ? parseMac(f.srcMac, '--src-mac') : undefined,
     ttl: intArg(f.ttl, '--ttl', 0, 255),
-    tos: intArg(f.tos, '--tos', 0, 255),
+    tos: f.dscp !== undefined ? parseDscpArg(f.dscp) : intArg(f.tos, '--tos', 0, 255, { hex: true }),
     df: !!f.df,
-    ipId: f.ipId !== undefined ? intArg(f.ipId, '--ip-id', 0, 65535) : 'counter',
+    ipId: f.ipId !== undefined ? intArg(f.ipId, '--ip-id', 0, 65535, { hex: true }) : 'counter',
     vlan: parseVlanArg(f.vlan),
-    frameSize: intArg(f.size, '--size', 1, 65535),
+    frameSize: intArg(f.size, '--size', FRAME_SIZE_MIN, FRAME_SIZE_MAX, { note: "bytes without FCS; the link's MTU narrows it to 60 to MTU+14" }),
     ipChecksum: f.badIpChecksum ? 'bad' : 'good',
     udpChecksum: f.badUdpChecksum ? 'bad' : f.udpChecksum === false ? 'none' : 'good',
     arpRetries: intArg(f.retries, '--retries', 1, 100),
