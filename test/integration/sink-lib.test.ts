@@ -7,26 +7,13 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { Sink } from '../../src/rx/sink.js';
 import { RuntimeError } from '../../src/errors.js';
+import { freeUdpPort, stampedPktgen } from '../helpers/pktgen.js';
 
 const LO = 0x7f000001;
 
-function pg(seq: number): Buffer {
-  const b = Buffer.alloc(32);
-  b.writeUInt32BE(0xbe9be955, 0);
-  b.writeUInt32BE(seq, 4);
-  const now = Date.now();
-  b.writeUInt32BE(Math.floor(now / 1000), 8);
-  b.writeUInt32BE((now % 1000) * 1000, 12);
-  return b;
-}
+const pg = stampedPktgen;
 
-async function freePort(): Promise<number> {
-  const s = dgram.createSocket('udp4');
-  await new Promise<void>((res) => s.bind(0, '127.0.0.1', () => res()));
-  const port = s.address().port;
-  await new Promise<void>((res) => s.close(() => res()));
-  return port;
-}
+const freePort = freeUdpPort;
 
 async function sendAll(port: number, payloads: Buffer[]): Promise<number> {
   const s = dgram.createSocket('udp4');

@@ -9,6 +9,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { TrialServer, type ServeEvent, type ServeLimits } from '../../src/rx/serve.js';
 import { ControlClient, ControlError } from '../../src/exp/control.js';
+import { freeUdpPort, stampedPktgen } from '../helpers/pktgen.js';
 
 const LO = 0x7f000001;
 const servers: TrialServer[] = [];
@@ -16,23 +17,8 @@ after(async () => {
   for (const s of servers) await s.stop();
 });
 
-function pg(seq: number): Buffer {
-  const b = Buffer.alloc(32);
-  b.writeUInt32BE(0xbe9be955, 0);
-  b.writeUInt32BE(seq, 4);
-  const now = Date.now();
-  b.writeUInt32BE(Math.floor(now / 1000), 8);
-  b.writeUInt32BE((now % 1000) * 1000, 12);
-  return b;
-}
+const pg = stampedPktgen;
 
-async function freeUdpPort(): Promise<number> {
-  const s = dgram.createSocket('udp4');
-  await new Promise<void>((res) => s.bind(0, '127.0.0.1', () => res()));
-  const port = s.address().port;
-  await new Promise<void>((res) => s.close(() => res()));
-  return port;
-}
 
 async function sendSeqs(port: number, seqs: number[]): Promise<void> {
   const s = dgram.createSocket('udp4');
