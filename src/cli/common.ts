@@ -5,6 +5,7 @@ import { parseMac } from '../wire/mac.js';
 import { ETH_HEADER_LEN, ETH_MIN_FRAME } from '../wire/ethernet.js';
 import { VLAN_TAG_LEN } from '../wire/vlan.js';
 import type { SenderOptions } from '../tx/sender.js';
+import { accessSync, constants as fsc, statSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import type { IfaceInfo } from '../link/iface.js';
 import { LinkWatch, linkStatus, type LinkDownEvent, type LinkUpEvent } from '../link/watch.js';
@@ -278,6 +279,34 @@ export function requireLinkUsable(iface: IfaceInfo): void {
   if (!iface.up) throw new RuntimeError(`interface ${iface.name} is down; bring it up with: ip link set ${iface.name} up`);
   if (linkStatus(iface.name).status === 'down') {
     throw new RuntimeError(`interface ${iface.name} has no carrier (cable, switch port or veth peer down); nothing can be sent on it now`);
+  }
+}
+
+/**
+ * A path named on the command line, in the exit-code table's terms (README, "Exit codes"): one that is not there or
+ * is the wrong kind (ENOENT, ENOTDIR, a directory for a file, a file for a directory) is a wrong value — UsageError,
+ * exit 2; one that is there but refused (EACCES, EPERM, EROFS, ENOSPC, EIO…) is the world saying no — RuntimeError, 1.
+ */
+export function pathError(e: unknown, what: string, path: string): UsageError | RuntimeError {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (code === 'ENOENT') return new UsageError(`bad ${what} '${path}': no such file or directory`);
+  if (code === 'ENOTDIR') return new UsageError(`bad ${what} '${path}': a part of the path is not a directory`);
+  if (code === 'ENAMETOOLONG' || code === 'ELOOP') return new UsageError(`bad ${what} '${path}': ${code}`);
+  return new RuntimeError(`cannot use ${what} '${path}': ${code ?? (e as Error)?.message ?? String(e)}`);
+}
+
+/**
+ * An input file (--log, --file, --follow …): checked before anything is sent, ARP included. "-" is standard input;
+ * a FIFO or a device is read like a file (as tcpdump -r reads one); a directory is refused.
+ */
+export function checkInputFile(path: string, what: string): void {
+  if (path === '-') return;
+  try {
+    if (statSync(path).isDirectory()) throw new UsageError(`bad ${what} '${path}': a directory, not a file`);
+    accessSync(path, fsc.R_OK);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw pathError(e, what, path);
   }
 }
 
