@@ -15,6 +15,10 @@ export function parseDestination(to: string): { ip: number; port: number | undef
   return { ip: parseIpv4(m[1], '--to'), port: m[2] !== undefined ? parsePort(m[2], '--to port') : undefined };
 }
 
+/** Highest --rate: one frame per ns (the schedule's resolution), or 1 Tbit/s of frames. */
+export const MAX_PPS = 1e9;
+export const MAX_BPS = 1e12;
+
 const SI: Record<string, number> = { '': 1, k: 1e3, K: 1e3, m: 1e6, M: 1e6, g: 1e9, G: 1e9 };
 
 /** "250kpps", "1.5Mpps", "10000" (pps) or "800Mbps", "2Gbps", "100kbps" (bits/s of frames). */
@@ -24,7 +28,14 @@ export function parseRate(s: string): { pps?: number; bps?: number } {
   if (!m || !(v > 0) || !Number.isFinite(v)) {
     throw new UsageError(`bad --rate '${s}': expected frames/s like 10000, 250kpps, 1.5Mpps or bits/s of frames like 800Mbps, 2Gbps`);
   }
-  return m[3] && m[3] !== 'pps' ? { bps: v } : { pps: v };
+  const bits = !!m[3] && m[3] !== 'pps';
+  // Written out in digits a rate can be as absurd as 1e20pps: past one frame per ns (the schedule's unit) there is
+  // no pace left to keep, and a run would go unpaced while claiming a rate.
+  if (bits ? v > MAX_BPS : v > MAX_PPS) {
+    throw new UsageError(`bad --rate '${s}': ${bits ? `${v} bits/s is above ${MAX_BPS / 1e12} Tbps` : `${v} frames/s is above ${MAX_PPS / 1e9} Gpps (one frame per ns)`}; ` +
+      'expected frames/s like 10000, 250kpps, 1.5Mpps or bits/s of frames like 800Mbps, 2Gbps (leave --rate out for as fast as the NIC takes)');
+  }
+  return bits ? { bps: v } : { pps: v };
 }
 
 const DUR: Record<string, number> = { ns: 1, us: 1e3, 'µs': 1e3, ms: 1e6, s: 1e9, m: 60e9, min: 60e9, h: 3600e9 };
@@ -68,13 +79,29 @@ export const SIZE_MAX = 65535 + ETH_HEADER_LEN + VLAN_TAG_LEN;
 /** Distinct sizes a LO-HI range may span: each is a template per flow (60-9014, jumbo frames, fits). */
 export const MAX_RANGE_SIZES = 10000;
 
-/** --size N | A,B,C (cycled) | LO-HI (random, uniform); --imix W,W,W weights the comma list (alone: simple IMIX). */
-export function parseSizes(size: string | undefined, imix: string | boolean | undefined): SizeSpec {
+/** What a frame size may be on the link at hand, and why (named in the error): from templates.ts sizeLimits. */
+export interface SizeLimits {
+  min: number;
+  max: number;
+  /** e.g. "veth0 (MTU 1500): … 1514 = MTU 1500 + 14 bytes of Ethernet header" */
+  why: string;
+}
+
+/**
+ * --size N | A,B,C (cycled) | LO-HI (random, uniform); --imix W,W,W weights the comma list (alone: simple IMIX).
+ * `limits`: the link's, when known; otherwise any MTU's (SIZE_MIN-SIZE_MAX) and buildTemplates narrows it later.
+ */
+export function parseSizes(size: string | undefined, imix: string | boolean | undefined, limits?: SizeLimits): SizeSpec {
+  const lo = limits?.min ?? SIZE_MIN;
+  const hi = limits?.max ?? SIZE_MAX;
   const num = (x: string) => {
     const t = x.trim();
     if (!/^\d+$/.test(t)) throw new UsageError(`bad --size '${size}': expected N, A,B,C or LO-HI (frame bytes without FCS, e.g. 60, 64,576,1514 or 60-1514)`);
     const n = Number(t);
-    if (n < SIZE_MIN || n > SIZE_MAX) throw new UsageError(`bad --size '${size}': frame size ${t} is out of range: expected ${SIZE_MIN}-${SIZE_MAX} bytes without FCS (the link's MTU narrows it further)`);
+    if (n < lo || n > hi) {
+      throw new UsageError(`bad --size '${size}': frame size ${t} is out of range: expected ${lo}-${hi} bytes without FCS ` +
+        (limits ? `on ${limits.why}` : "(the link's MTU narrows it further)"));
+    }
     return n;
   };
   if (imix !== undefined && imix !== false) {

@@ -1,16 +1,17 @@
 import { Command } from 'commander';
 import { LinkGoneError, UsageError } from '../errors.js';
+import { ifaceInfo } from '../link/iface.js';
 import { NativeLink, parseEngine } from '../link/native.js';
 import { LinkWatch } from '../link/watch.js';
 import { realtimeNowNs, startBlast, type BlastResult } from '../tx/blast.js';
 import type { Pacing } from '../tx/schedule.js';
 import { UdpSender } from '../tx/sender.js';
-import { buildTemplates, makeFlows, type Flow } from '../tx/templates.js';
+import { buildTemplates, distinctSizes, makeFlows, sizeLimits, type Flow } from '../tx/templates.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import { formatMac } from '../wire/mac.js';
 import { parseDestination, parseDuration, parseLinkDownPolicy, parseRange, parseRate, parseSizes, parseStartAt } from './blast-args.js';
 import {
-  addFrameProfileOptions, addLinkOptions, eventWriter, interruptedExitCode, intArg, onStopSignal, reportLinkEvents, senderOptionsFromFlags,
+  addFrameProfileOptions, addLinkOptions, eventWriter, interruptedExitCode, intArg, onStopSignal, parseVlanArg, reportLinkEvents, senderOptionsFromFlags,
   type FrameFlags, type StopSignal,
 } from './common.js';
 
@@ -35,6 +36,7 @@ interface BlastFlags extends FrameFlags {
   qdiscBypass?: boolean;
   progress: boolean;
   onLinkDown?: string;
+  pcapNano?: boolean;
 }
 
 export function register(program: Command): void {
@@ -75,7 +77,10 @@ export function register(program: Command): void {
     .option('--qdisc-bypass', 'native engine: PACKET_QDISC_BYPASS — straight to the driver; local tcpdump will not see the frames')
     .option('--on-link-down <WHAT>', 'continue: count the frames due while the link is down as not sent and resume on schedule ' +
       'when it is back; stop: end the run there (summary, exit 1)', 'continue')
-    .option('--no-progress', 'no live progress line on a terminal');
+    .option('--no-progress', 'no live progress line on a terminal')
+    .option('-w, --write <FILE.pcap>', 'write the frames blast would send to a classic pcap file instead (- for standard output; ' +
+      'a FIFO or device is written into). No root and no -i needed with --dst-mac, --src-mac and --from; needs --count or --duration')
+    .option('--pcap-nano', 'with -w: nanosecond timestamps (pcap magic 0xa1b23c4d, as tcpdump --time-stamp-precision nano)');
   addLinkOptions(cmd);
   addFrameProfileOptions(cmd, 'frame');
   cmd.option('--json', 'print one JSON summary object at the end');
@@ -85,7 +90,8 @@ export function register(program: Command): void {
     '  sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --rate 800Mbps --size 1514 --duration 10\n' +
     '  sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --burst 64 --burst-gap 1ms --count 6400   # 64 back to back, then idle\n' +
     '  sudo rawpoll blast -i eth1 --to 10.0.0.2 --flows 16 --sport 10000-10015 --dport 9 --size 64,576,1518 --imix 7,4,1\n' +
-    '  sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --rate 100kpps --start-at $(( $(date +%s) + 5 )).250 --json\n\n' +
+    '  sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --rate 100kpps --start-at $(( $(date +%s) + 5 )).250 --json\n' +
+    '  rawpoll blast --to 10.0.0.2:9 --from 10.0.0.1 --src-mac 02:00:00:00:00:01 --dst-mac 02:00:00:00:00:02 --flows 4 --count 100 -w - | tcpdump -r -\n\n' +
     'The summary reports frames sent, any not sent (a hard send error: never dropped silently; a full queue is\n' +
     'waited for and counted as "queue waits"), achieved rate and its error against --rate, and how late frames\n' +
     'left against their slots. SIGINT/SIGTERM stop the run (before --start-at: nothing is sent) and print the summary.\n' +
@@ -109,7 +115,14 @@ export function register(program: Command): void {
     };
     if (pacing.burstGapNs && !pacing.burst) throw new UsageError('--burst-gap needs --burst N (how many frames each burst holds)');
     // Default: the smallest frame; with an 802.1Q tag that is 64 bytes (60 cannot hold tag + headers + test header).
-    const sizes = parseSizes(f.size ?? (f.vlan !== undefined && !f.imix ? '64' : undefined), f.imix);
+    // Sizes against this link's MTU before anything is opened: a bad --size must not cost an ARP.
+    const seq = f.seq !== false;
+    const mtu = f.iface ? ifaceInfo(f.iface).mtu : 1500;
+    const lim = sizeLimits({ mtu, vlan: parseVlanArg(f.vlan), seq });
+    const sizes = parseSizes(f.size ?? (f.vlan !== undefined && !f.imix ? '64' : undefined), f.imix, {
+      ...lim, why: `${f.iface ? `${f.iface} (MTU ${mtu})` : `a pcap file (MTU ${mtu}: no -i given)`}: ${lim.min} = headers${seq ? ' + 16-byte test header' : ''} ` +
+        `or the Ethernet minimum, ${lim.max} = MTU ${mtu} + ${lim.max - mtu} bytes of Ethernet header${f.vlan !== undefined ? ' and 802.1Q tag' : ''}`,
+    });
     const startAt = f.startAt !== undefined ? parseStartAt(f.startAt) : undefined;
     if (startAt && BigInt(startAt.sec) * 1_000_000_000n + BigInt(startAt.nsec) <= realtimeNowNs()) {
       throw new UsageError(`--start-at ${f.startAt} is in the past (now ${(Number(realtimeNowNs() / 1_000_000n) / 1000).toFixed(3)}); give a future Unix time, e.g. $(( $(date +%s) + 5 ))`);
@@ -124,13 +137,32 @@ export function register(program: Command): void {
       throw new UsageError('--threads > 1 is for unpaced runs: it cannot be combined with --rate, --gap, --burst or --start-at');
     }
     const flowsN = intArg(f.flows, '--flows', 1, 65536);
-    if (!f.iface) throw new UsageError('blast needs an interface: -i IF');
-    const opts = senderOptionsFromFlags({ ...f, size: undefined, write: undefined, udpChecksum: f.udpChecksum });
+    const toFile = f.write !== undefined;
+    if (f.pcapNano && !toFile) throw new UsageError('--pcap-nano is for the pcap file: add -w FILE');
+    if (!f.iface && !toFile) throw new UsageError('blast needs an interface: -i IF (or -w FILE with --dst-mac, --src-mac and --from)');
+    if (toFile) {
+      // A file takes what the NIC would: the pcap engine's loop, writing; a run with no end would fill the disk.
+      if (f.engine === 'native') throw new UsageError('-w writes with the pcap engine: drop --engine native');
+      if (threads > 1 || f.qdiscBypass) throw new UsageError('--threads and --qdisc-bypass are for a NIC, not for -w FILE');
+      if (count === 0 && durationNs === 0) throw new UsageError('blast -w needs an end: give --count N or --duration TIME');
+    }
+    const opts = {
+      ...senderOptionsFromFlags({ ...f, size: undefined, write: undefined, udpChecksum: f.udpChecksum }),
+      writePcap: f.write, pcapNano: !!f.pcapNano,
+    };
     let srcIps: number[] | undefined;
     if (f.srcIp !== undefined) {
       const [lo, hi] = parseRange(f.srcIp, '--src-ip', 0, 0xffffffff, (x) => parseIpv4(x, '--src-ip'));
       if (hi - lo >= 65536) throw new UsageError(`--src-ip range ${f.srcIp} is too wide: at most 65536 addresses`);
       srcIps = Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
+    }
+    // The flows and the template count before anything is opened.
+    const distinct = distinctSizes(sizes);
+    const unfit = distinct.find((s) => s < lim.min || s > lim.max); // --imix alone: the simple IMIX's own sizes
+    if (unfit !== undefined) parseSizes(String(unfit), undefined, { ...lim, why: `${f.iface ?? 'a pcap file'} (MTU ${mtu}; from the simple IMIX)` });
+    const flowsPlanned = makeFlows({ srcIps: srcIps ?? [0], srcPorts, dstPorts, flows: flowsN }).length;
+    if (flowsPlanned * distinct.length > 1 << 20) {
+      throw new UsageError(`${flowsPlanned} flows × ${distinct.length} sizes is too many templates (max 1048576): narrow --flows or --size`);
     }
 
     const from = opts.from ?? (srcIps ? { ip: srcIps[0] } : undefined);
@@ -146,7 +178,7 @@ export function register(program: Command): void {
     // to answer ARP for a --from the host does not own.
     let nativeLink: NativeLink | undefined;
     try {
-      if (engine === 'native') nativeLink = NativeLink.open(f.iface, { qdiscBypass: !!f.qdiscBypass });
+      if (engine === 'native' && !toFile) nativeLink = NativeLink.open(f.iface!, { qdiscBypass: !!f.qdiscBypass });
       sender = await UdpSender.open({ ...opts, to: { ip: dstIp, port: dstPorts[0] }, srcPort: srcPorts[0], from, link: nativeLink });
     } catch (e) {
       unlisten();
@@ -157,14 +189,15 @@ export function register(program: Command): void {
     try {
       const flows = makeFlows({ srcIps: srcIps ?? [sender.srcIp], srcPorts, dstPorts, flows: flowsN });
       const templates = buildTemplates({
-        srcMac: sender.srcMac, dstMac: sender.dstMac, dstIp, flows, sizes, seq: f.seq !== false, mtu: sender.mtu,
+        srcMac: sender.srcMac, dstMac: sender.dstMac, dstIp, flows, sizes, seq, mtu: sender.mtu,
         ttl: opts.ttl, tos: opts.tos, df: opts.df, vlan: opts.vlan, ipChecksum: opts.ipChecksum, udpChecksum: opts.udpChecksum,
         ipId: opts.ipId ?? 'counter',
       });
       const tty = process.stderr.isTTY && f.progress !== false && !f.json;
       const t0 = Date.now();
+      const label = f.iface ?? (f.write === '-' ? 'standard output' : f.write!);
       const run = startBlast({
-        engine, iface: f.iface, link: sender.link, nativeLink, templates, count, durationNs, pacing, startAt, batch, threads,
+        engine: toFile ? 'pcap' : engine, iface: label, link: toFile ? sender.sendLink : sender.link, nativeLink, templates, count, durationNs, pacing, startAt, batch, threads,
         qdiscBypass: !!f.qdiscBypass, progressMs: 250, onLinkDown,
         onProgress: tty ? (p) => {
           const s = p.elapsedNs / 1e9;
@@ -173,18 +206,19 @@ export function register(program: Command): void {
       });
       // One event line per outage's start and end. The pcap engine's handle watches its link; the native engine's
       // socket does not (its C loop reads the flags itself, for the counts), so blast watches for the event lines.
-      const ownWatch = engine === 'native' || !sender.link ? new LinkWatch(f.iface, 20) : null;
-      const watch = ownWatch ?? sender.link!.watch;
-      const offLink = reportLinkEvents(watch, eventWriter('blast', f.json), () => {
+      // A pcap file has no link to watch.
+      const ownWatch = !toFile && (engine === 'native' || !sender.link) ? new LinkWatch(f.iface!, 20) : null;
+      const watch = toFile ? null : ownWatch ?? sender.link!.watch;
+      const offLink = watch ? reportLinkEvents(watch, eventWriter('blast', f.json), () => {
         gone = true;
         run.stop();
-      });
+      }) : () => {};
       stopRun = () => run.stop();
       if (interrupted) run.stop();
       try {
         result = await run.done;
       } finally {
-        watch.check(); // a run that ended on the link (stop, gone) may have ended before the watch's next poll
+        watch?.check(); // a run that ended on the link (stop, gone) may have ended before the watch's next poll
         offLink();
         ownWatch?.close();
         if (tty) process.stderr.write('\r\x1b[K');
@@ -192,14 +226,16 @@ export function register(program: Command): void {
       await sender.close();
       const d = { dstMac: formatMac(sender.dstMac), via: sender.nextHop ? sender.nextHop.via : 'given' };
       const summary = {
-        ...result, iface: f.iface, flows: flows.length, flowDesc: describeFlows(flows, dstIp), dstMac: d.dstMac, via: d.via,
+        ...result, engine: toFile ? 'pcap-file' : result.engine, iface: f.iface ?? null, pcapFile: f.write ?? null, flows: flows.length, flowDesc: describeFlows(flows, dstIp), dstMac: d.dstMac, via: d.via,
         arpMs: sender.arpMs === null ? null : Math.round(sender.arpMs * 1000) / 1000,
         meanFrameBytes: Math.round(templates.meanLen * 100) / 100, maxRssKiB: process.resourceUsage().maxRSS, onLinkDown,
         interrupted,
       };
+      // With -w - standard output carries the pcap: the summary goes to standard error, as tcpdump's does.
+      const out = f.write === '-' ? process.stderr : process.stdout;
       if (f.json) {
         const { nextSeq, ...rest } = summary;
-        process.stdout.write(JSON.stringify({ ...rest, lastSeq: nextSeq.slice(0, 1024).map((s) => s - 1) }) + '\n');
+        out.write(JSON.stringify({ ...rest, lastSeq: nextSeq.slice(0, 1024).map((s) => s - 1) }) + '\n');
       } else {
         const r = summary;
         const sig = r.interrupted;
@@ -209,9 +245,9 @@ export function register(program: Command): void {
         const pace = r.requestedPps !== null && r.rateError !== null
           ? `, requested ${Math.round(r.requestedPps)} pps (error ${(r.rateError * 100).toFixed(3)}%, worst lateness ${r.lateMaxUs} µs)` : '';
         if (sig && !r.started) {
-          process.stdout.write(`0 frames sent: interrupted (${sig}) before ${startAt ? '--start-at' : 'the first frame'}; engine ${r.engine}; ${r.flowDesc} via ${r.dstMac}\n`);
-        } else process.stdout.write(`${r.sent} frames, ${r.bytes} bytes in ${r.seconds.toFixed(3)} s: ${r.pps} pps, ${(r.bitsPerSecond / 1e6).toFixed(1)} Mbit/s` +
-          `${pace}; engine ${r.engine}; ${r.flowDesc} via ${r.dstMac}` +
+          out.write(`0 frames sent: interrupted (${sig}) before ${startAt ? '--start-at' : 'the first frame'}; ${toFile ? `written to ${label}` : `engine ${r.engine}`}; ${r.flowDesc} via ${r.dstMac}\n`);
+        } else out.write(`${r.sent} frames, ${r.bytes} bytes in ${r.seconds.toFixed(3)} s: ${r.pps} pps, ${(r.bitsPerSecond / 1e6).toFixed(1)} Mbit/s` +
+          `${pace}; ${toFile ? `written to ${label}` : `engine ${r.engine}`}; ${r.flowDesc} via ${r.dstMac}` +
           (r.startedLateUs !== null ? `; started ${r.startedLateUs} µs after --start-at` : '') +
           `; ${r.notSent} not sent, ${r.waits} queue waits${link}` + (sig ? `; interrupted (${sig})` : '') + '\n');
       }
@@ -221,7 +257,7 @@ export function register(program: Command): void {
       throw e;
     }
     unlisten();
-    if (result.linkEnd === 'gone' || gone) throw new LinkGoneError(f.iface);
+    if (result.linkEnd === 'gone' || gone) throw new LinkGoneError(f.iface!);
     if (result.error) {
       const why = result.linkEnd === 'down' ? `${result.error} and --on-link-down is stop` : result.error;
       process.stderr.write(`rawpoll: blast stopped: ${why} (${result.notSent + result.notSentLinkDown} frames not sent)\n`);

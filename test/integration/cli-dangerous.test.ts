@@ -128,3 +128,59 @@ test('-w FILE: an existing regular file is replaced whole (temp then rename), no
   assert.ok(existsSync(f));
   rmSync(f);
 });
+
+const BLAST = ['blast', '--to', '10.9.9.2:9', ...MACS];
+
+test('blast -w -: the frames blast would send, as a pcap on standard output, no NIC, no root needed; --pcap-nano', () => {
+  const d = scratch();
+  const r = offline([...BLAST, '--flows', '2', '--sport', '100-101', '--count', '5', '-w', '-'], d);
+  assert.equal(r.code, 0, r.stderr);
+  const recs = parsePcap(r.stdout).records;
+  assert.equal(recs.length, 5);
+  assert.deepEqual(recs.map((x) => x.data.readUInt16BE(34)), [100, 101, 100, 101, 100], 'UDP source ports, flow by flow');
+  assert.match(r.stderr, /5 frames, .* written to standard output/);
+  const f = join(d, 'b.pcap');
+  const n = offline([...BLAST, '--count', '3', '--size', '128', '--pcap-nano', '-w', f], d);
+  assert.equal(n.code, 0, n.stderr);
+  const b = readFileSync(f);
+  assert.equal(b.readUInt32LE(0), 0xa1b23c4d);
+  const t = spawnSync('tcpdump', ['-r', f, '-nn', '--time-stamp-precision', 'nano']);
+  const lines = t.stdout.toString().trim().split('\n');
+  assert.equal(lines.length, 3, t.stderr.toString());
+  assert.match(lines[0], /^\d\d:\d\d:\d\d\.\d{9} IP 10\.9\.9\.1\.9 > 10\.9\.9\.2\.9: UDP, length 86$/);
+  assert.deepEqual(readdirSync(d), ['b.pcap']);
+});
+
+test('blast -w without --count or --duration, or without the addresses: exit 2, nothing created', () => {
+  const d = scratch();
+  const f = join(d, 'x.pcap');
+  const r = offline([...BLAST, '-w', f], d);
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr.trim(), 'rawpoll: blast -w needs an end: give --count N or --duration TIME');
+  const r2 = offline(['blast', '--to', '10.9.9.2:9', '--count', '1', '-w', f], d);
+  assert.equal(r2.code, 2);
+  assert.match(r2.stderr, /--dst-mac, --src-mac and --from/);
+  assert.deepEqual(readdirSync(d), []);
+});
+
+for (const size of ['59', '99999', '1515']) {
+  test(`blast --size ${size}: exit 2 naming it and 60-1514 (MTU 1500) before ARP; nothing on the wire`, async () => {
+    const h = hosts();
+    const r = await quiet(h, ['blast', '-i', h.ifA, '--to', `${h.ipB}:9`, '--count', '1', '--size', size]);
+    assert.equal(r.code, 2, r.stderr);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0], new RegExp(`^rawpoll: bad --size '${size}': .*expected 60-1514 bytes .*${h.ifA} \\(MTU 1500\\)`));
+    assert.equal(r.frames, 0, 'frames on the wire (ARP included)');
+  });
+}
+
+test('blast --rate 100000000000000000000pps (in digits): exit 2 naming it and the ceiling; nothing on the wire', async () => {
+  const h = hosts();
+  const rate = '100000000000000000000pps';
+  const r = await quiet(h, ['blast', '-i', h.ifA, '--to', `${h.ipB}:9`, '--count', '3', '--rate', rate]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.equal(r.stderr.trim().split('\n').length, 1);
+  assert.match(r.stderr, new RegExp(`^rawpoll: bad --rate '${rate}': .* above 1 Gpps`));
+  assert.equal(r.frames, 0);
+});
