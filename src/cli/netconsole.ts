@@ -1,5 +1,6 @@
+import { accessSync, constants, statSync } from 'node:fs';
 import { Command } from 'commander';
-import { LinkGoneError, UsageError } from '../errors.js';
+import { LinkGoneError, RuntimeError, UsageError } from '../errors.js';
 import { ifaceInfo, listInterfaces } from '../link/iface.js';
 import { NETCONSOLE_DST_PORT, NETCONSOLE_SRC_PORT, parseNetconsoleConfig } from '../proto/netconsole.js';
 import { runNetconsole, SYSDATA_FIELDS, type NetconsoleTargetOptions, type SysdataField } from '../tx/netconsole.js';
@@ -144,8 +145,30 @@ function planTargets(f: NetconsoleFlags): NetconsoleTargetOptions[] {
   }];
 }
 
+/**
+ * --follow FILE before any target is opened (no ARP for a run that cannot read): a directory is bad usage; a file
+ * that is there but unreadable is a runtime failure. A missing file is fine: like tail -F, it is waited for.
+ */
+function checkFollowPath(path: string): void {
+  let st;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    throw new RuntimeError(`cannot follow ${path}: ${(e as Error).message}`);
+  }
+  if (st.isDirectory()) throw new UsageError(`bad --follow '${path}': it is a directory; expected a file to follow (a log file, even one not yet created)`);
+  try {
+    accessSync(path, constants.R_OK);
+  } catch (e) {
+    throw new RuntimeError(`cannot follow ${path}: ${(e as Error).message}`);
+  }
+}
+
 async function run(f: NetconsoleFlags): Promise<void> {
   if (f.kmsg && f.follow) throw new UsageError('--kmsg and --follow are two sources: choose one');
+  if (f.follow !== undefined) checkFollowPath(f.follow);
   const count = intArg(f.count, '--count', 1, 2 ** 31);
   const level = parseLevel(f.level ?? 'info');
   const userdata = parseUserdata(f.userdata ?? []);

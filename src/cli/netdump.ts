@@ -71,6 +71,11 @@ export function register(program: Command): void {
       '130 (SIGINT) or 143 (SIGTERM) interrupted before the dump was complete.')
     .action(async (f: NetdumpFlags) => {
       const server = parseIpv4(f.server, '--server');
+      // Every address and port before the file is read and anything is sent: port 0 is no one's to herald to.
+      const serverPort = parsePort(f.port, '--port');
+      if (serverPort === 0) throw new UsageError(`bad --port '${f.port}': expected the server's herald port 1-65535 (netdumpd: ${NETDUMP_PORT})`);
+      const gateway = f.gateway !== undefined ? parseIpv4(f.gateway, '--gateway') : undefined;
+      const dstMac = f.dstMac !== undefined ? parseMac(f.dstMac, '--dst-mac') : undefined;
       const from = f.from !== undefined ? parseSource(f.from, '--from') : undefined;
       if (from?.port !== undefined) throw new UsageError(`bad --from '${f.from}': netdump always sends from port 20024; drop the :PORT`);
       const window = intArg(f.window, '--window', 0, 65536)!;
@@ -110,9 +115,7 @@ export function register(program: Command): void {
       let summary;
       try {
         summary = await netdump({
-          iface: f.iface!, server, serverPort: parsePort(f.port, '--port'), source, path: f.path, from,
-          gateway: f.gateway !== undefined ? parseIpv4(f.gateway, '--gateway') : undefined,
-          dstMac: f.dstMac !== undefined ? parseMac(f.dstMac, '--dst-mac') : undefined,
+          iface: f.iface!, server, serverPort, source, path: f.path, from, gateway, dstMac,
           panic: f.panic, hostname: f.hostname, window, pollMs, retries, arpRetries, onProgress, signal: stop.signal,
           linkWaitMs: linkWait * 1000, onLink: (w) => { reportLinkEvents(w, event); },
         });

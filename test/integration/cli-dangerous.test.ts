@@ -184,3 +184,25 @@ test('blast --rate 100000000000000000000pps (in digits): exit 2 naming it and th
   assert.match(r.stderr, new RegExp(`^rawpoll: bad --rate '${rate}': .* above 1 Gpps`));
   assert.equal(r.frames, 0);
 });
+
+test('netconsole --follow DIR: exit 2 naming the path before ARP; nothing on the wire', async () => {
+  const h = hosts();
+  const d = scratch();
+  const r = await quiet(h, ['netconsole', '-i', h.ifA, '--to', h.ipB, '--follow', d]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.equal(r.stderr.trim(), `rawpoll: bad --follow '${d}': it is a directory; expected a file to follow (a log file, even one not yet created)`);
+  assert.equal(r.frames, 0);
+  assert.deepEqual(readdirSync(d), []);
+});
+
+test('netdump --port 0: exit 2 naming it and 1-65535 before ARP or a herald; nothing on the wire', async () => {
+  const h = hosts();
+  const d = scratch();
+  const f = join(d, 'core');
+  writeFileSync(f, 'x'.repeat(1000));
+  const r = await quiet(h, ['netdump', '-i', h.ifA, '--server', h.ipB, '--file', f, '--port', '0']);
+  assert.equal(r.code, 2, r.stderr);
+  assert.equal(r.stderr.trim(), "rawpoll: bad --port '0': expected the server's herald port 1-65535 (netdumpd: 20023)");
+  assert.equal(r.frames, 0);
+});
+
