@@ -1,5 +1,7 @@
+import { closeSync, constants, openSync, statSync, unlinkSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { LinkGoneError, UsageError } from '../errors.js';
+import { LinkGoneError, RuntimeError, UsageError } from '../errors.js';
 import { parseIpv4 } from '../wire/addr.js';
 import { CollectServer, CollectEvent } from '../rx/collect.js';
 import { OOPS_DEFAULTS } from '../rx/oopscollect.js';
@@ -26,6 +28,43 @@ function portFlag(v: string | boolean | undefined, def: number, what: string): n
   if (v === undefined || v === false) return null;
   if (v === true) return def;
   return intArg(v, what, 0, 65535)!;
+}
+
+/**
+ * A receiver's --dir, checked at start-up rather than at the first dump (which would fail after the sender was told
+ * "listening"): it must be a directory we can create files in, or, with `create`, a missing one whose nearest
+ * existing ancestor is. Writability is tried, not asked (access(2) says yes to root even on a read-only mount or an
+ * immutable directory): a probe file is created and removed, so nothing is left behind. RuntimeError (exit 1).
+ */
+export function checkWritableDir(dir: string, what: string, create: boolean): void {
+  let target = resolve(dir);
+  for (;;) {
+    let st;
+    try {
+      st = statSync(target);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' && create && dirname(target) !== target) {
+        target = dirname(target);
+        continue;
+      }
+      if (code === 'ENOENT') return; // not created here: the receiver's own check names it
+      throw new RuntimeError(`cannot use ${what} ${dir}: ${(e as Error).message}`);
+    }
+    if (!st.isDirectory()) {
+      throw new RuntimeError(target === resolve(dir) ? `cannot use ${what} ${dir}: it is a file, not a directory`
+        : `cannot create ${what} ${dir}: ${target} is not a directory`);
+    }
+    break;
+  }
+  const probe = join(target, `.rawpoll-probe-${process.pid}`);
+  try {
+    closeSync(openSync(probe, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600));
+  } catch (e) {
+    const where = target === resolve(dir) ? `${what} ${dir} is not writable` : `cannot create ${what} ${dir}: ${target} is not writable`;
+    throw new RuntimeError(`${where} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); nothing was started`);
+  }
+  unlinkSync(probe);
 }
 
 /** One line per event: `time event host key=value …`, or the object itself with --json. */
@@ -101,10 +140,23 @@ Examples:
       if (netconsolePort === null && oopsPort === null) {
         throw new UsageError('nothing to receive: give --netconsole [PORT] and/or --oops [PORT]');
       }
+      if (netconsolePort !== null && netconsolePort === oopsPort && netconsolePort !== 0) {
+        throw new UsageError(`--netconsole and --oops both name UDP port ${netconsolePort}: give each its own port (defaults: netconsole 6666, netoops 2004)`);
+      }
       if (f.bind !== undefined) parseIpv4(f.bind, '--bind');
       checkWatchedLinks(f.iface);
       const idle = Number(f.idle);
       if (!(Number.isFinite(idle) && idle > 0 && idle <= 86400)) throw new UsageError(`bad --idle '${f.idle}': expected seconds, 0 < S <= 86400`);
+      const limits = {
+        maxOpenDumps: intArg(f.maxDumps, '--max-dumps', 1, 100000),
+        maxDumpsPerHost: intArg(f.maxDumpsPerHost, '--max-dumps-per-host', 1, 100000),
+        maxBytesPerDump: intArg(f.maxDumpBytes, '--max-dump-bytes', 1024, 2 ** 31),
+        maxTotalBytes: intArg(f.maxBytes, '--max-bytes', 1024, 2 ** 40),
+        maxQueuedWrites: intArg(f.maxQueuedWrites, '--max-queued-writes', 1, 100000),
+        maxFragmentsPerRecord: intArg(f.maxFragments, '--max-fragments', 1, 262144),
+      };
+      // Last, after every flag: the directory (created if missing, by the server) must take files now.
+      checkWritableDir(f.dir, '--dir', true);
       const json = !!f.json;
       const out = (e: CollectEvent) => process.stdout.write(formatEvent(e, json) + '\n');
       const server = await CollectServer.start({
@@ -113,12 +165,7 @@ Examples:
         netconsolePort,
         oopsPort,
         idleMs: Math.round(idle * 1000),
-        maxOpenDumps: intArg(f.maxDumps, '--max-dumps', 1, 100000),
-        maxDumpsPerHost: intArg(f.maxDumpsPerHost, '--max-dumps-per-host', 1, 100000),
-        maxBytesPerDump: intArg(f.maxDumpBytes, '--max-dump-bytes', 1024, 2 ** 31),
-        maxTotalBytes: intArg(f.maxBytes, '--max-bytes', 1024, 2 ** 40),
-        maxQueuedWrites: intArg(f.maxQueuedWrites, '--max-queued-writes', 1, 100000),
-        maxFragmentsPerRecord: intArg(f.maxFragments, '--max-fragments', 1, 262144),
+        ...limits,
         onEvent: out,
       });
       out({ event: 'listening', host: f.bind ?? '0.0.0.0', netconsole: server.ports.netconsole ?? undefined, oops: server.ports.oops ?? undefined, dir: f.dir });

@@ -7,6 +7,7 @@ import {
   DEFAULT_HERALD_TIMEOUT_SEC, DEFAULT_MAX_DUMP_SIZE, DEFAULT_MAX_SESSIONS, MAX_DUMP_SIZE_LIMIT, MAX_SESSIONS_LIMIT,
   NetdumpServer, type DumpResult, type NetdumpDrops,
 } from '../rx/netdumpd.js';
+import { checkWritableDir } from './collect.js';
 import { addWatchOption, checkWatchedLinks, eventWriter, intArg, interruptedExitCode, untilStopped } from './common.js';
 
 interface ServerFlags {
@@ -104,6 +105,8 @@ Exit codes: 0 stopped by a signal, 1 cannot listen or a link named with -i was d
       const maxSessions = intArg(f.maxSessions, '--max-sessions', 1, MAX_SESSIONS_LIMIT)!;
       const statsIntervalSec = intArg(f.statsInterval, '--stats-interval', 0, 86400)!;
       checkWatchedLinks(f.iface);
+      // Now, not at the first dump: a server that cannot write must not say it listens.
+      checkWritableDir(f.dir, '--dir', false);
       const print = (l: string) => process.stdout.write(l + '\n');
       const log = f.json ? () => {} : print;
       const server = await NetdumpServer.start({

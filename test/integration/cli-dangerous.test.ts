@@ -206,3 +206,46 @@ test('netdump --port 0: exit 2 naming it and 1-65535 before ARP or a herald; not
   assert.equal(r.frames, 0);
 });
 
+/** rawpoll in a private mount namespace where `ro` is a read-only bind mount of itself (root writes nowhere in it). */
+function withReadOnly(ro: string, args: string[]) {
+  const q = (x: string) => `'${x.replace(/'/g, "'\\''")}'`;
+  const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c',
+    `mount --bind -o ro ${q(ro)} ${q(ro)} && exec ${q(process.execPath)} ${q(RAWPOLL)} ${args.map(q).join(' ')}`], { timeout: 10000 });
+  return { code: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+for (const cmd of [['collect', '--netconsole', '0'], ['netdump-server', '--port', '0']]) {
+  test(`${cmd[0]} --dir D not writable, or a file: exit 1 at start-up naming D; never says it listens; nothing left`, () => {
+    const d = scratch();
+    const ro = join(d, 'ro');
+    mkdirSync(ro);
+    const r = withReadOnly(ro, [...cmd, '--dir', ro]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stderr.trim(), `rawpoll: --dir ${ro} is not writable (EROFS); nothing was started`);
+    assert.equal(r.stdout, '');
+    assert.deepEqual(readdirSync(ro), []);
+    if (cmd[0] === 'collect') {
+      const deep = join(ro, 'a', 'b');
+      const r2 = withReadOnly(ro, [...cmd, '--dir', deep]);
+      assert.equal(r2.code, 1, r2.stderr);
+      assert.equal(r2.stderr.trim(), `rawpoll: cannot create --dir ${deep}: ${ro} is not writable (EROFS); nothing was started`);
+      assert.deepEqual(readdirSync(ro), []);
+    }
+    const file = join(d, 'file');
+    writeFileSync(file, 'keep');
+    const r3 = offline([...cmd, '--dir', file], d);
+    assert.equal(r3.code, 1, r3.stderr);
+    assert.equal(r3.stderr.trim(), `rawpoll: cannot use --dir ${file}: it is a file, not a directory`);
+    assert.equal(readFileSync(file, 'utf8'), 'keep');
+    assert.deepEqual(readdirSync(d).sort(), ['file', 'ro']);
+  });
+}
+
+test('collect --netconsole 6666 --oops 6666: exit 2 before anything is created or bound', () => {
+  const d = scratch();
+  const dir = join(d, 'c');
+  const r = offline(['collect', '--dir', dir, '--netconsole', '6666', '--oops', '6666'], d);
+  assert.equal(r.code, 2, r.stderr);
+  assert.equal(r.stderr.trim(), 'rawpoll: --netconsole and --oops both name UDP port 6666: give each its own port (defaults: netconsole 6666, netoops 2004)');
+  assert.deepEqual(readdirSync(d), []);
+});
