@@ -8,7 +8,7 @@ import { parseEndpoint } from '../wire/addr.js';
 import { MAC_BROADCAST, formatMac } from '../wire/mac.js';
 import {
   addFrameOptions, addLinkOptions, eventWriter, interruptedExitCode, intArg, onStopSignal, reportLinkEvents, senderOptionsFromFlags,
-  type FrameFlags, type StopSignal,
+  type EventWriter, type FrameFlags, type StopSignal,
 } from './common.js';
 
 interface NetconsoleFlags extends FrameFlags {
@@ -177,12 +177,21 @@ async function run(f: NetconsoleFlags): Promise<void> {
     throw new UsageError(`too many --userdata/--sysdata entries (${userdata.length + (sysdata?.size ?? 0)}): the kernel allows ${MAX_ENTRIES}`);
   }
   const targets = planTargets(f);
+  // One pcap file holds one stream: several targets would each write a header into it (or rename over each other).
+  if (f.write !== undefined && targets.length > 1) {
+    throw new UsageError(`-w ${f.write} takes one target, --config names ${targets.length}: write one pcap per run`);
+  }
   const linkQueue = intArg(f.linkQueue, '--link-queue', 0, 10_000_000)!;
   if (targets.some((t) => !t.extended && (userdata.length || sysdata || t.release))) {
     throw new UsageError('--release, --userdata and --sysdata need the extended format: add --extended (or \'+\' in --config)');
   }
 
-  const event = eventWriter('netconsole', f.json);
+  // With -w - standard output carries the pcap: events and the summary go to standard error, as tcpdump's do.
+  const toStdout = f.write === '-';
+  const out = toStdout ? process.stderr : process.stdout;
+  const event: EventWriter = toStdout
+    ? (e, human) => process.stderr.write(f.json ? JSON.stringify(e) + '\n' : `rawpoll netconsole: ${human}\n`)
+    : eventWriter('netconsole', f.json);
   const s = await runNetconsole({
     targets, level, userdata, sysdata, count, linkQueue, event,
     input: f.kmsg ? { kind: 'kmsg', fromStart: f.fromStart } : f.follow ? { kind: 'follow', path: f.follow, fromStart: f.fromStart }
@@ -196,10 +205,10 @@ async function run(f: NetconsoleFlags): Promise<void> {
   const interrupted = s.interrupted as StopSignal | null;
   const dropped = s.targets.reduce((a, t) => a + t.droppedQueueFull + t.notSentLinkDown, 0);
   const outages = s.targets.reduce((a, t) => a + t.linkOutages, 0);
-  if (f.json) process.stdout.write(JSON.stringify({ event: 'summary', ...rest }) + '\n');
+  if (f.json) out.write(JSON.stringify({ event: 'summary', ...rest }) + '\n');
   else {
     const { messages, datagrams, lostKmsgRecords: lost } = s;
-    process.stdout.write(`${messages} message${messages === 1 ? '' : 's'} in ${datagrams} datagram${datagrams === 1 ? '' : 's'} (${s.payloadBytes} bytes) to ` +
+    out.write(`${messages} message${messages === 1 ? '' : 's'} in ${datagrams} datagram${datagrams === 1 ? '' : 's'} (${s.payloadBytes} bytes) to ` +
       `${s.targets.map((t) => t.dst).join(', ')}${lost ? `, ${lost} kernel records lost to overruns` : ''}` +
       (outages ? `; ${outages} link outage${outages === 1 ? '' : 's'}, ${s.targets.reduce((a, t) => a + t.queuedWhileDown, 0)} datagrams queued, ${dropped} dropped while down` : '') +
       ` — stopped: ${s.stopped}\n`);

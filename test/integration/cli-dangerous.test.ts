@@ -249,3 +249,16 @@ test('collect --netconsole 6666 --oops 6666: exit 2 before anything is created o
   assert.equal(r.stderr.trim(), 'rawpoll: --netconsole and --oops both name UDP port 6666: give each its own port (defaults: netconsole 6666, netoops 2004)');
   assert.deepEqual(readdirSync(d), []);
 });
+
+test('netconsole -w -: the pcap alone on standard output (events and summary on standard error); -w with two --config targets refused', () => {
+  const d = scratch();
+  const r = spawnSync(process.execPath, [RAWPOLL, 'netconsole', '--to', '10.9.9.2', ...MACS, '-w', '-', '--json'], { cwd: d, input: 'a\nb\n' });
+  assert.equal(r.status, 0, r.stderr.toString());
+  const udpPayload = (f: Buffer) => f.subarray(42, 34 + f.readUInt16BE(38)).toString();
+  assert.deepEqual(parsePcap(r.stdout).records.map((x) => udpPayload(x.data)), ['a\n', 'b\n']);
+  assert.match(r.stderr.toString(), /"event":"summary"/);
+  const two = offline(['netconsole', '--config', '@10.9.9.1/lo,@10.9.9.2/02:00:00:00:00:02;@10.9.9.1/lo,@10.9.9.3/02:00:00:00:00:03', '-w', '-'], d);
+  assert.equal(two.code, 2, two.stderr);
+  assert.equal(two.stderr.trim(), 'rawpoll: -w - takes one target, --config names 2: write one pcap per run');
+  assert.deepEqual(readdirSync(d), []);
+});
