@@ -5,7 +5,8 @@ import { parseMac } from '../wire/mac.js';
 import { ETH_HEADER_LEN, ETH_MIN_FRAME } from '../wire/ethernet.js';
 import { VLAN_TAG_LEN } from '../wire/vlan.js';
 import type { SenderOptions } from '../tx/sender.js';
-import { accessSync, constants as fsc, statSync } from 'node:fs';
+import { accessSync, constants as fsc, mkdirSync, statSync } from 'node:fs';
+import { dirname, resolve as resolvePath } from 'node:path';
 import { networkInterfaces } from 'node:os';
 import type { IfaceInfo } from '../link/iface.js';
 import { LinkWatch, linkStatus, type LinkDownEvent, type LinkUpEvent } from '../link/watch.js';
@@ -307,6 +308,46 @@ export function checkInputFile(path: string, what: string): void {
   } catch (e) {
     if (e instanceof UsageError) throw e;
     throw pathError(e, what, path);
+  }
+}
+
+/**
+ * A file rawpoll will create or rewrite (a state file): its directory must already be there — a typo in it is bad
+ * usage, not a tree of directories to create — and the path must not be a directory.
+ */
+export function checkOutputFile(path: string, what: string): void {
+  const dir = dirname(resolvePath(path));
+  try {
+    if (!statSync(dir).isDirectory()) throw new UsageError(`bad ${what} '${path}': ${dir} is not a directory`);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new UsageError(`bad ${what} '${path}': no directory ${dir} (rawpoll does not create it)`);
+    throw pathError(e, what, path);
+  }
+  try {
+    if (statSync(path).isDirectory()) throw new UsageError(`bad ${what} '${path}': a directory, not a file`);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw pathError(e, what, path);
+  }
+}
+
+/**
+ * A directory a receiver writes into (--dir): created with its parents when `create` (collect's mkdir -p), else it
+ * must be there (netdump-server's); a file there is bad usage (2); not writable is a runtime failure (1), found at
+ * start-up rather than at the first dump.
+ */
+export function checkOutputDir(dir: string, what: string, o: { create?: boolean } = {}): void {
+  try {
+    if (o.create) mkdirSync(dir, { recursive: true });
+    if (!statSync(dir).isDirectory()) throw new UsageError(`bad ${what} '${dir}': a file, not a directory`);
+    accessSync(dir, fsc.W_OK | fsc.X_OK);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    // mkdir -p meeting a file on the way, or the path itself a file.
+    if (code === 'EEXIST' || code === 'ENOTDIR') throw new UsageError(`bad ${what} '${dir}': a file is in the way (not a directory)`);
+    throw pathError(e, what, dir);
   }
 }
 

@@ -6,7 +6,7 @@ import { buildOopsReport, readOopsLog, rearmOneShot, sendOops } from '../tx/oops
 import { parseRateLimit, type RateLimit } from '../tx/oopsstate.js';
 import { parseEndpoint } from '../wire/addr.js';
 import {
-  addFrameOptions, addLinkOptions, checkInputFile, interruptedExitCode, intArg, onStopSignal, senderOptionsFromFlags, type FrameFlags, type StopSignal,
+  addFrameOptions, addLinkOptions, checkInputFile, checkOutputFile, interruptedExitCode, intArg, onStopSignal, senderOptionsFromFlags, type FrameFlags, type StopSignal,
 } from './common.js';
 
 interface OopsFlags extends FrameFlags {
@@ -97,8 +97,10 @@ export function register(program: Command): void {
     if (f.rearm && !f.oneShot) throw new UsageError('--rearm needs --one-shot FILE (the file to re-arm)');
     if (f.log !== undefined && f.kmsg) throw new UsageError('give the log with --log FILE or --kmsg, not both');
     const haveLog = f.log !== undefined || !!f.kmsg;
-    // Before --rearm touches the state file and before ARP: a missing --log is a wrong value (exit 2), in every command.
+    // Before --rearm touches the state file and before ARP: a missing --log is a wrong value (exit 2), in every command;
+    // so is a state file in a directory that is not there (it used to be created, typo and all).
     if (f.log !== undefined) checkInputFile(f.log, '--log');
+    if (stateFile !== undefined) checkOutputFile(stateFile, f.oneShot !== undefined ? '--one-shot' : '--state');
 
     if (f.rearm) {
       await rearmOneShot(f.oneShot!);

@@ -4,7 +4,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Lab, must, rawpoll, ROOT, rxPackets, sh, twoHosts, waitFor, type RunResult, type TwoHostLab } from '../helpers/lab.js';
@@ -202,4 +202,13 @@ test('exit 1, one line: a runtime failure (RuntimeError) in each of the ten comm
   for (const [cmd, args] of Object.entries(senders)) oneLine(rawpoll(h.a, args, ''), 1, down, cmd);
   // sink --capture on a down link: a RuntimeError too (rx/engine.ts), in its own words.
   oneLine(rawpoll(h.a, ['sink', '--port', '9001', '--capture', '-i', h.ifA, '--count', '1']), 1, new RegExp(`${h.ifA} is down`), 'sink --capture');
+});
+
+test('oops --one-shot in a directory that is not there: exit 2 naming it, nothing created (it used to mkdir -p)', () => {
+  const state = join(tmp, 'no', 'such', 'armed');
+  const r = local(['oops', '--one-shot', state, '--rearm']);
+  oneLine({ ...r, out: Buffer.from(r.stdout) }, 2, new RegExp(`^rawpoll: bad --one-shot '${state}': no directory ${join(tmp, 'no', 'such')} \\(rawpoll does not create it\\)$`), 'oops');
+  assert.ok(!existsSync(join(tmp, 'no')));
+  const log = join(tmp, 'missing.log');
+  oneLine({ ...local(['oops', '--to', '10.0.0.9', '--log', log]), out: Buffer.alloc(0) }, 2, new RegExp(`^rawpoll: bad --log '${log}': no such file or directory$`), 'oops --log');
 });

@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { twoHosts, rawpollAsync, udpReceiver, waitFor, sh, RAWPOLL, Lab } from '../helpers/lab.js';
@@ -245,6 +245,8 @@ test('oops one-shot and rate-limit across invocations, checked at the collector'
     const col = await startCollector(h.lab, h.b, dir, ['--idle', '5']);
     const logFile = join(dir, 'in.log');
     writeFileSync(logFile, textLog(2500, 'oneshot'));
+    // The state file's directory must exist: rawpoll creates the file, not its directory (issue 13).
+    mkdirSync(join(dir, 'state'));
     const armed = join(dir, 'state', 'armed');
     let id = 500;
     const send = async (args: string[]) => {
