@@ -32,6 +32,7 @@ export async function main(argv: string[]): Promise<void> {
       throw e;
     });
   }
+  installFatalHandlers();
   // `--version [--json]` alone is answered before commander: a program-level --json would take the subcommands' own.
   const rest = argv.slice(2);
   if (rest.some((a) => a === '-V' || a === '--version') && rest.every((a) => a === '-V' || a === '--version' || a === '--json')) {
@@ -57,6 +58,19 @@ export async function main(argv: string[]): Promise<void> {
   } catch (err) {
     process.exitCode = exitCodeFor(err);
   }
+}
+
+/**
+ * An error thrown outside a command's action (in a timer, an event handler, a stream callback) is still one line and
+ * exit 1, as exitCodeFor does for the action's own: Node would otherwise print a stack trace (README, "Exit codes").
+ */
+export function installFatalHandlers(): void {
+  const fatal = (err: unknown) => {
+    process.exitCode = exitCodeFor(err);
+    process.exit();
+  };
+  process.on('uncaughtException', fatal);
+  process.on('unhandledRejection', fatal);
 }
 
 /** package.json's version: from src/cli (tsx) or dist/src/cli (compiled), the first ancestor that has it. */
