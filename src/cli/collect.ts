@@ -33,8 +33,9 @@ function portFlag(v: string | boolean | undefined, def: number, what: string): n
 /**
  * A receiver's --dir, checked at start-up rather than at the first dump (which would fail after the sender was told
  * "listening"): it must be a directory we can create files in, or, with `create`, a missing one whose nearest
- * existing ancestor is. Writability is tried, not asked (access(2) says yes to root even on a read-only mount or an
- * immutable directory): a probe file is created and removed, so nothing is left behind. RuntimeError (exit 1).
+ * existing ancestor is. Writability is tried, not asked: creating a file is the one test that answers for permissions,
+ * read-only mounts, immutable directories, LSMs and inode quotas alike; the probe is removed, nothing is left
+ * behind. RuntimeError (exit 1).
  */
 export function checkWritableDir(dir: string, what: string, create: boolean): void {
   let target = resolve(dir);
