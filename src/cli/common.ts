@@ -2,8 +2,6 @@ import { Command } from 'commander';
 import { RuntimeError, UsageError } from '../errors.js';
 import { parseIpv4, parseSource } from '../wire/addr.js';
 import { parseMac } from '../wire/mac.js';
-import { ETH_HEADER_LEN, ETH_MIN_FRAME } from '../wire/ethernet.js';
-import { VLAN_TAG_LEN } from '../wire/vlan.js';
 import type { SenderOptions } from '../tx/sender.js';
 import { accessSync, constants as fsc, mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
@@ -159,9 +157,16 @@ export function parseVlanArg(v: string | undefined): { vid: number; pcp: number 
 }
 
 /** Flags → SenderOptions (everything but the destination), validating each value with a message that names it. */
-/** Frame sizes --size takes before the link is known: Ethernet's minimum to the largest IPv4 datagram + headers. */
-const FRAME_SIZE_MIN = ETH_MIN_FRAME;
-const FRAME_SIZE_MAX = 65535 + ETH_HEADER_LEN + VLAN_TAG_LEN;
+/**
+ * --size N: here only that it is a number; its range, 60 to MTU+14 (+4 tagged), needs the link's MTU and is checked
+ * by the sender before anything is sent (tx/sender.ts checkFrameSize), in those terms — not as 1-65535.
+ */
+function frameSizeArg(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const t = String(v).trim();
+  if (!/^\d{1,9}$/.test(t)) throw new UsageError(`bad --size '${v}': expected a frame size in bytes without FCS, 60 to MTU+14`);
+  return Number(t);
+}
 
 export function senderOptionsFromFlags(f: FrameFlags): Omit<SenderOptions, 'to'> {
   if (f.badUdpChecksum && f.udpChecksum === false) {
@@ -181,7 +186,7 @@ export function senderOptionsFromFlags(f: FrameFlags): Omit<SenderOptions, 'to'>
     df: !!f.df,
     ipId: f.ipId !== undefined ? intArg(f.ipId, '--ip-id', 0, 65535, { hex: true }) : 'counter',
     vlan: parseVlanArg(f.vlan),
-    frameSize: intArg(f.size, '--size', FRAME_SIZE_MIN, FRAME_SIZE_MAX, { note: "bytes without FCS; the link's MTU narrows it to 60 to MTU+14" }),
+    frameSize: frameSizeArg(f.size),
     ipChecksum: f.badIpChecksum ? 'bad' : 'good',
     udpChecksum: f.badUdpChecksum ? 'bad' : f.udpChecksum === false ? 'none' : 'good',
     arpRetries: intArg(f.retries, '--retries', 1, 100),

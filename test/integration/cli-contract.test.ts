@@ -212,3 +212,16 @@ test('oops --one-shot in a directory that is not there: exit 2 naming it, nothin
   const log = join(tmp, 'missing.log');
   oneLine({ ...local(['oops', '--to', '10.0.0.9', '--log', log]), out: Buffer.alloc(0) }, 2, new RegExp(`^rawpoll: bad --log '${log}': no such file or directory$`), 'oops --log');
 });
+
+test('send --size out of range names the real range, 60 to MTU+14 of this link (not 1-65535); nothing on the wire', () => {
+  const h = hosts();
+  must('ip', ['-n', h.a, 'link', 'set', h.ifA, 'mtu', '1400']);
+  const before = rxPackets(h.b, h.ifB);
+  for (const size of ['99999', '59', '1415']) {
+    oneLine(rawpoll(h.a, ['send', '-i', h.ifA, '--to', `${h.ipB}:9`, '--data', 'x', '--size', size]), 2,
+      new RegExp(`^rawpoll: bad frame size '${size}': expected 60-1414 bytes \\(60 is the Ethernet minimum; the maximum is MTU 1400 \\+ headers\\)$`), `--size ${size}`);
+  }
+  oneLine(rawpoll(h.a, ['send', '-i', h.ifA, '--to', `${h.ipB}:9`, '--data', 'x', '--size', '1k']), 2,
+    /^rawpoll: bad --size '1k': expected a frame size in bytes without FCS, 60 to MTU\+14$/, '--size 1k');
+  assert.equal(rxPackets(h.b, h.ifB), before);
+});
