@@ -11,7 +11,7 @@ import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import { formatMac } from '../wire/mac.js';
 import { parseDestination, parseDuration, parseLinkDownPolicy, parseRange, parseRate, parseSizes, parseStartAt } from './blast-args.js';
 import {
-  addFrameProfileOptions, addLinkOptions, eventWriter, interruptedExitCode, intArg, onStopSignal, parseVlanArg, reportLinkEvents, senderOptionsFromFlags,
+  addFrameProfileOptions, addLinkOptions, eventWriter, interruptedExitCode, intArg, onStopSignal, parseVlanArg, rangeArg, reportLinkEvents, senderOptionsFromFlags,
   type FrameFlags, type StopSignal,
 } from './common.js';
 
@@ -152,7 +152,7 @@ export function register(program: Command): void {
     };
     let srcIps: number[] | undefined;
     if (f.srcIp !== undefined) {
-      const [lo, hi] = parseRange(f.srcIp, '--src-ip', 0, 0xffffffff, (x) => parseIpv4(x, '--src-ip'));
+      const [lo, hi] = rangeArg(f.srcIp, '--src-ip', 0, 0xffffffff, (x) => parseIpv4(x, '--src-ip'), formatIpv4);
       if (hi - lo >= 65536) throw new UsageError(`--src-ip range ${f.srcIp} is too wide: at most 65536 addresses`);
       srcIps = Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
     }

@@ -53,8 +53,9 @@ export function checkWritableDir(dir: string, what: string, create: boolean): vo
       throw new RuntimeError(`cannot use ${what} ${dir}: ${(e as Error).message}`);
     }
     if (!st.isDirectory()) {
-      throw new RuntimeError(target === resolve(dir) ? `cannot use ${what} ${dir}: it is a file, not a directory`
-        : `cannot create ${what} ${dir}: ${target} is not a directory`);
+      // The wrong kind of path is bad usage (2), as for every command (README, exit codes); refused is runtime (1).
+      throw new UsageError(target === resolve(dir) ? `bad ${what} '${dir}': a file, not a directory`
+        : `bad ${what} '${dir}': ${target} is not a directory`);
     }
     break;
   }

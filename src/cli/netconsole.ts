@@ -7,7 +7,7 @@ import { runNetconsole, SYSDATA_FIELDS, type NetconsoleTargetOptions, type Sysda
 import { parseEndpoint } from '../wire/addr.js';
 import { MAC_BROADCAST, formatMac } from '../wire/mac.js';
 import {
-  addFrameOptions, addLinkOptions, eventWriter, interruptedExitCode, intArg, onStopSignal, reportLinkEvents, senderOptionsFromFlags,
+  addFrameOptions, addLinkOptions, countArg, eventWriter, interruptedExitCode, intArg, onStopSignal, reportLinkEvents, senderOptionsFromFlags,
   type EventWriter, type FrameFlags, type StopSignal,
 } from './common.js';
 
@@ -169,7 +169,7 @@ function checkFollowPath(path: string): void {
 async function run(f: NetconsoleFlags): Promise<void> {
   if (f.kmsg && f.follow) throw new UsageError('--kmsg and --follow are two sources: choose one');
   if (f.follow !== undefined) checkFollowPath(f.follow);
-  const count = intArg(f.count, '--count', 1, 2 ** 31);
+  const count = countArg(f.count);
   const level = parseLevel(f.level ?? 'info');
   const userdata = parseUserdata(f.userdata ?? []);
   const sysdata = parseSysdata(f.sysdata);

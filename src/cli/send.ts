@@ -5,7 +5,7 @@ import { RuntimeError, UsageError } from '../errors.js';
 import { UdpSender } from '../tx/sender.js';
 import { parseEndpoint } from '../wire/addr.js';
 import {
-  addFrameOptions, addLinkOptions, interruptedExitCode, intArg, onStopSignal, senderOptionsFromFlags, type FrameFlags, type StopSignal,
+  addFrameOptions, addLinkOptions, checkInputFile, countArg, interruptedExitCode, onStopSignal, senderOptionsFromFlags, type FrameFlags, type StopSignal,
 } from './common.js';
 
 interface SendFlags extends FrameFlags {
@@ -42,7 +42,7 @@ export function register(program: Command): void {
       '130 (SIGINT) or 143 (SIGTERM) interrupted before all --count datagrams were sent.');
   cmd.action(async (f: SendFlags) => {
     const to = parseEndpoint(f.to, '--to');
-    const count = intArg(f.count, '--count', 1, 2 ** 31)!;
+    const count = countArg(f.count)!;
     const opts = { ...senderOptionsFromFlags(f), pcapNano: !!f.pcapNano };
     if (f.pcapNano && !f.write) throw new UsageError('--pcap-nano is for the pcap file: add -w FILE');
     if (f.write && !f.iface && !f.from) {
@@ -114,6 +114,7 @@ function readPayload(f: SendFlags): Buffer {
   if (path === '-' && f.file === undefined && process.stdin.isTTY) {
     throw new UsageError('no payload: give --data TEXT, --file PATH, or pipe it on standard input');
   }
+  checkInputFile(path, '--file');
   try {
     return readFileSync(path === '-' ? 0 : path);
   } catch (e) {

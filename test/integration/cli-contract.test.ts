@@ -226,27 +226,27 @@ test('send --size out of range names the real range, 60 to MTU+14 of this link (
   assert.equal(rxPackets(h.b, h.ifB), before);
 });
 
-// Cases the table decides but a command's own file still answers otherwise (issue 13; the files are another
-// engineer's): todo until they use cli/common.ts's helpers (checkInputFile, checkOutputDir, countArg, rangeArg).
+// Cases the table decides that a command's own file once answered otherwise (issue 13): they now use cli/common.ts's
+// helpers (checkInputFile, countArg, rangeArg) or the table's classes.
 const OFFLINE = ['--dst-mac', '02:00:00:00:00:02', '--src-mac', '02:00:00:00:00:01', '--from', '10.0.0.1'];
 
-test('the table, where commands still differ', async (t) => {
+test('the table, where commands once differed', async (t) => {
   const d = mkdtempSync(join(tmp, 'todo-'));
   const file = join(d, 'plain');
   writeFileSync(file, '');
   const pcap = join(d, 'out.pcap');
-  await t.test('send --file missing: 2, as oops --log and netdump --file', { todo: 'src/cli/send.ts readPayload: checkInputFile' }, () => {
+  await t.test('send --file missing: 2, as oops --log and netdump --file', () => {
     oneLine({ ...local(['send', '--to', '10.0.0.2:9', '--file', join(d, 'nope'), ...OFFLINE, '-w', pcap]), out: Buffer.alloc(0) }, 2, /^rawpoll: bad --file '/, 'send');
   });
-  await t.test('collect/netdump-server --dir that is a file: 2 (the wrong kind), as netconsole --follow DIR', { todo: 'src/cli/collect.ts checkWritableDir says 1' }, () => {
+  await t.test('collect/netdump-server --dir that is a file: 2 (the wrong kind), as netconsole --follow DIR', () => {
     oneLine({ ...local(['collect', '--dir', file, '--netconsole', '0']), out: Buffer.alloc(0) }, 2, /--dir/, 'collect');
     oneLine({ ...local(['netdump-server', '--dir', file, '--port', '0']), out: Buffer.alloc(0) }, 2, /--dir/, 'netdump-server');
   });
-  await t.test('send/netconsole --count names 1-2147483647', { todo: 'src/cli/send.ts, netconsole.ts: countArg' }, () => {
+  await t.test('send/netconsole --count names 1-2147483647', () => {
     oneLine({ ...local(['send', '--to', '10.0.0.2:9', '--data', 'x', ...OFFLINE, '-w', pcap, '-c', '0']), out: Buffer.alloc(0) }, 2,
       /^rawpoll: bad --count '0': expected an integer 1-2147483647$/, 'send');
   });
-  await t.test('blast --src-ip reversed: names the range given', { todo: 'src/cli/blast.ts: rangeArg with formatIpv4' }, () => {
+  await t.test('blast --src-ip reversed: names the range given', () => {
     oneLine({ ...local(['blast', '--to', '10.0.0.2:9', ...OFFLINE, '--src-ip', '10.0.0.9-10.0.0.1', '--count', '1', '-w', pcap]), out: Buffer.alloc(0) }, 2,
       /^rawpoll: bad --src-ip '10\.0\.0\.9-10\.0\.0\.1': the range runs backwards/, 'blast');
   });
