@@ -377,12 +377,16 @@ export class NetdumpServer extends EventEmitter {
     s.rootReal = fs.realpathSync(o.dir);
     s.sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 1024 * 1024 });
     s.sock.on('message', (msg, rinfo) => s.queueHerald(msg, rinfo));
-    s.sock.on('error', (e) => s.log(`server socket error: ${e.message}`));
+    // A bind failure is the start-up error, said once by the caller; errors after it are logged.
     await new Promise<void>((resolve, reject) => {
       s.sock.once('error', (e: NodeJS.ErrnoException) => reject(new RuntimeError(
         `cannot listen on UDP ${o.bind ?? '0.0.0.0'}:${o.port ?? NETDUMP_PORT}: ${e.code ?? e.message}` +
         (e.code === 'EADDRINUSE' ? ' (another netdump server is running? choose --port)' : ''))));
-      s.sock.bind({ address: o.bind ?? '0.0.0.0', port: o.port ?? NETDUMP_PORT }, () => resolve());
+      s.sock.bind({ address: o.bind ?? '0.0.0.0', port: o.port ?? NETDUMP_PORT }, () => {
+        s.sock.removeAllListeners('error');
+        s.sock.on('error', (e) => s.log(`server socket error: ${e.message}`));
+        resolve();
+      });
     });
     s.port = s.sock.address().port;
     // The shorter of the two timeouts sets the pace: a half-open session ends within 1.25 × --herald-timeout.
