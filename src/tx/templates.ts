@@ -79,6 +79,14 @@ export function makeFlows(f: FlowSpec): Flow[] {
   const nd = f.dstPorts[1] - f.dstPorts[0] + 1;
   const n = f.flows ?? Math.max(ns, nd, f.srcIps.length);
   if (!(Number.isInteger(n) && n >= 1 && n <= 65536)) throw new UsageError(`bad --flows '${f.flows}': expected 1-65536`);
+  // Flow k repeats flow k - period (the ranges wrap together every lcm of their lengths): two "flows" with one
+  // 4-tuple would share the sink's account and their seqs would collide.
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  const period = [ns, nd, f.srcIps.length].reduce((a, b) => Math.min(65537, (a / gcd(a, b)) * b), 1);
+  if (n > period) {
+    throw new UsageError(`bad --flows '${n}': --src-ip, --sport and --dport (${f.srcIps.length}, ${ns} and ${nd} values) make ` +
+      `${period} distinct flow${period === 1 ? '' : 's'}; flow ${period} would repeat flow 0 (widen a range, or --flows ${period})`);
+  }
   return Array.from({ length: n }, (_, k) => ({
     srcIp: f.srcIps[k % f.srcIps.length],
     srcPort: f.srcPorts[0] + (k % ns),

@@ -97,6 +97,10 @@ test('makeFlows walks each range; default flow count is the largest range', () =
   assert.ok(f.every((x) => x.dstPort === 9 && x.srcIp === 1));
   const g = makeFlows({ srcIps: [1, 2], srcPorts: [5, 7], dstPorts: [9, 10], flows: 6 });
   assert.deepEqual(g.map((x) => [x.srcIp, x.srcPort, x.dstPort]), [[1, 5, 9], [2, 6, 10], [1, 7, 9], [2, 5, 10], [1, 6, 9], [2, 7, 10]]);
+  // More flows than distinct 4-tuples (issue 13: --flows 17 --sport 10000-10015 ran 17 flows on 16 ports).
+  assert.throws(() => makeFlows({ srcIps: [1], srcPorts: [10000, 10015], dstPorts: [9, 9], flows: 17 }),
+    /bad --flows '17': --src-ip, --sport and --dport \(1, 16 and 1 values\) make 16 distinct flows; flow 16 would repeat flow 0/);
+  assert.throws(() => makeFlows({ srcIps: [1, 2], srcPorts: [5, 7], dstPorts: [9, 10], flows: 7 }), /make 6 distinct flows/);
 });
 
 test('size limits: 60 bytes minimum, headers + test header with a VLAN tag, MTU + 14 maximum', () => {
