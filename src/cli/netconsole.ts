@@ -168,6 +168,9 @@ function checkFollowPath(path: string): void {
 
 async function run(f: NetconsoleFlags): Promise<void> {
   if (f.kmsg && f.follow) throw new UsageError('--kmsg and --follow are two sources: choose one');
+  if (f.fromStart && !f.kmsg && f.follow === undefined) {
+    throw new UsageError('--from-start is for --kmsg (the oldest record in the ring) or --follow FILE (the whole file); standard input starts where it starts');
+  }
   if (f.follow !== undefined) checkFollowPath(f.follow);
   const count = countArg(f.count);
   const level = parseLevel(f.level ?? 'info');

@@ -112,7 +112,7 @@ export function parseNetconsoleTarget(spec: string): NetconsoleTarget {
 /** The kernel's module option: several targets separated by ';'. */
 export function parseNetconsoleConfig(s: string): NetconsoleTarget[] {
   const parts = String(s).split(';');
-  if (parts.length > 0 && parts[parts.length - 1].trim() === '' && parts.length > 1) parts.pop();
+  // A trailing ';' too: the kernel's parser rejects the empty target it leaves (issue 13).
   if (parts.some((p) => p.trim() === '')) {
     throw new UsageError(`bad netconsole config '${s}': empty target (syntax ${CONFIG_SYNTAX}, targets separated by ';')`);
   }

@@ -267,6 +267,8 @@ test('bad usage: exit 2 with a message naming the bad value, nothing sent', () =
     [['-i', h.ifA, '--to', h.ipB, '--extended', '--userdata', 'novalue'], /bad --userdata 'novalue'/],
     [['-i', h.ifA, '--to', h.ipB, '--extended', '--sysdata', 'cpu,disk'], /bad --sysdata field 'disk'/],
     [['-i', h.ifA], /no target/],
+    [['--config', `@/${h.ifA},@${h.ipB}/;`], /empty target/],
+    [['-i', h.ifA, '--to', h.ipB, '--from-start'], /--from-start is for --kmsg .* or --follow FILE/],
   ];
   for (const [args, re] of cases) {
     const r = rawpoll(h.a, ['netconsole', ...args], 'x\n');

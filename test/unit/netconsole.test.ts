@@ -57,6 +57,7 @@ test('config: bad input is a UsageError naming the bad part', () => {
     ['6665', /missing '@'/],
     ['', /empty target/],
     ['@/eth0,@10.0.0.9/;;@/eth0,@10.0.0.8/', /empty target/],
+    ['@/eth0,@10.0.0.9/;', /empty target/], // trailing ';': the kernel rejects the empty target it leaves
   ];
   for (const [s, re] of cases) {
     assert.throws(() => parseNetconsoleConfig(s), (e: unknown) => e instanceof UsageError && re.test(e.message), s);
