@@ -2,24 +2,13 @@
  * The command-line contract every command keeps (README, "Exit codes"; issue 13): `--version`, one exit-code table for
  * all commands, one line naming the bad value, and never a stack trace.
  */
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Lab, must, rawpoll, ROOT, rxPackets, sh, twoHosts, waitFor, type RunResult, type TwoHostLab } from '../helpers/lab.js';
+import { labsForThisFile, must, rawpoll, ROOT, rxPackets, sh, waitFor, type RunResult } from '../helpers/lab.js';
 
-const labs: Lab[] = [];
-const tmp = mkdtempSync(join(tmpdir(), 'rawpoll-cli-contract-'));
-after(() => {
-  for (const l of labs) l.destroy();
-  rmSync(tmp, { recursive: true, force: true });
-});
-function hosts(o: Parameters<typeof twoHosts>[0] = {}): TwoHostLab {
-  const h = twoHosts(o);
-  labs.push(h.lab);
-  return h;
-}
+const { tmp, hosts } = labsForThisFile('rawpoll-cli-contract-');
 
 /** Runs rawpoll outside any namespace: only for what touches no interface at all (--version, --help). */
 function local(args: string[], env: Record<string, string> = {}): { code: number | null; stdout: string; stderr: string } {
