@@ -63,7 +63,9 @@ function listen(port: number, address: string | undefined, what: string, rx: Rec
   let lastIp = -1;
   let lastAddr = '';
   try {
-    return RxEngine.socket({ port, bind, mode: 'payload', timestamp: 'user', rcvbuf: RCVBUF, batchRecords: 1024, flushMs: 2 }, (b: PayloadBatch) => {
+    // queue 4: while JavaScript is behind, at most 4 handed-over batches wait in memory (~1 MiB each of small
+    // datagrams, 8 MiB at most); the rest waits in the kernel's buffer, where an overflow is counted.
+    return RxEngine.socket({ port, bind, mode: 'payload', timestamp: 'user', rcvbuf: RCVBUF, batchRecords: 1024, flushMs: 2, queue: 4 }, (b: PayloadBatch) => {
       try {
         for (let i = 0; i < b.n; i++) {
           if (b.srcIp[i] !== lastIp) {
