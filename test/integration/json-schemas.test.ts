@@ -5,7 +5,7 @@
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { labsForThisFile, rawpoll, rawpollAsync, RAWPOLL, ROOT, udpReceiver, waitFor, type TwoHostLab } from '../helpers/lab.js';
@@ -110,6 +110,22 @@ describe('--json outputs validate against schemas/ (namespaces)', { timeout: 600
       assert.equal(doc.test, t);
     }
     serve.kill('SIGTERM');
+  });
+
+  test('netconsole --json (from standard input) and oops --json, into UDP receivers', async () => {
+    const nrx = await udpReceiver(h.lab, h.b, 6666, 2);
+    const nc = rawpoll(h.a, ['netconsole', '-i', h.ifA, '--to', `${h.ipB}:6666`, '--json'], 'line one\nline two\n');
+    assert.equal(nc.code, 0, nc.stderr);
+    const events = nc.stdout.split('\n').filter(Boolean).map((l) => valid<{ event: string }>('netconsole', l).event);
+    assert.deepEqual(events, ['ready', 'summary']);
+    assert.equal((await nrx.done()).length, 2);
+    const log = join(tmp, 'oops.log');
+    writeFileSync(log, '<4>[    1.000000] BUG: unable to handle page fault\n<4>[    1.000100] Call Trace:\n');
+    const orx = await udpReceiver(h.lab, h.b, 2004, 3);
+    const oo = rawpoll(h.a, ['oops', '-i', h.ifA, '--to', h.ipB, '--log', log, '--type', 'oops', '--json']);
+    assert.equal(oo.code, 0, oo.stderr);
+    const o = valid<{ datagrams: number }>('oops', oneLine(oo.stdout, 'oops'));
+    assert.equal((await orx.done()).length, o.datagrams);
   });
 
   test('--version --json', () => {
