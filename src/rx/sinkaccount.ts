@@ -78,7 +78,7 @@ export interface FlowReport {
   /** Between the first and last arrival, seconds. */
   seconds: number;
   pps: number;
-  /** Bits/s of UDP payload. */
+  /** Mbit/s (10^6 bits a second) of UDP payload. */
   payloadMbps: number;
   /** Gaps between the flow's datagrams on the receive clock, µs; null before its second datagram. */
   interArrivalUs: InterArrivalUs | null;
