@@ -94,6 +94,7 @@ class RssWatch {
   constructor(private readonly pid: number) {
     this.start = rssKiB(pid).rss * 1024;
     this.timer = setInterval(() => this.sample(), 50);
+    this.timer.unref(); // a test that fails before stop() must still end
   }
   private sample(): void {
     try { this.peak = Math.max(this.peak, rssKiB(this.pid).rss * 1024); } catch { /* exited */ }
