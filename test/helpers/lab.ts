@@ -256,3 +256,11 @@ export function labsForThisFile(tmpPrefix: string): { tmp: string; hosts: (opts?
     },
   };
 }
+
+/** The drop counter of the root qdisc on DEV in namespace NS (`tc -s qdisc show`: tbf's own count of what it dropped). */
+export function qdiscDrops(ns: string, dev: string): number {
+  const s = must('tc', ['-n', ns, '-s', 'qdisc', 'show', 'dev', dev]);
+  const d = /dropped (\d+)/.exec(s);
+  if (!d) throw new Error(`no drop counter in: ${s}`);
+  return Number(d[1]);
+}

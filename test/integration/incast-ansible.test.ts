@@ -17,7 +17,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Lab, must, RAWPOLL, ROOT } from '../helpers/lab.js';
+import { Lab, must, RAWPOLL, ROOT, qdiscDrops } from '../helpers/lab.js';
 
 const RATE_BPS = 4e6;
 const BURST = 16000;
@@ -60,10 +60,7 @@ let port: string; // the bridge port toward the receiver, where tbf sits
 const tmp = mkdtempSync(join(tmpdir(), 'rawpoll-incast-ansible-'));
 
 function tbfDrops(): number {
-  const s = must('tc', ['-n', sw, '-s', 'qdisc', 'show', 'dev', port]);
-  const d = /dropped (\d+)/.exec(s);
-  assert.ok(d, `no drop counter in: ${s}`);
-  return Number(d[1]);
+  return qdiscDrops(sw, port);
 }
 
 before(() => {

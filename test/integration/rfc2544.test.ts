@@ -15,7 +15,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Lab, must, RAWPOLL, rawpollAsync, waitFor } from '../helpers/lab.js';
+import { Lab, must, RAWPOLL, rawpollAsync, waitFor, qdiscDrops } from '../helpers/lab.js';
 import type { Rfc2544Run } from '../../src/exp/results.js';
 
 const RATE_BPS = 8e6;
@@ -35,10 +35,7 @@ let ipB: string;
 const tmp = mkdtempSync(join(tmpdir(), 'rawpoll-rfc2544-'));
 
 function tbfDrops(): number {
-  const s = must('tc', ['-n', m, '-s', 'qdisc', 'show', 'dev', ifMb]);
-  const d = /dropped (\d+)/.exec(s);
-  assert.ok(d, `no drop counter in: ${s}`);
-  return Number(d[1]);
+  return qdiscDrops(m, ifMb);
 }
 
 function args(test: string, more: string[]): string[] {
