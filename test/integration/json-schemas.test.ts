@@ -5,10 +5,10 @@
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { labsForThisFile, rawpoll, rawpollAsync, RAWPOLL, ROOT, udpReceiver, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { exitOf, flap, labsForThisFile, nsRun, rawpoll, rawpollAsync, RAWPOLL, ROOT, udpReceiver, waitFor, type TwoHostLab } from '../helpers/lab.js';
 import { startSink } from '../helpers/sink.js';
 
 const SCHEMAS = join(ROOT, 'schemas');
@@ -126,6 +126,38 @@ describe('--json outputs validate against schemas/ (namespaces)', { timeout: 600
     assert.equal(oo.code, 0, oo.stderr);
     const o = valid<{ datagrams: number }>('oops', oneLine(oo.stdout, 'oops'));
     assert.equal((await orx.done()).length, o.datagrams);
+  });
+
+  test('netdump --json into netdump-server --json, with link-down/link-up events around it', async () => {
+    const dir = join(tmp, 'dumps');
+    mkdirSync(dir);
+    const srv = h.lab.spawn(h.b, [process.execPath, RAWPOLL, 'netdump-server', '--dir', dir, '--bind', h.ipB, '-i', h.ifB, '--json']);
+    let out = '';
+    let err = '';
+    srv.stdout!.on('data', (d) => (out += d));
+    srv.stderr!.on('data', (d) => (err += d));
+    // The server prints nothing until an event: wait for its herald socket, then bounce its link.
+    assert.ok(await waitFor(() => /:20023\b/.test(nsRun(h.b, ['ss', '-lun']).stdout), 10000), `netdump-server did not bind: ${err}`);
+    await flap(h.b, h.ifB, 300);
+    assert.ok(await waitFor(() => /"link-up"/.test(out), 5000), `no link-up event: ${out} ${err}`);
+    const core = join(tmp, 'core.bin');
+    writeFileSync(core, Buffer.alloc(20000, 0x5a));
+    const nd = await rawpollAsync(h.a, ['netdump', '-i', h.ifA, '--server', h.ipB, '--file', core, '--hostname', 'schemas', '--json']);
+    assert.equal(nd.code, 0, nd.stderr);
+    const sum = valid<{ bytes: number; serverPort: number }>('netdump', oneLine(nd.stdout, 'netdump'));
+    assert.equal(sum.bytes, 20000);
+    assert.ok(await waitFor(() => /"event":"dump"/.test(out), 5000), `no dump event: ${out}`);
+    srv.kill('SIGTERM');
+    assert.equal((await exitOf(srv)).code, 0, err);
+    const lines = out.split('\n').filter(Boolean);
+    const kinds = lines.map((l) => (JSON.parse(l) as { event: string }).event);
+    assert.deepEqual(kinds.filter((k) => k !== 'drops'), ['link-down', 'link-up', 'dump', 'stop'], out);
+    for (const l of lines) {
+      const e = valid<{ event: string }>('netdump-server', l);
+      if (e.event.startsWith('link-')) valid('link-event', l);
+    }
+    const dump = JSON.parse(lines[kinds.indexOf('dump')]) as { status: string; bytes: number; kdh: { hostname: string; parityOk: boolean } };
+    assert.deepEqual([dump.status, dump.bytes, dump.kdh.hostname, dump.kdh.parityOk], ['complete', 20000, 'schemas', true]);
   });
 
   test('--version --json', () => {
