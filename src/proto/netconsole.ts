@@ -548,3 +548,110 @@ export class NetconsoleFormatter {
 }
 
 const NL = Buffer.from('\n');
+
+// ---------------------------------------------------------------------------------------------------------------
+// A whole extended message, parsed into its parts: the receiving half of formatExtRecord + formatExtradata +
+// extendedDatagrams' release prefix (what a receiver holds after ncfrag reassembly, or one unfragmented datagram).
+//
+// Wire form (drivers/net/netconsole.c, 6.9-6.17: send_msg_no_fragmentation; Documentation/networking/netconsole.rst):
+//   [<release>,]<prio>,<seq>,<usec>,<flag>[,<more header>];<escaped text>\n
+//   [ SUBSYSTEM=<escaped>\n][ DEVICE=<escaped>\n]       printk's dev_printk_info (msg_print_ext_body)
+//   [ <key>=<value>\n]…                                 configfs userdata, in its order, not escaped (6.9+)
+//   [ cpu=<n>\n][ taskname=<comm>\n][ release=<uname -r>\n][ msgid=<u32>\n]   sysdata, this order (6.14+:
+//                                                       cpu 6.14, taskname 6.15, release 6.15, msgid 6.16)
+// Fragmented (send_msg_fragmented / send_fragmented_body), the release prefix stays in every piece's header and the
+// ncfrag data is body + userdata + sysdata, so a receiver that reassembles by offset gets these same bytes back.
+// (6.9-6.13 started userdata in a piece of its own after the body's last piece; 6.14+ fills each piece: the split
+// points differ, the offsets and the reassembled bytes do not.)
+//
+// What is userdata and what sysdata is not marked on the wire: sysdata is the last run of lines whose keys are
+// cpu/taskname/release/msgid in the kernel's order with values of their form; SUBSYSTEM/DEVICE lines right after the
+// text are the dictionary; everything between is userdata. (A userdata entry named like a sysdata field, last, would
+// read as sysdata: the kernel does not forbid the name.)
+
+/** The sysdata fields, in the order the kernel appends them (prepare_sysdata). */
+export const SYSDATA_KEYS = ['cpu', 'taskname', 'release', 'msgid'] as const;
+const DICT_KEYS = ['SUBSYSTEM', 'DEVICE'];
+/** TASK_COMM_LEN - 1: the longest task name the kernel prints. */
+const MAX_COMM = 15;
+
+export interface ExtMessage {
+  /** The 'r' prefix: the sender's kernel release, or null. */
+  release: string | null;
+  facility: number; level: number; seq: number; usec: number; cont: boolean;
+  /** Header fields after the flag, e.g. `caller=T123` (never ncfrag). */
+  headerExtra: string[];
+  /** The message text, unescaped (printk's \xNN undone). */
+  text: Buffer;
+  /** SUBSYSTEM / DEVICE, unescaped. */
+  dict: Array<[string, string]>;
+  userdata: Array<[string, string]>;
+  sysdata: Sysdata;
+  /** Bytes after the text that are not ` KEY=value\n` lines (a foreign sender), kept verbatim; usually empty. */
+  rest: Buffer;
+}
+
+function sysdataValueOk(k: string, v: string): boolean {
+  if (k === 'cpu' || k === 'msgid') return /^\d{1,10}$/.test(v) && Number(v) <= 0xffffffff;
+  if (k === 'taskname') return v.length <= MAX_COMM;
+  return v.length > 0 && !/\s/.test(v);   // release: uname -r
+}
+
+/**
+ * One whole extended message (no ncfrag field) into its parts, or null if it is not one. Inverse of emitExtMessage
+ * for everything emitExtMessage makes.
+ */
+export function parseExtMessage(b: Uint8Array): ExtMessage | null {
+  const dg = parseExtDatagram(b);
+  if (!dg || dg.frag) return null;
+  const body = dg.body;
+  const nl = body.indexOf(0x0a);
+  const text = unescapeExtText(nl < 0 ? body : body.subarray(0, nl));
+  const lines: Array<[string, string]> = [];
+  let pos = nl < 0 ? body.length : nl + 1;
+  // ` KEY=value\n` lines, as far as they go.
+  while (pos < body.length && body[pos] === 0x20) {
+    const end = body.indexOf(0x0a, pos);
+    const eq = body.indexOf(0x3d, pos);
+    if (end < 0 || eq < 0 || eq > end || eq === pos + 1) break;
+    lines.push([body.toString('utf8', pos + 1, eq), body.toString('utf8', eq + 1, end)]);
+    pos = end + 1;
+  }
+  // sysdata: the trailing run in kernel order.
+  let s = lines.length;
+  let next: number = SYSDATA_KEYS.length;   // keys before this index may still come (walking backwards)
+  while (s > 0) {
+    const [k, v] = lines[s - 1];
+    const i = (SYSDATA_KEYS as readonly string[]).indexOf(k);
+    if (i < 0 || i >= next || !sysdataValueOk(k, v)) break;
+    next = i;
+    s--;
+  }
+  const sysdata: Sysdata = {};
+  for (const [k, v] of lines.slice(s)) {
+    if (k === 'cpu') sysdata.cpu = Number(v);
+    else if (k === 'msgid') sysdata.msgid = Number(v);
+    else if (k === 'taskname') sysdata.taskname = v;
+    else sysdata.release = v;
+  }
+  let d = 0;
+  while (d < s && d < DICT_KEYS.length && lines[d][0] === DICT_KEYS[d]) d++;
+  // A DEVICE line alone (no SUBSYSTEM) is printk's too.
+  if (d === 0 && s > 0 && lines[0][0] === 'DEVICE') d = 1;
+  const dict = lines.slice(0, d).map(([k, v]) => [k, unescapeExtText(Buffer.from(v, 'utf8')).toString('utf8')] as [string, string]);
+  return {
+    release: dg.release, facility: dg.facility, level: dg.level, seq: dg.seq, usec: dg.usec, cont: dg.cont,
+    headerExtra: dg.extra, text, dict, userdata: lines.slice(d, s), sysdata, rest: body.subarray(pos),
+  };
+}
+
+/** The message as the kernel sends it unfragmented: release prefix, record, dictionary, userdata, sysdata. */
+export function emitExtMessage(m: ExtMessage): Buffer {
+  const prio = (m.facility << 3) | m.level;
+  const head = [m.release !== null ? m.release : null, prio, m.seq, Math.floor(m.usec), m.cont ? 'c' : '-', ...m.headerExtra]
+    .filter((x) => x !== null).join(',');
+  const parts: Buffer[] = [Buffer.from(head + ';', 'latin1'), escapeExtText(m.text, '\n')];
+  for (const [k, v] of m.dict) parts.push(Buffer.from(' '), escapeExtText(k, '='), escapeExtText(v, '\n'));
+  parts.push(formatExtradata(m.userdata, m.sysdata), m.rest);
+  return Buffer.concat(parts);
+}
