@@ -29,7 +29,8 @@ export function register(program: Command): void {
     .option('--gateway <IP>', 'resolve this next hop when the target is off-link')
     .option('--retries <N>', 'requests before giving up', '3')
     .option('--timeout <MS>', 'wait after each request, in ms', '1000')
-    .option('--json', 'print {"ip","mac","via","ms","tries"}')
+    .option('--json', 'print {"ip","mac","iface","via","nextHop","ms","tries"}: via is direct|gateway (as in send, blast ' +
+      'and netconsole), nextHop the address asked (the target, or the gateway)')
     .addHelpText('after', '\nExamples:\n  sudo rawpoll arp -i eth1 10.0.0.2\n  sudo rawpoll arp -i eth1 10.9.9.9 --gateway 10.0.0.254 --json\n\n' +
       'Exit codes: 0 resolved, 1 no reply (or no permission), 2 bad usage.')
     .action(async (ipArg: string, f: ArpFlags) => {
@@ -46,9 +47,10 @@ export function register(program: Command): void {
       if (!src) throw new UsageError(`${iface.name} has no IPv4 address; give the source address with --from IP`);
       const hop = chooseNextHop(target, gateway, { ip: src.ip, prefix: src.prefix ?? iface.ipv4.find((a) => a.addr === src.ip)?.prefix });
       const r = await arpResolve({ iface: iface.name, srcMac: iface.mac, srcIp: src.ip, targetIp: hop.ip, retries, timeoutMs });
-      const via = hop.via === 'direct' ? 'direct' : formatIpv4(hop.ip);
       if (f.json) {
-        process.stdout.write(JSON.stringify({ ip: formatIpv4(target), mac: formatMac(r.mac), via, ms: round3(r.ms), tries: r.tries, iface: iface.name }) + '\n');
+        process.stdout.write(JSON.stringify({
+          ip: formatIpv4(target), mac: formatMac(r.mac), iface: iface.name, via: hop.via, nextHop: formatIpv4(hop.ip), ms: round3(r.ms), tries: r.tries,
+        }) + '\n');
       } else {
         const how = hop.via === 'direct' ? '' : ` via gateway ${formatIpv4(hop.ip)}`;
         process.stdout.write(`${formatIpv4(target)}${how} is-at ${formatMac(r.mac)} on ${iface.name} (${round3(r.ms)} ms, ${r.tries} ${r.tries === 1 ? 'try' : 'tries'})${hostOwnsAddress(src.ip) ? '' : ` asked as ${formatIpv4(src.ip)}`}\n`);

@@ -124,7 +124,7 @@ test('send: --gateway delivers across a router namespace (ip_forward=1)', async 
   must('ip', ['netns', 'exec', r, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
   const arp = rawpoll(a, ['arp', '-i', ifA, `10.${n}.202.2`, '--gateway', `10.${n}.201.254`, '--json']);
   assert.equal(arp.code, 0, arp.stderr);
-  assert.equal(JSON.parse(arp.stdout).via, `10.${n}.201.254`);
+  assert.deepEqual([JSON.parse(arp.stdout).via, JSON.parse(arp.stdout).nextHop], ['gateway', `10.${n}.201.254`]);
   assert.equal(JSON.parse(arp.stdout).mac, lab.mac(r, ifR1));
   const rx = await udpReceiver(lab, b, 9300, 1, 8000);
   const s = rawpoll(a, ['send', '-i', ifA, '--to', `10.${n}.202.2:9300`, '--gateway', `10.${n}.201.254`, '--data', 'routed']);

@@ -75,13 +75,14 @@ describe('schemas/*.schema.json', () => {
 
   test('they reject what a script could not rely on: an unknown field, a missing field, a wrong type', () => {
     const arp = ajvWithAll().getSchema('https://rawpoll.invalid/schemas/arp.schema.json')!;
-    const good = { ip: '10.0.0.2', mac: '02:00:00:00:00:02', via: 'direct', ms: 0.5, tries: 1, iface: 'veth0' };
+    const good = { ip: '10.0.0.2', mac: '02:00:00:00:00:02', via: 'direct', nextHop: '10.0.0.2', ms: 0.5, tries: 1, iface: 'veth0' };
     assert.ok(arp(good), JSON.stringify(arp.errors));
     assert.equal(arp({ ...good, extra: 1 }), false, 'an unknown field');
     const { tries: _tries, ...missing } = good;
     assert.equal(arp(missing), false, 'a missing field');
     assert.equal(arp({ ...good, ms: '0.5' }), false, 'a number as a string');
-    assert.ok(arp({ ...good, via: '10.0.0.254' }), "via: a gateway's address");
-    assert.equal(arp({ ...good, via: 'gateway' }), false, "via: neither 'direct' nor an address");
+    assert.ok(arp({ ...good, via: 'gateway', nextHop: '10.0.0.254' }), 'via: gateway');
+    assert.equal(arp({ ...good, via: '10.0.0.254' }), false, "via: neither 'direct' nor 'gateway'");
+    assert.equal(arp({ ...good, nextHop: 'gw' }), false, 'nextHop: not an address');
   });
 });
