@@ -60,11 +60,12 @@ export function addFrameProfileOptions(cmd: Command, unit = 'datagram'): Command
     .option('--no-udp-checksum', 'send UDP checksum 0 ("none", legal over IPv4)');
 }
 
-export function addFrameOptions(cmd: Command): Command {
+/** `jsonHelp`: what --json prints, for a command whose output is more than one object. */
+export function addFrameOptions(cmd: Command, jsonHelp = 'print one JSON object with what was done'): Command {
   return addFrameProfileOptions(cmd)
     .option('--size <N>', 'pad the payload with zeros to make N-byte frames (60 to MTU+14, without FCS)')
     .option('-w, --write <FILE.pcap>', 'write the frames to a classic pcap file instead of sending (no root needed with --dst-mac/--src-mac/--from)')
-    .option('--json', 'print one JSON object with what was done');
+    .option('--json', jsonHelp);
 }
 
 export interface IntArgOptions {

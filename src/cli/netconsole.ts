@@ -59,7 +59,8 @@ export function register(program: Command): void {
     .option('-c, --count <N>', 'stop after N messages')
     .option('--link-queue <N>', 'datagrams kept per target while its link is down, sent when it is back; past N the oldest are dropped and counted', '1000');
   addLinkOptions(cmd);
-  addFrameOptions(cmd);
+  addFrameOptions(cmd, 'print JSON lines: a ready event once the targets are resolved, a line per link event, then the summary ' +
+    '(schemas/netconsole.schema.json)');
   cmd.addHelpText('after', '\nExamples:\n' +
     '  dmesg | sudo rawpoll netconsole -i eth1 --to 10.0.0.9\n' +
     "  sudo rawpoll netconsole --config '+r6665@10.0.0.7/eth1,6666@10.0.0.9/02:00:00:00:00:09' < app.log\n" +
