@@ -149,7 +149,7 @@ function openError(p: RxOpenParams, e: Error & { code?: string }): Error {
     if (e.code === 'EINVAL' && /filter/.test(e.message)) return new UsageError(e.message);
     if (e.code === 'ENODEV') return new UsageError(`no such interface '${p.iface}' (ip link lists them)`);
     if (e.code === 'EPERM') return new RuntimeError(`no permission to capture on ${p.iface}: run as root (or with CAP_NET_RAW)`);
-    if (e.code === 'ENETDOWN') return new RuntimeError(`${p.iface} is down: bring it up (ip link set ${p.iface} up)`);
+    if (e.code === 'ENETDOWN') return new RuntimeError(`interface ${p.iface} is down; bring it up with: ip link set ${p.iface} up`); // the senders' words
     return new RuntimeError(`cannot capture on ${p.iface}: ${e.message}`);
   }
   const where = `${p.bind ? formatIpv4(p.bind) : '0.0.0.0'}:${p.port}`;
