@@ -52,6 +52,9 @@ void RegisterPlanWriter(Napi::Env env, Napi::Object exports);
 namespace rawpoll_rx {
 void RegisterRx(Napi::Env env, Napi::Object exports);  // rx.cc: the receive engines
 }
+namespace rawpoll_unixdgram {
+void RegisterUnixDgram(Napi::Env env, Napi::Object exports);  // unixdgram.cc: AF_UNIX SOCK_DGRAM for collect --syslog
+}
 
 namespace {
 
@@ -681,6 +684,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   rawpoll_pcap::RegisterPcap(env, exports);
   rawpoll_plan::RegisterPlanWriter(env, exports);
   rawpoll_rx::RegisterRx(env, exports);
+  rawpoll_unixdgram::RegisterUnixDgram(env, exports);
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("sendBatch", Napi::Function::New(env, SendBatch, "sendBatch"));
