@@ -1,4 +1,4 @@
-import { closeSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, fsyncSync, writeSync, mkdirSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, fsyncSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
 import { RuntimeError, UsageError } from '../errors.js';
 
@@ -99,7 +99,7 @@ export class OopsStateFile {
   private constructor(readonly file: string, private readonly lockPath: string) {}
 
   static async lock(file: string, waitMs = 10_000): Promise<OopsStateFile> {
-    mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    // The directory is the caller's (the CLI checks it exists): a state file never creates directories.
     const lockPath = `${file}.lock`;
     const t0 = Date.now();
     for (;;) {
@@ -110,6 +110,7 @@ export class OopsStateFile {
         return new OopsStateFile(file, lockPath);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') throw new RuntimeError(`cannot create lock ${lockPath}: no directory ${path.dirname(path.resolve(file))} (it is not created)`);
         if (code !== 'EEXIST') throw new RuntimeError(`cannot create lock ${lockPath}: ${code ?? (e as Error).message}`);
       }
       let holder = NaN;

@@ -70,10 +70,13 @@ test('rate limit: N per period, sliding', () => {
   assert.equal(decide(s, { soft: true, oneShot: false, rate, now: t + 10_001 }).send, true);
 });
 
-test('state file: missing = armed, atomic write, lock excludes, stale lock taken over, corrupt refused', async () => {
+test('state file: missing = armed, its directory never created, atomic write, lock excludes, stale lock taken over, corrupt refused', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'rawpoll-state-'));
   try {
-    const f = join(dir, 'sub', 'armed');
+    // A missing directory is not created: a clear error naming it.
+    await assert.rejects(OopsStateFile.lock(join(dir, 'sub', 'armed')), (e: Error) => e instanceof RuntimeError && e.message.includes(`no directory ${join(dir, 'sub')}`));
+    assert.equal(existsSync(join(dir, 'sub')), false);
+    const f = join(dir, 'armed');
     const a = await OopsStateFile.lock(f);
     assert.deepEqual(a.read(), freshState());
     await assert.rejects(OopsStateFile.lock(f, 100), RuntimeError);
