@@ -13,6 +13,8 @@ export {
   IPV4_FIELD, IPV4_OFF, IPV4_HEADER_LEN, IPPROTO_UDP, IPV4_DF, IPV4_MF, IPV4_FRAGMENT_BITS,
 } from './wire/ipv4.js';
 export * from './wire/udp.js';
+export * from './wire/ipv6.js';
+export * from './wire/icmpv6.js';
 export * from './wire/udpframe.js';
 export * from './wire/pcapfile.js';
 export * from './link/iface.js';

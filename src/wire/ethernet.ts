@@ -20,6 +20,7 @@ export const ETH_HEADER_LEN = ETH_FIELD.HEADER_LEN;
 export const ETHERTYPE_IPV4 = 0x0800;
 export const ETHERTYPE_ARP = 0x0806;
 export const ETHERTYPE_VLAN = 0x8100;
+export const ETHERTYPE_IPV6 = 0x86dd;
 /** The shortest frame a NIC puts on the wire without the FCS; shorter ones get zero padding. */
 export const ETH_MIN_FRAME = 60;
 

@@ -5,6 +5,7 @@
 import { addWords, bytesAt, corruptChecksum, onesSum, readBe16, writeBe16 } from './checksum.js';
 import { inRange, need, WireError } from './error.js';
 import { IPPROTO_UDP } from './ipv4.js';
+import { ipv6PseudoHeaderSum } from './ipv6.js';
 
 /** Field offsets from the start of the UDP header, all u16 big-endian. */
 export const UDP_FIELD = {
@@ -165,5 +166,51 @@ export function udpChecksumOk(buf: Uint8Array, udpOff: number, udpLength: number
 /** UdpRepr.emit at buf[off]. Returns the header length. */
 export function emitUdp(r: UdpRepr, buf: Uint8Array, off: number, src: number, dst: number, o: UdpEmitOptions = {}): number {
   UdpRepr.emit(r, new UdpView(buf, off), src, dst, o);
+  return UDP_HEADER_LEN;
+}
+
+// --- UDP over IPv6 (RFC 8200 §8.1) ------------------------------------------------------------------------------------
+// The same header; the checksum covers the IPv6 pseudo-header (16-byte addresses, 32-bit length) and is mandatory:
+// 0 on the wire is not "no checksum" but a datagram the receiver discards (RFC 8200 §8.1; RFC 6935's tunnel exception
+// is not netpoll's business). A computed 0 still goes out as 0xffff, as over IPv4.
+
+/** Modes over IPv6: no 'none' (a zero checksum is refused by emit, naming why). */
+export type Udp6ChecksumMode = 'good' | 'bad';
+
+function udp6Field(buf: Uint8Array, off: number, len: number, src: Uint8Array, dst: Uint8Array, mode: UdpChecksumMode): number {
+  if (mode === 'none') {
+    throw new WireError('UDP over IPv6 without a checksum: RFC 8200 §8.1 makes it mandatory (a receiver discards a zero one); expected good or bad');
+  }
+  const c = off + UDP_FIELD.checksum;
+  const sum = onesSum(buf, c + 2, off + len, onesSum(buf, off, c, ipv6PseudoHeaderSum(src, dst, len, IPPROTO_UDP)));
+  const f = finishUdpChecksum(~sum & 0xffff);
+  return mode === 'bad' ? corruptChecksum(f) : f;
+}
+
+/** The right checksum field value for buf[udpOff, udpOff+udpLength) between IPv6 src and dst (0 goes out as 0xffff). */
+export function udp6Checksum(buf: Uint8Array, udpOff: number, udpLength: number, src: Uint8Array, dst: Uint8Array): number {
+  return udp6Field(buf, udpOff, udpLength, src, dst, 'good');
+}
+
+/** True when the checksum verifies over the IPv6 pseudo-header; a zero field is false (mandatory over IPv6). */
+export function udp6ChecksumOk(buf: Uint8Array, udpOff: number, udpLength: number, src: Uint8Array, dst: Uint8Array): boolean {
+  if (readBe16(buf, udpOff + UDP_FIELD.checksum) === 0) return false;
+  return onesSum(buf, udpOff, udpOff + udpLength, ipv6PseudoHeaderSum(src, dst, udpLength, IPPROTO_UDP)) === 0xffff;
+}
+
+/** UdpView.fillChecksum over IPv6: 'good' or 'bad'; 'none' is a WireError. */
+export function fillUdp6Checksum(v: UdpView, src: Uint8Array, dst: Uint8Array, mode: UdpChecksumMode = 'good'): void {
+  v.checksum = udp6Field(v.buf, v.off, v.length, src, dst, mode);
+}
+
+/** UdpRepr.emit over IPv6: the header in front of a payload already at off+8, then the checksum (src, dst 16 bytes). */
+export function emitUdp6(r: UdpRepr, buf: Uint8Array, off: number, src: Uint8Array, dst: Uint8Array, o: UdpEmitOptions = {}): number {
+  inRange(r.length, UDP_HEADER_LEN, 0xffff, 'UDP length');
+  need(buf, off, r.length, 'UDP datagram');
+  const v = new UdpView(buf, off);
+  v.srcPort = inRange(r.srcPort, 0, 0xffff, 'UDP source port');
+  v.dstPort = inRange(r.dstPort, 0, 0xffff, 'UDP destination port');
+  v.length = r.length;
+  fillUdp6Checksum(v, src, dst, o.udpChecksum);
   return UDP_HEADER_LEN;
 }
