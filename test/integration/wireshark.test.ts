@@ -15,10 +15,11 @@ import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { netdumpLab, runClient, startServer, type NetdumpLab } from '../../scripts/bench-netdump.js';
-import { exitOf, labsForThisFile, type Lab, rawpollAsync, ROOT, sh, waitFor } from '../helpers/lab.js';
+import { exitOf, labsForThisFile, type Lab, RAWPOLL, rawpollAsync, ROOT, sh, waitFor } from '../helpers/lab.js';
 import { parsePcap, emitPcapGlobalHeader, emitPcapRecordHeader } from '../../src/wire/pcapfile.js';
 import { UdpFramer } from '../../src/wire/udpframe.js';
 import { buildKdh, encodeAck, encodeNetdumpMessage, heraldPayload } from '../../src/proto/netdump.js';
+import { formatExtRecord } from '../../src/proto/netconsole.js';
 
 const LUA = resolve(ROOT, 'contrib', 'wireshark', 'rawpoll.lua');
 const { tmp, hosts } = labsForThisFile('rawpoll-ws-');
@@ -368,6 +369,49 @@ test('netoops: rawpoll oops v3, captured on the peer, decodes field by field wit
   });
 });
 
+test('netoops v2 (the v1 patch header), from rawpoll oops -w: SMBIOS strings and CPU identity at their v2 offsets', () => {
+  const log = Buffer.from('v2 line\n'.repeat(200)); // 1600 bytes: 2 chunks
+  const logFile = join(tmp, 'oops2.log');
+  writeFileSync(logFile, log);
+  const pcap = join(tmp, 'oops2.pcap');
+  // -w: the frames into a pcap file, nothing sent (no root, no namespace needed).
+  const w = sh(process.execPath, [RAWPOLL, 'oops', '--to', '10.0.0.2', '--dst-mac', '02:00:00:00:00:02',
+    '--src-mac', '02:00:00:00:00:01', '--from', '10.0.0.1', '--log', logFile, '--layout', 'v2', '--retransmit', '1',
+    '--dump-id', '2', '--board', 'MB-9', '--firmware', 'BIOS-3', '--kernel-version', '2.6.32-test', '-w', pcap, '--json']);
+  assert.equal(w.status, 0, w.stderr.toString());
+  const raw = parsePcap(readFileSync(pcap)).records.map((x) => x.data);
+  const frames = dissect(pcap);
+  assert.equal(frames.length, 2);
+  assertClean(frames, 'netoops v2');
+  const x86 = osArch() === 'x64' || osArch() === 'ia32';
+  const cpu = x86 ? cpuid() : null;
+  frames.forEach((fr, i) => {
+    assertFields(fr, ['netoops.version', 'netoops.dump_id', 'netoops.data_offset', 'netoops.arch', 'netoops.arch_offset',
+      'netoops.type', 'netoops.packet_count', 'netoops.packet_no', 'netoops.boot_id', 'netoops.kernel_version',
+      'netoops.bios_version', 'netoops.board_name', 'netoops.data', 'netoops.text'], `netoops v2 frame ${i + 1}`);
+    assert.equal(num(fr, 'netoops.version'), 2);
+    assert.equal(num(fr, 'netoops.dump_id'), 2);
+    assert.equal(num(fr, 'netoops.type'), 3, '--type defaults to soft');
+    assert.equal(num(fr, 'netoops.packet_no'), i);
+    assert.equal(num(fr, 'netoops.packet_count'), 2);
+    assert.equal(one(fr, 'netoops.kernel_version'), '2.6.32-test');
+    assert.equal(one(fr, 'netoops.bios_version'), 'BIOS-3');
+    assert.equal(one(fr, 'netoops.board_name'), 'MB-9');
+    const p = udpPayload(raw[i]);
+    assert.equal(one(fr, 'netoops.boot_id'), `0x${p.readUInt32LE(20).toString(16).padStart(8, '0')}`);
+    assert.equal(num(fr, 'netoops.arch_offset'), 219);
+    if (cpu) {
+      assert.equal(num(fr, 'netoops.x86.family'), cpu.family & 0xff);
+      assert.equal(num(fr, 'netoops.x86.model'), cpu.model & 0xff);
+      assert.equal(num(fr, 'netoops.x86.stepping'), cpu.stepping & 0xff);
+      assert.ok(!fr.f.has('netoops.x86.vendor'), 'v2 carries no vendor');
+    }
+    const start = (2 - 1 - i) * 1024;
+    const chunk = log.subarray(start, Math.min(log.length, start + 1024));
+    assert.equal(one(fr, 'netoops.text'), chunk.toString());
+  });
+});
+
 /** printk's escaping (PROTOCOLS.md §2): bytes < 0x20, >= 0x7f and '\' as \xNN. */
 function escaped(s: string): string {
   return [...Buffer.from(s)].map((c) => (c < 0x20 || c >= 0x7f || c === 0x5c ? `\\x${c.toString(16).padStart(2, '0')}` : String.fromCharCode(c))).join('');
@@ -462,7 +506,7 @@ test('netconsole: extended with release, userdata, sysdata and ncfrag; basic on 
   assert.equal(one(heur, 'netconsole.text'), 'heuristic line');
 });
 
-test('netconsole heuristic: a UDP datagram that is not a kernel record on another port is left alone', () => {
+test('netconsole heuristic on another port: datagrams that are not kernel records are left alone; kmsg and release forms are read', () => {
   const fr = new UdpFramer({
     srcMac: Buffer.from('020000000001', 'hex'), dstMac: Buffer.from('020000000002', 'hex'), srcIp: 0x0a000001,
     dstIp: 0x0a000002, srcPort: 40000, dstPort: 6677,
@@ -472,10 +516,38 @@ test('netconsole heuristic: a UDP datagram that is not a kernel record on anothe
     const f = Buffer.from(fr.build(Buffer.from(p), 0));
     parts.push(emitPcapRecordHeader(1, 0, f.length, f.length), f);
   }
-  const pcap = join(tmp, 'heur-neg.pcap');
+  // And the forms rawpoll's senders do not make but kernels do: a continuation record with a caller= header field and
+  // dictionary lines (/dev/kmsg), the release prefix as in the issue's example.
+  const rec = formatExtRecord({ level: 4, facility: 0, seq: 77, usec: 123456789, cont: true, text: 'pci 0000:00:1f.0: cont',
+    dict: [['SUBSYSTEM', 'pci'], ['DEVICE', '+pci:0000:00:1f.0']] });
+  const semi = rec.indexOf(';');
+  const kmsg = Buffer.concat([rec.subarray(0, semi), Buffer.from(',caller=T42'), rec.subarray(semi)]);
+  for (const p of [kmsg, Buffer.from('6.8.0,6,123,456,-;msg')]) {
+    const f = Buffer.from(fr.build(p, 0));
+    parts.push(emitPcapRecordHeader(1, 0, f.length, f.length), f);
+  }
+  const pcap = join(tmp, 'heur.pcap');
   writeFileSync(pcap, Buffer.concat(parts));
   const frames = dissect(pcap);
-  assert.equal(frames.length, 4);
-  for (const f of frames) assert.ok(![...f.f.keys()].some((k) => k.startsWith('netconsole.')), [...f.f.keys()].join(' '));
+  assert.equal(frames.length, 6);
+  for (const f of frames.slice(0, 4)) assert.ok(![...f.f.keys()].some((k) => k.startsWith('netconsole.')), [...f.f.keys()].join(' '));
+  const [k, r] = frames.slice(4);
+  assertClean([k, r], 'crafted netconsole');
+  assert.equal(num(k, 'netconsole.prio'), 4);
+  assert.equal(num(k, 'netconsole.facility'), 0);
+  assert.equal(num(k, 'netconsole.seq'), 77);
+  assert.equal(one(k, 'netconsole.timestamp'), '123456789');
+  assert.equal(one(k, 'netconsole.flags'), 'c');
+  assert.equal(one(k, 'netconsole.cont'), '1');
+  assert.equal(one(k, 'netconsole.header.extra'), 'caller=T42');
+  assert.equal(one(k, 'netconsole.text'), 'pci 0000:00:1f.0: cont');
+  assert.deepEqual(all(k, 'netconsole.kv.key'), ['SUBSYSTEM', 'DEVICE']);
+  assert.deepEqual(all(k, 'netconsole.kv.value'), ['pci', '+pci:0000:00:1f.0']);
+  assert.ok(!k.f.has('netconsole.release'));
+  assert.equal(one(r, 'netconsole.release'), '6.8.0');
+  assert.equal(num(r, 'netconsole.level'), 6);
+  assert.equal(num(r, 'netconsole.seq'), 123);
+  assert.equal(one(r, 'netconsole.timestamp'), '456');
+  assert.equal(one(r, 'netconsole.text'), 'msg');
   rmSync(pcap);
 });
