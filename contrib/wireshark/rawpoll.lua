@@ -124,8 +124,11 @@ local function dissect_kdh(tvb, tree)
   if tvb(32, 4):uint() ~= KERNELDUMPVERSION then vi:add_proto_expert_info(e_kdh.version) end
   t:add(f_kdh.architectureversion, tvb(36, 4))
   t:add(f_kdh.dumplength, tvb(40, 8))
-  local secs = tvb(48, 8):uint64()
-  t:add(f_kdh.dumptime, tvb(48, 8)):append_text(" (" .. os.date("!%Y-%m-%d %H:%M:%S UTC", tonumber(tostring(secs))) .. ")")
+  local ti = t:add(f_kdh.dumptime, tvb(48, 8))
+  -- A date only for a time os.date can show (a corrupt header may hold any u64).
+  local secs = tonumber(tostring(tvb(48, 8):uint64()))
+  local when = secs and secs < 2 ^ 40 and os.date("!%Y-%m-%d %H:%M:%S UTC", secs)
+  if when then ti:append_text(" (" .. when .. ")") end
   t:add(f_kdh.dumpkeysize, tvb(56, 4))
   t:add(f_kdh.blocksize, tvb(60, 4))
   t:add(f_kdh.hostname, tvb(64, 64), cstring(tvb(64, 64)))
@@ -406,7 +409,11 @@ local e_nc = {
 }
 p_nc.experts = e_nc
 
-local function is_digits(s) return s ~= nil and #s > 0 and #s <= 20 and s:match("^%d+$") ~= nil end
+-- A decimal that fits a u64 (the kernel prints seq and usec as u64).
+local function is_digits(s)
+  if s == nil or #s == 0 or #s > 20 or not s:match("^%d+$") then return false end
+  return #s < 20 or s <= "18446744073709551615"
+end
 
 -- The extended header, as rawpoll's parseExtDatagram reads it; nil if the datagram is not one.
 -- Returns { semi = index of ';' (1-based), fields = { {s, start0}... }, release = field or nil }.
