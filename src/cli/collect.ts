@@ -6,6 +6,8 @@ import { parseIpv4 } from '../wire/addr.js';
 import { CollectServer, CollectEvent } from '../rx/collect.js';
 import { OOPS_DEFAULTS } from '../rx/oopscollect.js';
 import { NETCONSOLE_DEFAULTS } from '../rx/nclog.js';
+import { MetricsServer, ReceiverMetrics, collectMetrics, parseMetricsAddress } from '../rx/metrics.js';
+import { HOOK_DEFAULTS, checkHookProgram, parseHookTimeout } from '../rx/hook.js';
 import { addWatchOption, checkWatchedLinks, intArg, interruptedExitCode, untilStopped } from './common.js';
 
 interface CollectFlags {
@@ -22,6 +24,9 @@ interface CollectFlags {
   maxFragments?: string;
   json?: boolean;
   iface: string[];
+  metrics?: string;
+  hook?: string;
+  hookTimeout: string;
 }
 
 function portFlag(v: string | boolean | undefined, def: number, what: string): number | null {
@@ -98,7 +103,10 @@ export function register(program: Command): void {
     .option('--max-bytes <N>', `reassembly memory for all dumps together, and again for dumps queued for writing (log, packet table and header counted); beyond, a dump gives way as with --max-dumps, or a write is dropped (backlog) (default ${OOPS_DEFAULTS.maxTotalBytes})`)
     .option('--max-queued-writes <N>', `dumps waiting to be written (complete ones first); full: a partial dump is dropped (backlog), a complete one takes the place of the newest queued partial (default ${OOPS_DEFAULTS.maxQueuedWrites})`)
     .option('--max-fragments <N>', `ncfrag pieces one netconsole record may take; further pieces are dropped (too_many_fragments) (default ${NETCONSOLE_DEFAULTS.maxFragmentsPerRecord})`)
-    .option('--json', 'one JSON object per line instead of text');
+    .option('--json', 'one JSON object per line instead of text')
+    .option('--metrics <[IP:]PORT>', 'serve Prometheus metrics at http://IP:PORT/metrics (no IP: every address)')
+    .option('--hook <PROG>', 'run PROG after each complete oops report, with the .log and sidecar .json paths as arguments')
+    .option('--hook-timeout <S>', 'kill a --hook still running after S seconds', String(HOOK_DEFAULTS.timeoutSec));
   addWatchOption(cmd)
     .addHelpText('after', `
 Files (all written to a temp name and renamed, so a file under its final name is always whole):
@@ -133,6 +141,14 @@ Link outages: the sockets keep listening through them; 'link-down' and 'link-up'
 Stop: SIGINT or SIGTERM writes open dumps out as partial (reason shutdown), prints the 'summary' line (with
 interrupted=SIGINT|SIGTERM) and exits 0; a second signal exits at once (130/143).
 
+Metrics (--metrics): rawpoll_datagrams_received_total, _bytes_received_total, _drops_total{reason} (the 'dropped'
+reasons), _socket_drops_total, _hosts_seen, _bytes_written_total, _dumps_completed_total, _dumps_failed_total, by
+proto (netconsole, netoops), read from the collector's own counters at each scrape.
+Hook (--hook PROG): after each dump-complete, PROG REPORT.log SIDECAR.json ('' if the sidecar failed), without a
+shell, its output on stderr; at most ${HOOK_DEFAULTS.maxConcurrent} at once (another is skipped), killed with what it
+started after --hook-timeout; each ends in a 'hook' line (result ok, failed, timeout, skipped or error). A PROG that
+is missing or not executable is refused at start (exit 2).
+
 Examples:
   rawpoll collect --dir /var/crash/rawpoll --netconsole 6666 --oops 2004
   rawpoll collect --dir /tmp/c --oops --bind 10.0.0.9 --idle 5 --json`)
@@ -157,10 +173,21 @@ Examples:
         maxQueuedWrites: intArg(f.maxQueuedWrites, '--max-queued-writes', 1, 100000),
         maxFragmentsPerRecord: intArg(f.maxFragments, '--max-fragments', 1, 262144),
       };
+      const metricsAt = f.metrics !== undefined ? parseMetricsAddress(f.metrics) : undefined;
+      const hook = f.hook !== undefined ? checkHookProgram(f.hook) : undefined;
+      const hookTimeoutMs = Math.round(parseHookTimeout(f.hookTimeout) * 1000);
       // Last, after every flag: the directory (created if missing, by the server) must take files now.
       checkWritableDir(f.dir, '--dir', true);
       const json = !!f.json;
       const out = (e: CollectEvent) => process.stdout.write(formatEvent(e, json) + '\n');
+      // Bound before the sockets: a --metrics port in use fails the start (exit 1), not a scrape later.
+      let live: CollectServer | null = null;
+      let metrics: MetricsServer | null = null;
+      if (metricsAt) {
+        const m = new ReceiverMetrics();
+        collectMetrics(m, () => live);
+        metrics = await MetricsServer.start(m, metricsAt);
+      }
       const server = await CollectServer.start({
         dir: f.dir,
         bind: f.bind,
@@ -168,13 +195,16 @@ Examples:
         oopsPort,
         idleMs: Math.round(idle * 1000),
         ...limits,
+        hook, hookTimeoutMs,
         onEvent: out,
-      });
+      }).catch(async (e: unknown) => { await metrics?.close(); throw e; });
+      live = server;
       out({ event: 'listening', host: f.bind ?? '0.0.0.0', netconsole: server.ports.netconsole ?? undefined, oops: server.ports.oops ?? undefined, dir: f.dir });
       // Running until stopped is this command's job: a stop exits 0 after the summary (common.ts); a link named with
       // -i that is deleted ends the run too, with exit 1 (README, "When the link goes down").
       const { sig, gone } = await untilStopped(f.iface, f.bind, (e) => out({ host: '-', ...e } as CollectEvent));
       await server.close();
+      await metrics?.close();
       const o = server.oops;
       const nonzero = (r: Record<string, number>) => Object.fromEntries(Object.entries(r).filter(([, v]) => v > 0));
       const failures = nonzero(server.disk.totals);
@@ -183,6 +213,7 @@ Examples:
         ...(o ? { oops_datagrams: o.stats.datagrams, dumps_complete: o.stats.dumpsComplete, dumps_partial: o.stats.dumpsPartial, oops_drops: nonzero({ ...o.drops, socket_overflow: server.socketDrops('netoops') }) } : {}),
         ...(server.nc ? { netconsole: nonzero(server.nc.stats as unknown as Record<string, number>), netconsole_drops: nonzero({ ...server.nc.drops, socket_overflow: server.socketDrops('netconsole') }) } : {}),
         ...(Object.keys(failures).length ? { write_failures: { ...failures, failing_now: server.disk.failing } } : {}),
+        ...(server.hook ? { hooks: nonzero(server.hook.counts) } : {}),
       });
       if (gone) throw new LinkGoneError(gone);
       process.exitCode = interruptedExitCode(sig!, false);

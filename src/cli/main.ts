@@ -13,6 +13,7 @@ import { WireError } from '../wire/error.js';
 type Register = (program: Command) => void;
 const COMMANDS: Record<string, () => Promise<{ register: Register }>> = {
   arp: () => import('./arp.js'),
+  ndp: () => import('./ndp.js'),
   send: () => import('./send.js'),
   netconsole: () => import('./netconsole.js'),
   oops: () => import('./oops.js'),

@@ -8,6 +8,8 @@ import {
   NetdumpServer, type DumpResult, type NetdumpDrops,
 } from '../rx/netdumpd.js';
 import { checkWritableDir } from './collect.js';
+import { MetricsServer, ReceiverMetrics, netdumpMetrics, parseMetricsAddress } from '../rx/metrics.js';
+import { HOOK_DEFAULTS, checkHookProgram, parseHookTimeout, type HookEvent } from '../rx/hook.js';
 import { addWatchOption, checkWatchedLinks, eventWriter, intArg, interruptedExitCode, untilStopped } from './common.js';
 
 interface ServerFlags {
@@ -21,6 +23,9 @@ interface ServerFlags {
   statsInterval: string;
   json?: boolean;
   iface: string[];
+  metrics?: string;
+  hook?: string;
+  hookTimeout: string;
 }
 
 export function register(program: Command): void {
@@ -44,7 +49,11 @@ export function register(program: Command): void {
     .option('--max-sessions <N>', 'open sessions at most (each a socket and 2-3 files; 128 KiB more once data comes); ' +
       'over it the oldest without data gives way, or, if all have data, the herald gets no ACK', String(DEFAULT_MAX_SESSIONS))
     .option('--stats-interval <SECONDS>', 'print the drop counters this often when they changed (0: only at stop)', '60')
-    .option('--json', 'one JSON object per line instead of log lines: {"event":"dump",…} per finished session, {"event":"write-error",…}, {"event":"drops",…}, {"event":"stop",…}');
+    .option('--json', 'one JSON object per line instead of log lines: {"event":"dump",…} per finished session, {"event":"write-error",…}, {"event":"drops",…}, {"event":"stop",…}')
+    .option('--metrics <[IP:]PORT>', 'serve Prometheus metrics at http://IP:PORT/metrics (no IP: every address)')
+    .option('--hook <PROG>', 'run PROG after each dump, complete or not, with netdumpd -i\'s arguments: ' +
+      'REASON (success|timeout|error) CLIENT-IP HOSTNAME INFO-FILE VMCORE-FILE')
+    .option('--hook-timeout <S>', 'kill a --hook still running after S seconds', String(HOOK_DEFAULTS.timeoutSec));
   addWatchOption(cmd)
     .addHelpText('after', `
 Incomplete dumps: a dump keeps the name vmcore.<client>.<n>.incomplete unless it completed, so a dump cut short
@@ -95,6 +104,17 @@ Examples:
   rawpoll netdump-server --dir /var/crash
   rawpoll netdump-server --dir /var/crash --bind 10.0.0.9 --timeout 60 --json
 
+Metrics (--metrics): rawpoll_datagrams_received_total, _bytes_received_total, _drops_total{reason} (the reasons
+above), _socket_drops_total, _hosts_seen, _bytes_written_total, _dumps_completed_total, _dumps_failed_total{reason}
+(timeout, error, stopped), _netdump_sessions_open, _hooks_total{result}: read from the server's counters at each scrape.
+
+Hook (--hook PROG), as netdumpd -i: after every dump that had data, PROG REASON CLIENT-IP HOSTNAME INFO VMCORE, REASON
+success, timeout or error (a dump cut short by a stop is a timeout, as in netdumpd; RAWPOLL_DUMP_STATUS says
+complete, timeout, error or stopped), VMCORE the .incomplete file when the dump is not whole. No shell; its output
+goes to stderr; at most ${HOOK_DEFAULTS.maxConcurrent} at once (another is skipped and logged); killed with what it started
+after --hook-timeout. Each ends in a "Hook …" line ({"event":"hook",…,"result":"ok|failed|timeout|skipped|error"}).
+A PROG that is missing or not executable is refused at start (exit 2). At stop, running hooks are waited for.
+
 Exit codes: 0 stopped by a signal, 1 cannot listen or a link named with -i was deleted, 2 bad usage.`)
     .action(async (f: ServerFlags) => {
       const bind = f.bind !== undefined ? formatIpv4(parseIpv4(f.bind, '--bind')) : undefined;
@@ -106,12 +126,25 @@ Exit codes: 0 stopped by a signal, 1 cannot listen or a link named with -i was d
       const statsIntervalSec = intArg(f.statsInterval, '--stats-interval', 0, 86400)!;
       checkWatchedLinks(f.iface);
       // Now, not at the first dump: a server that cannot write must not say it listens.
+      const metricsAt = f.metrics !== undefined ? parseMetricsAddress(f.metrics) : undefined;
+      const hook = f.hook !== undefined ? checkHookProgram(f.hook) : undefined;
+      const hookTimeoutMs = Math.round(parseHookTimeout(f.hookTimeout) * 1000);
       checkWritableDir(f.dir, '--dir', false);
       const print = (l: string) => process.stdout.write(l + '\n');
       const log = f.json ? () => {} : print;
+      // Bound before the herald socket: a --metrics port in use fails the start (exit 1) before "Waiting for clients".
+      let live: NetdumpServer | null = null;
+      let metrics: MetricsServer | null = null;
+      if (metricsAt) {
+        const m = new ReceiverMetrics();
+        netdumpMetrics(m, () => live);
+        metrics = await MetricsServer.start(m, metricsAt);
+      }
       const server = await NetdumpServer.start({
         dir: f.dir, bind, port, timeoutSec, maxDumpSize, heraldTimeoutSec, maxSessions, statsIntervalSec, log,
-      });
+        hook, hookTimeoutMs,
+      }).catch(async (e: unknown) => { await metrics?.close(); throw e; });
+      live = server;
       if (f.json) {
         // The text form is the server's own "Drops since start: …" log line.
         server.on('drops', (drops: NetdumpDrops) => print(JSON.stringify({ event: 'drops', drops })));
@@ -124,6 +157,7 @@ Exit codes: 0 stopped by a signal, 1 cannot listen or a link named with -i was d
         });
         // Failures outside a dump's own record (files that cannot be created, an info file that cannot be written).
         server.on('failure', (e: { client: string; file?: string; error: string }) => print(JSON.stringify({ event: 'write-error', ...e })));
+        server.on('hook', (e: HookEvent) => print(JSON.stringify(e)));
       }
       // Running until stopped is this command's job: a stop exits 0 after the stop line (common.ts); a link named
       // with -i that is deleted ends the run too, with exit 1 (README, "When the link goes down").
@@ -132,6 +166,7 @@ Exit codes: 0 stopped by a signal, 1 cannot listen or a link named with -i was d
       const open = server.active - server.halfOpenCount;
       server.reportDrops(true);
       await server.close();
+      await metrics?.close();
       const by = gone ? `interface ${gone} disappeared` : sig!;
       if (f.json) print(JSON.stringify({ event: 'stop', interrupted: sig, ...(gone ? { stopped: by } : {}), open_sessions: open }));
       else print(`Stopped by ${by}: ${open} open dump${open === 1 ? '' : 's'} left as "Dump incomplete: server stopped"`);

@@ -5,6 +5,7 @@ import { LinkGoneError, RuntimeError, UsageError } from '../errors.js';
 import { DEFAULT_MAX_FLOWS, Sink, type FlowReport, type IntervalReport, type SinkReport } from '../rx/sink.js';
 import { TIMESTAMP_SOURCES, type TimestampSource } from '../rx/engine.js';
 import { MAX_TOKEN_CHARS, SERVE_DEFAULTS, TrialServer } from '../rx/serve.js';
+import { MetricsServer, ReceiverMetrics, parseMetricsAddress, serveMetrics } from '../rx/metrics.js';
 import { parseIpv4, parsePort } from '../wire/addr.js';
 import { eventWriter, interruptedExitCode, intArg, onStopSignal, reportLinkEvents, type StopSignal } from './common.js';
 
@@ -33,6 +34,7 @@ interface SinkFlags {
   maxTrials?: string;
   maxTrialSeconds?: string;
   controlTimeout?: string;
+  metrics?: string;
 }
 
 function secondsArg(v: string | undefined, what: string): number | undefined {
@@ -86,7 +88,10 @@ export function register(program: Command): void {
     .option('--max-trial-seconds <S>', `--serve: a trial's longest life; then it stops counting and its report waits for the ` +
       `client's close (default ${SERVE_DEFAULTS.maxTrialSeconds})`)
     .option('--control-timeout <S>', `--serve: close a control connection silent for S seconds, and its trials ` +
-      `(default ${SERVE_DEFAULTS.idleSeconds})`);
+      `(default ${SERVE_DEFAULTS.idleSeconds})`)
+    .option('--metrics <[IP:]PORT>', '--serve: Prometheus metrics of every trial at http://IP:PORT/metrics (no IP: every ' +
+      'address): rawpoll_datagrams_received_total, _bytes_received_total, _drops_total{reason}, _socket_drops_total, ' +
+      '_hosts_seen, _sink_trials_total, _sink_trials_open, _sink_clients');
   cmd.addHelpText('after', '\nWhich receive path (both read on a thread of their own and hand over batches):\n' +
     '  socket (default)  a kernel UDP socket read with recvmmsg, 64 datagrams a call, with a 32 MiB buffer\n' +
     '                    (--rcvbuf; as root SO_RCVBUFFORCE lifts net.core.rmem_max\'s cap). No privileges needed\n' +
@@ -229,7 +234,7 @@ export function register(program: Command): void {
 /** Flags that only mean something to a trial server. */
 const SERVE_ONLY: [string, keyof SinkFlags][] = [
   ['--token', 'token'], ['--token-file', 'tokenFile'], ['--max-clients', 'maxClients'], ['--max-trials', 'maxTrials'],
-  ['--max-trial-seconds', 'maxTrialSeconds'], ['--control-timeout', 'controlTimeout'],
+  ['--max-trial-seconds', 'maxTrialSeconds'], ['--control-timeout', 'controlTimeout'], ['--metrics', 'metrics'],
 ];
 
 /** A single run's flags, which a trial server takes from each open request or has no use for. */
@@ -287,6 +292,7 @@ async function serve(f: SinkFlags, c: Command): Promise<void> {
     throw new UsageError(`bad --timestamp '${f.timestamp}': expected ${TIMESTAMP_SOURCES.join(', ')}`);
   }
   const token = readToken(f);
+  const metricsAt = f.metrics !== undefined ? parseMetricsAddress(f.metrics) : undefined;
   const ev = eventWriter('sink', f.json);
   const server = new TrialServer({
     host: where.host,
@@ -339,7 +345,14 @@ async function serve(f: SinkFlags, c: Command): Promise<void> {
     sig = s;
     wake();
   });
+  let metrics: MetricsServer | null = null;
   try {
+    if (metricsAt) {
+      // Bound first: a --metrics port in use fails the start (exit 1) before "serving trials".
+      const m = new ReceiverMetrics();
+      serveMetrics(m, () => server);
+      metrics = await MetricsServer.start(m, metricsAt);
+    }
     const a = await server.start();
     const shown = a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
     process.stderr.write(`rawpoll sink: serving trials on ${shown} (${server.mode}` +
@@ -349,6 +362,7 @@ async function serve(f: SinkFlags, c: Command): Promise<void> {
     await stopped;
   } finally {
     await server.stop();
+    await metrics?.close();
     unlisten();
   }
   const n = server.trialsServed;

@@ -4,6 +4,7 @@ import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import { OopsCollector, OopsEvent, OOPS_DEFAULTS, DiskWatch, removeStaleTemps } from './oopscollect.js';
 import { NetconsoleCollector } from './nclog.js';
 import { RxEngine, type PayloadBatch } from './engine.js';
+import { HookRunner, type HookEvent } from './hook.js';
 
 /**
  * `rawpoll collect`: ordinary UDP sockets (receiving needs no raw access) feeding the netconsole and netoops
@@ -40,6 +41,13 @@ export interface CollectOptions {
   /** ncfrag pieces one netconsole record may take. */
   maxFragmentsPerRecord?: number;
   dropReportMs?: number;
+  /**
+   * A program run after each complete oops report, with the report (.log) and sidecar (.json) paths as arguments
+   * (the sidecar's is '' if it could not be written); each ends in a `hook` event. Checked by checkHookProgram.
+   */
+  hook?: string;
+  /** The hook's time limit, ms (HOOK_DEFAULTS). */
+  hookTimeoutMs?: number;
   onEvent: (e: CollectEvent) => void;
 }
 
@@ -58,7 +66,8 @@ interface Receiver {
  * netoops receiver copies each chunk it keeps; the netconsole receiver keeps views only until its flush). A receiver
  * that throws is reported through `onError` and the batch goes on. The error names the protocol and what to do.
  */
-function listen(port: number, address: string | undefined, what: string, rx: Receiver, onError: (err: unknown) => void): RxEngine<PayloadBatch> {
+function listen(port: number, address: string | undefined, what: string, rx: Receiver, onError: (err: unknown) => void,
+  got: { datagrams: number; bytes: number }): RxEngine<PayloadBatch> {
   const bind = address !== undefined ? parseIpv4(address, '--bind') : 0;
   let lastIp = -1;
   let lastAddr = '';
@@ -67,7 +76,9 @@ function listen(port: number, address: string | undefined, what: string, rx: Rec
     // datagrams, 8 MiB at most); the rest waits in the kernel's buffer, where an overflow is counted.
     return RxEngine.socket({ port, bind, mode: 'payload', timestamp: 'user', rcvbuf: RCVBUF, batchRecords: 1024, flushMs: 2, queue: 4 }, (b: PayloadBatch) => {
       try {
+        got.datagrams += b.n;
         for (let i = 0; i < b.n; i++) {
+          got.bytes += b.len[i];
           if (b.srcIp[i] !== lastIp) {
             lastIp = b.srcIp[i];
             lastAddr = formatIpv4(lastIp);
@@ -100,6 +111,9 @@ export class CollectServer {
   readonly disk: DiskWatch;
   private engines: { proto: 'netconsole' | 'netoops'; engine: RxEngine<PayloadBatch> }[] = [];
   private hosts = new Set<string>();
+  /** Datagrams and payload bytes each protocol's engine handed over (for --metrics). */
+  readonly received = { netconsole: { datagrams: 0, bytes: 0 }, netoops: { datagrams: 0, bytes: 0 } };
+  readonly hook: HookRunner | null = null;
   private lastDrops: Record<string, string> = {};
   private dropTimer: NodeJS.Timeout | null = null;
   private readonly onEvent: (e: CollectEvent) => void;
@@ -107,6 +121,9 @@ export class CollectServer {
   private constructor(private readonly o: CollectOptions) {
     this.onEvent = o.onEvent;
     this.disk = new DiskWatch(o.dir, (e) => this.emit(e));
+    if (o.hook !== undefined) {
+      this.hook = new HookRunner({ prog: o.hook, timeoutMs: o.hookTimeoutMs, onEvent: (e: HookEvent) => this.emit({ ...e, host: '-' }) });
+    }
     if (o.oopsPort !== undefined && o.oopsPort !== null) {
       this.oops = new OopsCollector({
         dir: o.dir,
@@ -133,13 +150,13 @@ export class CollectServer {
         s.nc = new NetconsoleCollector({ dir: o.dir, disk: s.disk, onEvent: (e) => s.emit(e), maxFragmentsPerRecord: o.maxFragmentsPerRecord });
         const nc = s.nc;
         // The engine's batch is the unit of writing: records wait in nc until the batch's end, then one writev a host.
-        const engine = listen(o.netconsolePort, o.bind, 'netconsole', { handle: (msg, from) => nc.add(msg, from), flush: () => nc.flush() }, (err) => s.receiverError(err));
+        const engine = listen(o.netconsolePort, o.bind, 'netconsole', { handle: (msg, from) => nc.add(msg, from), flush: () => nc.flush() }, (err) => s.receiverError(err), s.received.netconsole);
         s.engines.push({ proto: 'netconsole', engine });
         s.ports.netconsole = engine.handle.port;
       }
       if (s.oops) {
         const oops = s.oops;
-        const engine = listen(o.oopsPort!, o.bind, 'netoops', { handle: (msg, from) => oops.handle(msg, from) }, (err) => s.receiverError(err));
+        const engine = listen(o.oopsPort!, o.bind, 'netoops', { handle: (msg, from) => oops.handle(msg, from) }, (err) => s.receiverError(err), s.received.netoops);
         s.engines.push({ proto: 'netoops', engine });
         s.ports.oops = engine.handle.port;
       }
@@ -166,6 +183,8 @@ export class CollectServer {
       this.hosts.add(e.host);
     }
     this.onEvent(e as CollectEvent);
+    // After the event that names the files: the hook's own event follows the report's.
+    if (e.event === 'dump-complete' && this.hook) this.hook.run([String(e.file), typeof e.sidecar === 'string' ? e.sidecar : '']);
   }
 
   /** Emits a `dropped` event per protocol whose drop counters changed since the last report. */
@@ -179,6 +198,11 @@ export class CollectServer {
       const p = this.nc.pending;
       this.reportDropsOf('netconsole', { ...this.nc.drops, socket_overflow: this.socketDrops('netconsole') }, { open_records: p.records, open_bytes: p.bytes });
     }
+  }
+
+  /** Source addresses seen so far (both protocols). */
+  get hostsSeen(): number {
+    return this.hosts.size;
   }
 
   /** Datagrams the kernel dropped because the protocol's socket buffer was full (collect fell behind). */
@@ -202,5 +226,7 @@ export class CollectServer {
     if (this.oops) await this.oops.close();
     if (this.nc) await this.nc.close();
     this.reportDrops();
+    // The last reports' hooks too: each ends by its time limit at the latest.
+    if (this.hook) await this.hook.close();
   }
 }

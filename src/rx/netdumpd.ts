@@ -9,6 +9,8 @@ import {
   KDH_LEN, encodeAck, formatKdhInfo, heraldPath, parseKdh, readNetdumpHeader, type NetdumpHeader,
   type ParsedNetdumpHeader,
 } from '../proto/netdump.js';
+import { HookRunner, formatHookEvent, type HookEvent } from './hook.js';
+import { udpDropsIn } from './sink.js';
 
 /**
  * A netdumpd-compatible server (FreeBSD's netdumpd.c + cap_herald.c), on ordinary UDP sockets.
@@ -68,7 +70,23 @@ export interface NetdumpServerOptions {
   maxSessions?: number;
   /** Seconds between 'drops' reports (one only when a counter changed since the last); 0: none. Default 60. */
   statsIntervalSec?: number;
+  /**
+   * A program run after each dump that had data, complete or not, with netdumpd's `-i script` arguments: reason
+   * (success, timeout or error; a stop is a timeout, as netdumpd's shutdown calls it), client address, hostname,
+   * info file, vmcore file (netdumpd.c exec_handler). RAWPOLL_DUMP_STATUS has our status (complete, timeout, error,
+   * stopped). Each ends in a 'hook' event and a log line. Checked by checkHookProgram.
+   */
+  hook?: string;
+  /** The hook's time limit, ms (HOOK_DEFAULTS). */
+  hookTimeoutMs?: number;
 }
+
+/** netdumpd's reason word for a dump's status (exec_handler's first argument). */
+export const HOOK_REASON: Readonly<Record<DumpResult['status'], string>> = {
+  complete: 'success', timeout: 'timeout', stopped: 'timeout', error: 'error',
+};
+/** Client addresses remembered for the hosts-seen count (a client is one that sent data, not just a herald). */
+const MAX_HOSTS_SEEN = 65536;
 
 /**
  * A FreeBSD client sends its first data (EKCD key or VMCORE) as soon as the herald's ACK is in, and resends what is
@@ -338,6 +356,16 @@ export class NetdumpServer extends EventEmitter {
   /** Counters for tests, the periodic report and --json: what was dropped and why (see NetdumpDrops). */
   readonly drops: NetdumpDrops = emptyDrops();
   readonly maxDumpSize: number;
+  /** Running totals for --metrics: datagrams and bytes received (every port), file bytes written, dumps by status. */
+  readonly stats = {
+    datagrams: 0, bytes: 0, bytesWritten: 0,
+    dumps: { complete: 0, timeout: 0, error: 0, stopped: 0 } as Record<DumpResult['status'], number>,
+  };
+  /** Addresses that sent dump data (bounded; see MAX_HOSTS_SEEN). */
+  private readonly clients = new Set<string>();
+  /** Kernel drops of session sockets already closed (read when their dump ended). */
+  private closedSocketDrops = 0;
+  readonly hook: HookRunner | null = null;
 
   private constructor(private readonly o: NetdumpServerOptions) {
     super();
@@ -347,6 +375,12 @@ export class NetdumpServer extends EventEmitter {
     this.maxSessions = o.maxSessions ?? DEFAULT_MAX_SESSIONS;
     this.statsIntervalMs = (o.statsIntervalSec ?? 60) * 1000;
     this.maxDumpSize = o.maxDumpSize ?? DEFAULT_MAX_DUMP_SIZE;
+    if (o.hook !== undefined) {
+      this.hook = new HookRunner({
+        prog: o.hook, timeoutMs: o.hookTimeoutMs,
+        onEvent: (e: HookEvent) => { this.log(formatHookEvent(e)); this.emit('hook', e); },
+      });
+    }
   }
 
   static async start(o: NetdumpServerOptions): Promise<NetdumpServer> {
@@ -418,6 +452,29 @@ export class NetdumpServer extends EventEmitter {
     if (idle) this.log(`${idle} session${idle === 1 ? '' : 's'} without data closed (files removed)`);
     for (const s of [...this.lingering]) this.closeSock(s);
     await new Promise<void>((r) => this.sock.close(() => r()));
+    // The hooks of the dumps just ended (and any still running): each ends by its time limit at the latest.
+    if (this.hook) await this.hook.close();
+  }
+
+  /** Client addresses that have sent dump data. */
+  get hostsSeen(): number {
+    return this.clients.size;
+  }
+
+  /**
+   * Datagrams the kernel dropped for our sockets (their buffers were full): the herald port's and open sessions',
+   * from /proc/self/net/udp, plus those of sessions already ended. null where /proc cannot be read.
+   */
+  socketDrops(): number | null {
+    let table: string;
+    try {
+      table = fs.readFileSync('/proc/self/net/udp', 'utf8');
+    } catch {
+      return null;
+    }
+    let n = this.closedSocketDrops + (udpDropsIn(table, this.port) ?? 0);
+    for (const c of this.sessions.values()) if (c.port) n += udpDropsIn(table, c.port) ?? 0;
+    return n;
   }
 
   /** Open sessions (for tests and status). */
@@ -460,6 +517,8 @@ export class NetdumpServer extends EventEmitter {
    * then has its data counted before a herald can make it give way as "no data yet".
    */
   private queueHerald(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    this.stats.datagrams++;
+    this.stats.bytes += msg.length;
     if (this.heralds.push([msg, rinfo]) > 1) return;
     setImmediate(() => {
       const batch = this.heralds;
@@ -751,10 +810,13 @@ export class NetdumpServer extends EventEmitter {
     if (c.anyData) return;
     c.anyData = true;
     this.halfOpen.delete(c.key);
+    if (this.clients.size < MAX_HOSTS_SEEN) this.clients.add(c.ip);
     this.log(`New dump from client ${c.ip} (to ${path.join(c.dirAbs, c.vmcoreName)}), session port ${c.port}`);
   }
 
   private onClientMessage(c: Session, msg: Buffer): void {
+    this.stats.datagrams++;
+    this.stats.bytes += msg.length;
     if (c.closed) {
       // Lingering after a complete dump: if our FINISHED ACK was lost, the client resends FINISHED; ACK it again
       // (netdumpd has closed the socket by then and the client ends with "failed to close the transaction").
@@ -834,6 +896,7 @@ export class NetdumpServer extends EventEmitter {
     try {
       let done = 0;
       while (done < c.bufOff) done += fs.writeSync(c.coreFd, c.buf, done, c.bufOff - done, c.bufStart + done);
+      this.stats.bytesWritten += c.bufOff;
       c.bufOff = 0;
       return true;
     } catch (e) {
@@ -862,6 +925,7 @@ export class NetdumpServer extends EventEmitter {
         c.keyFd = fs.openSync(path.join(c.dirAbs, `key.${c.host}.${c.index}`), O_WRONLY | O_CREAT | O_NOFOLLOW, 0o400);
       }
       fs.writeSync(c.keyFd, data, 0, data.length, h.offset);
+      this.stats.bytesWritten += data.length;
     } catch (e) {
       this.log(`client ${c.ip}: key write: ${(e as Error).message}`);
       return;
@@ -939,7 +1003,15 @@ export class NetdumpServer extends EventEmitter {
       beyondMaxDumpSize: c.beyondMax, kdh: c.kdh,
     };
     if (status === 'error') r.error = c.error;
+    this.stats.dumps[status]++;
+    if (c.port) {
+      try {
+        this.closedSocketDrops += udpDropsIn(fs.readFileSync('/proc/self/net/udp', 'utf8'), c.port) ?? 0;
+      } catch { /* no /proc: socketDrops() says null */ }
+    }
     this.emit('dump', r);
+    // netdumpd runs its script after every dump that had a client, whatever the end (exec_handler).
+    this.hook?.run([HOOK_REASON[status], c.ip, c.host, r.info, r.vmcore], { RAWPOLL_DUMP_STATUS: status });
   }
 }
 

@@ -209,6 +209,8 @@ export class OopsCollector {
     datagrams: 0, accepted: 0, dumpsComplete: 0, dumpsPartial: 0, bufferedBytes: 0, openDumps: 0,
     /** Dumps waiting to be written or being written, their cost in bytes, and the most there ever were. */
     queuedWrites: 0, queuedWriteBytes: 0, queuedWritesPeak: 0,
+    /** Bytes of .log and sidecar files written (for --metrics). */
+    bytesWritten: 0,
   };
   private open = new Map<string, OpenDump>();
   private probation = new Map<string, OpenDump>();   // one chunk, LRU order
@@ -509,6 +511,7 @@ export class OopsCollector {
     }
     if (complete) this.stats.dumpsComplete++;
     else this.stats.dumpsPartial++;
+    this.stats.bytesWritten += body.length;
     const meta = {
       host: d.host,
       port: d.port,
@@ -526,7 +529,9 @@ export class OopsCollector {
       log_file: path.basename(log),
     };
     try {
-      await atomicWrite(sidecar, Buffer.from(JSON.stringify(meta, null, 2) + '\n'));
+      const side = Buffer.from(JSON.stringify(meta, null, 2) + '\n');
+      await atomicWrite(sidecar, side);
+      this.stats.bytesWritten += side.length;
       disk.ok();
     } catch (err) {
       // The .log is the crash report itself: keep it, and say its sidecar is missing.

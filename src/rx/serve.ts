@@ -21,7 +21,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
 import { RuntimeError, UsageError } from '../errors.js';
 import { RxEngine, TIMESTAMP_SOURCES, type TimestampSource } from './engine.js';
-import { Sink, type HistogramsDoc, type SinkOptions, type SinkReport } from './sink.js';
+import { Sink, udpSocketDrops, type HistogramsDoc, type SinkOptions, type SinkReport } from './sink.js';
+import { formatIpv4 } from '../wire/addr.js';
 import type { FlowSums } from './sinkaccount.js';
 
 export const CONTROL_VERSION = 1;
@@ -323,6 +324,22 @@ interface Trial {
   final: SinkReport | null;
 }
 
+/** What every trial since start() received, ended ones and running ones together (for --metrics). */
+export interface ServeTotals {
+  /** UDP datagrams seen on trial ports (pktgen or not). */
+  datagrams: number;
+  /** UDP payload bytes of the datagrams accounted in flows. */
+  bytes: number;
+  /** Datagrams not counted, by reason: non-pktgen (no pktgen magic), flows-over-budget, flows-evicted. */
+  refused: Record<string, number>;
+  /** The kernel's drops for the trials' sockets or capture rings (a running capture trial's count comes at its end). */
+  ownDrops: number;
+  /** Source addresses of the flows (bounded at MAX_SOURCES_SEEN). */
+  hosts: number;
+}
+
+const MAX_SOURCES_SEEN = 65536;
+
 /** The status reply's figures. */
 export interface TrialStatus extends FlowSums {
   trial: number;
@@ -448,6 +465,10 @@ export class TrialServer {
   trialsServed = 0;
   private stopping: Promise<void> | null = null;
   private readonly expectedToken: string | undefined;
+  /** Totals of the trials whose sinks have stopped, and the sinks still receiving: metrics() adds both. */
+  private readonly ended = { datagrams: 0, bytes: 0, ownDrops: 0, refused: { 'non-pktgen': 0, 'flows-over-budget': 0, 'flows-evicted': 0 } as Record<string, number> };
+  private readonly live = new Set<Sink>();
+  private readonly sources = new Set<string>();
 
   constructor(options: TrialServerOptions) {
     this.options = options;
@@ -644,7 +665,17 @@ export class TrialServer {
     t.sink = sink;
     t.startedMs = Date.now();
     this.trialsServed++;
+    this.live.add(sink);
     void sink.done.then((report) => {
+      // In one step: a scrape sees the trial either live or ended, never both nor neither.
+      this.live.delete(sink);
+      const tt = report.totals;
+      this.ended.datagrams += tt.datagrams;
+      this.ended.bytes += tt.bytes;
+      this.ended.ownDrops += report.loss.own;
+      this.ended.refused['non-pktgen'] += tt.nonPktgen;
+      for (const [k, n] of Object.entries(tt.refused)) this.ended.refused[k] = (this.ended.refused[k] ?? 0) + n;
+      for (const f of report.flows) if (this.sources.size < MAX_SOURCES_SEEN) this.sources.add(f.srcIp);
       t.final = report;
       if (t.timer) clearTimeout(t.timer);
       t.timer = null;
@@ -692,6 +723,23 @@ export class TrialServer {
     t.timer = null;
     this.trials.delete(t.id);
     t.owner.trials.delete(t.id);
+  }
+
+  /** Running totals over every trial since start(), for --metrics; cheap (no histograms, no flow reports). */
+  totals(): ServeTotals {
+    const r: ServeTotals = { ...this.ended, refused: { ...this.ended.refused }, hosts: 0 };
+    const hosts = new Set(this.sources);
+    for (const sink of this.live) {
+      const a = sink.accounting;
+      r.datagrams += a.datagrams;
+      r.bytes += a.counts().bytes;
+      r.refused['non-pktgen'] += a.nonPktgen;
+      for (const [k, n] of Object.entries(a.refused)) r.refused[k] = (r.refused[k] ?? 0) + n;
+      if (!sink.options.capture) r.ownDrops += udpSocketDrops(sink.options.port) ?? 0;
+      for (const f of a.flows) if (hosts.size < MAX_SOURCES_SEEN) hosts.add(formatIpv4(f.key.srcIp));
+    }
+    r.hosts = hosts.size;
+    return r;
   }
 
   /** Stops listening, closes every connection and stops every trial. Resolves once all have stopped. */
