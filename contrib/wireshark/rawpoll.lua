@@ -1,5 +1,5 @@
 --[[
-rawpoll.lua: Wireshark/tshark dissectors for the crash and log protocols rawpoll speaks (Wireshark >= 3.6, Lua 5.2).
+rawpoll.lua: Wireshark/tshark dissectors for the crash and log protocols rawpoll speaks (Wireshark 3.6 to 4.x: Lua 5.2 or 5.4).
 
   debugnet   FreeBSD netdump over debugnet: HERALD, VMCORE, KDH, FINISHED, EKCD_KEY and the 4-byte ACK
              (sys/net/debugnet.h, sys/netinet/netdump/netdump.h; UDP 20023 herald port, 20024 client/ACK port).
@@ -19,6 +19,10 @@ Expert infos (filter `_ws.expert`) mark what a receiver would refuse; traffic ra
 
 Wire facts are those of rawpoll's src/proto/{netdump,netoops,netconsole}.ts; keep the two in step.
 ]]
+
+-- XOR of two u32: bit32 in Lua 5.2 (Wireshark <= 4.2); Lua 5.4 (Wireshark 4.4+) has the operator instead, which 5.2
+-- cannot even parse, hence load().
+local bxor = bit32 and bit32.bxor or load("return function(a, b) return a ~ b end")()
 
 -- Expert info severities/groups, spelled once.
 local WARN, ERR, NOTE = expert.severity.WARN, expert.severity.ERROR, expert.severity.NOTE
@@ -139,7 +143,7 @@ local function dissect_kdh(tvb, tree)
   t:add(f_kdh.unused, tvb(504, 4))
   -- kerneldump_parity(): XOR of the 128 words; mkdumpheader() stores the parity so that the total is 0.
   local x = 0
-  for i = 0, KDH_LEN - 4, 4 do x = bit32.bxor(x, tvb(i, 4):uint()) end
+  for i = 0, KDH_LEN - 4, 4 do x = bxor(x, tvb(i, 4):uint()) end
   local pi = t:add(f_kdh.parity, tvb(508, 4))
   local pt = pi:add(f_kdh.parity_xor, tvb(0, KDH_LEN), x)
   pt:set_generated()
@@ -461,9 +465,9 @@ local function dissect_extended(tvb, pinfo, tree, h)
   if h.release then t:add(f_nc.release, r(h.release), h.release.s) end
   local prio = tonumber(F[i0].s)
   local pi = t:add(f_nc.prio, r(F[i0]), prio)
-  pi:add(f_nc.facility, r(F[i0]), bit32.rshift(prio, 3)):set_generated()
-  pi:add(f_nc.level, r(F[i0]), bit32.band(prio, 7)):set_generated()
-  local level = bit32.band(prio, 7)
+  local level = prio % 8
+  pi:add(f_nc.facility, r(F[i0]), (prio - level) / 8):set_generated()
+  pi:add(f_nc.level, r(F[i0]), level):set_generated()
   add_u64_text(t, f_nc.seq, r(F[i0 + 1]), F[i0 + 1].s)
   local usec = F[i0 + 2].s
   add_u64_text(t, f_nc.timestamp, r(F[i0 + 2]), usec):append_text(string.format(" (%d.%06d s)",
