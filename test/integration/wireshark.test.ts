@@ -255,7 +255,7 @@ test('netdump: EKCD_KEY and broken messages from src/proto into a pcap: one bad 
   const good = buildKdh({ dumplength: 123456, dumptime: 1_700_000_000, hostname: 'parityhost', versionstring: 'FreeBSD 14.1-RELEASE\n', panicstring: 'page fault' });
   add(encodeNetdumpMessage({ type: 4, seqno: 3, offset: 0, aux2: 0 }, good));
   const bad = Buffer.from(good);
-  const flipAt = 64 + 3; // one bit of the hostname: 'parityhost' -> 'parhtyhost'... the XOR moves by that bit
+  const flipAt = 64 + 3; // bit 0 of hostname[3]: 'parityhost' becomes 'parhtyhost', stored parity unchanged
   bad[flipAt] ^= 0x01;
   add(encodeNetdumpMessage({ type: 4, seqno: 4, offset: 0, aux2: 0 }, bad));
   add(Buffer.from(encodeNetdumpMessage({ type: 3, seqno: 5, offset: 0, aux2: 0 }).subarray(0, 10)));      // truncated header
