@@ -6,6 +6,7 @@ import { parseIpv4 } from '../wire/addr.js';
 import { CollectServer, CollectEvent } from '../rx/collect.js';
 import { OOPS_DEFAULTS } from '../rx/oopscollect.js';
 import { NETCONSOLE_DEFAULTS } from '../rx/nclog.js';
+import { SYSLOG_DEFAULT_PATH, SYSLOG_MAX_BYTES } from '../rx/syslog.js';
 import { MetricsServer, ReceiverMetrics, collectMetrics, parseMetricsAddress } from '../rx/metrics.js';
 import { HOOK_DEFAULTS, checkHookProgram, parseHookTimeout } from '../rx/hook.js';
 import { addWatchOption, checkWatchedLinks, intArg, interruptedExitCode, untilStopped } from './common.js';
@@ -22,6 +23,7 @@ interface CollectFlags {
   maxBytes?: string;
   maxQueuedWrites?: string;
   maxFragments?: string;
+  syslog?: string | boolean;
   json?: boolean;
   iface: string[];
   metrics?: string;
@@ -102,6 +104,7 @@ export function register(program: Command): void {
     .option('--max-dump-bytes <N>', `largest dump accepted: datagrams announcing more than N/1024 chunks are dropped as too_big (default ${OOPS_DEFAULTS.maxBytesPerDump})`)
     .option('--max-bytes <N>', `reassembly memory for all dumps together, and again for dumps queued for writing (log, packet table and header counted); beyond, a dump gives way as with --max-dumps, or a write is dropped (backlog) (default ${OOPS_DEFAULTS.maxTotalBytes})`)
     .option('--max-queued-writes <N>', `dumps waiting to be written (complete ones first); full: a partial dump is dropped (backlog), a complete one takes the place of the newest queued partial (default ${OOPS_DEFAULTS.maxQueuedWrites})`)
+    .option('--syslog [PATH]', `also forward each netconsole record to the local syslog socket as RFC 5424 (PRI from the record's facility and level, HOSTNAME the sender, APP-NAME kernel, MSGID netconsole, SD rawpoll@32473 with seq, usec, src, release, userdata, sysdata; at most ${SYSLOG_MAX_BYTES} bytes) (default ${SYSLOG_DEFAULT_PATH}); a busy daemon's refusals are dropped (syslog_busy), never waited for`)
     .option('--max-fragments <N>', `ncfrag pieces one netconsole record may take; further pieces are dropped (too_many_fragments) (default ${NETCONSOLE_DEFAULTS.maxFragmentsPerRecord})`)
     .option('--json', 'one JSON object per line instead of text')
     .option('--metrics <[IP:]PORT>', 'serve Prometheus metrics at http://IP:PORT/metrics (no IP: every address)')
@@ -120,7 +123,9 @@ protocol, when the counts changed, at most every 10 s, and at the end) and in th
               duplicate, late (retransmits), backlog (write queue full: --max-queued-writes, --max-bytes; each also
               a 'dump-dropped' line), evicted_unconfirmed (a dump of one chunk of several that gave way)
   netconsole  too_big (ncfrag total over ${NETCONSOLE_DEFAULTS.maxRecordBytes}), bad_range, too_many_fragments (--max-fragments),
-              evicted (over ${NETCONSOLE_DEFAULTS.maxOpenFragments} records or ${NETCONSOLE_DEFAULTS.maxBytesPerHost} bytes per host in reassembly), superseded, shutdown, error
+              evicted (over ${NETCONSOLE_DEFAULTS.maxOpenFragments} records or ${NETCONSOLE_DEFAULTS.maxBytesPerHost} bytes per host in reassembly), superseded, shutdown, error,
+              syslog_busy / syslog_down / syslog_error (--syslog: the daemon's queue was full / it was gone / other;
+              the record is in the log all the same)
 
 Budgets under a flood: each datagram costs bounded memory and CPU; the write queue is bounded in dumps and bytes, and
 a complete dump is written before any partial one. A dump with one chunk is on probation: over --max-dumps or
@@ -162,6 +167,8 @@ Examples:
         throw new UsageError(`--netconsole and --oops both name UDP port ${netconsolePort}: give each its own port (defaults: netconsole 6666, netoops 2004)`);
       }
       if (f.bind !== undefined) parseIpv4(f.bind, '--bind');
+      const syslog = f.syslog === undefined || f.syslog === false ? undefined : f.syslog === true ? SYSLOG_DEFAULT_PATH : f.syslog;
+      if (syslog !== undefined && netconsolePort === null) throw new UsageError(`--syslog ${syslog} forwards netconsole records: add --netconsole [PORT]`);
       checkWatchedLinks(f.iface);
       const idle = Number(f.idle);
       if (!(Number.isFinite(idle) && idle > 0 && idle <= 86400)) throw new UsageError(`bad --idle '${f.idle}': expected seconds, 0 < S <= 86400`);
@@ -193,6 +200,7 @@ Examples:
         bind: f.bind,
         netconsolePort,
         oopsPort,
+        syslog,
         idleMs: Math.round(idle * 1000),
         ...limits,
         hook, hookTimeoutMs,
@@ -211,6 +219,7 @@ Examples:
       out({
         event: 'summary', host: '-', interrupted: sig, ...(gone ? { stopped: `interface ${gone} disappeared` } : {}),
         ...(o ? { oops_datagrams: o.stats.datagrams, dumps_complete: o.stats.dumpsComplete, dumps_partial: o.stats.dumpsPartial, oops_drops: nonzero({ ...o.drops, socket_overflow: server.socketDrops('netoops') }) } : {}),
+        ...(server.syslog ? { syslog: { path: server.syslog.path, ...nonzero(server.syslog.stats) } } : {}),
         ...(server.nc ? { netconsole: nonzero(server.nc.stats as unknown as Record<string, number>), netconsole_drops: nonzero({ ...server.nc.drops, socket_overflow: server.socketDrops('netconsole') }) } : {}),
         ...(Object.keys(failures).length ? { write_failures: { ...failures, failing_now: server.disk.failing } } : {}),
         ...(server.hook ? { hooks: nonzero(server.hook.counts) } : {}),

@@ -3,6 +3,7 @@ import { RuntimeError } from '../errors.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import { OopsCollector, OopsEvent, OOPS_DEFAULTS, DiskWatch, removeStaleTemps } from './oopscollect.js';
 import { NetconsoleCollector } from './nclog.js';
+import { SyslogForwarder } from './syslog.js';
 import { RxEngine, type PayloadBatch } from './engine.js';
 import { HookRunner, type HookEvent } from './hook.js';
 
@@ -41,6 +42,11 @@ export interface CollectOptions {
   /** ncfrag pieces one netconsole record may take. */
   maxFragmentsPerRecord?: number;
   dropReportMs?: number;
+  /**
+   * A unix datagram socket (/dev/log) each netconsole record also goes to, as RFC 5424 (rx/syslog.ts). Connected at
+   * start: a socket that is not there fails the start (RuntimeError naming it) before anything is created.
+   */
+  syslog?: string;
   /**
    * A program run after each complete oops report, with the report (.log) and sidecar (.json) paths as arguments
    * (the sidecar's is '' if it could not be written); each ends in a `hook` event. Checked by checkHookProgram.
@@ -109,6 +115,8 @@ export class CollectServer {
   readonly oops: OopsCollector | null = null;
   nc: NetconsoleCollector | null = null;
   readonly disk: DiskWatch;
+  /** --syslog's socket; its refusals are counted in the netconsole drops (syslog_busy, syslog_down, syslog_error). */
+  syslog: SyslogForwarder | null = null;
   private engines: { proto: 'netconsole' | 'netoops'; engine: RxEngine<PayloadBatch> }[] = [];
   private hosts = new Set<string>();
   /** Datagrams and payload bytes each protocol's engine handed over (for --metrics). */
@@ -140,14 +148,17 @@ export class CollectServer {
   }
 
   static async start(o: CollectOptions): Promise<CollectServer> {
+    const syslog = o.syslog !== undefined ? SyslogForwarder.open(o.syslog) : null;
     await fsp.mkdir(o.dir, { recursive: true });
     // A collector killed mid-write left hidden temp files that hold space nobody can see: remove them first.
     const stale = await removeStaleTemps(o.dir);
     const s = new CollectServer(o);
+    s.syslog = syslog;
     if (stale.files.length > 0) s.emit({ event: 'stale-temp-removed', host: '-', dir: o.dir, files: stale.files.length, bytes: stale.bytes });
     try {
       if (o.netconsolePort !== undefined && o.netconsolePort !== null) {
-        s.nc = new NetconsoleCollector({ dir: o.dir, disk: s.disk, onEvent: (e) => s.emit(e), maxFragmentsPerRecord: o.maxFragmentsPerRecord });
+        s.nc = new NetconsoleCollector({ dir: o.dir, disk: s.disk, onEvent: (e) => s.emit(e), maxFragmentsPerRecord: o.maxFragmentsPerRecord,
+          onRecord: syslog ? (rec, from, frags) => syslog.forwardNetconsole(rec, from, frags) : undefined });
         const nc = s.nc;
         // The engine's batch is the unit of writing: records wait in nc until the batch's end, then one writev a host.
         const engine = listen(o.netconsolePort, o.bind, 'netconsole', { handle: (msg, from) => nc.add(msg, from), flush: () => nc.flush() }, (err) => s.receiverError(err), s.received.netconsole);
@@ -225,6 +236,7 @@ export class CollectServer {
     await Promise.all(this.engines.map((x) => x.engine.stop()));
     if (this.oops) await this.oops.close();
     if (this.nc) await this.nc.close();
+    this.syslog?.close();
     this.reportDrops();
     // The last reports' hooks too: each ends by its time limit at the latest.
     if (this.hook) await this.hook.close();

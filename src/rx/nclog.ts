@@ -30,6 +30,7 @@ import { mkdirSync, openSync, writevSync, closeSync, fstatSync, ftruncateSync } 
 import { join } from 'node:path';
 import { parseExtDatagram, NcfragReassembler, type EvictedPartial, type NcfragDropReason } from '../proto/netconsole.js';
 import { DiskWatch } from './oopscollect.js';
+import type { SyslogDropReason } from './syslog.js';
 
 export interface CollectorEvent { event: string; host: string; [k: string]: unknown }
 
@@ -50,6 +51,12 @@ export interface NetconsoleCollectorOptions {
   maxSources?: number;
   /** Where write failures go; shared with the netoops receiver by `collect`. Default: one for `dir`. */
   disk?: DiskWatch;
+  /**
+   * Each record as it is written (an extended record whole — reassembled if it came in pieces — or a basic
+   * datagram), e.g. to syslog (`collect --syslog`). Called synchronously: `record` is valid only during the call.
+   * A returned reason counts the record as dropped there (it is in the log all the same).
+   */
+  onRecord?: (record: Buffer, from: { address: string; port: number }, fragments: number) => SyslogDropReason | null | void;
 }
 
 export interface NetconsoleCollectorStats {
@@ -66,7 +73,7 @@ interface HostPending { records: Buffer[]; bytes: number }
 /** Bytes add() lets wait for flush() before it flushes by itself (collect's batches hold far less: 1024 datagrams). */
 const MAX_PENDING_BYTES = 16 << 20;
 
-export type NetconsoleDropReason = NcfragDropReason | 'error';
+export type NetconsoleDropReason = NcfragDropReason | 'error' | SyslogDropReason;
 
 export const NETCONSOLE_DEFAULTS = {
   maxOpenFragments: 64,
@@ -83,6 +90,7 @@ export class NetconsoleCollector {
   /** What `stats.dropped` counts, by reason: rejected pieces and records given up (see the file comment). */
   readonly drops: Record<NetconsoleDropReason, number> = {
     too_big: 0, bad_range: 0, too_many_fragments: 0, evicted: 0, superseded: 0, shutdown: 0, error: 0,
+    syslog_busy: 0, syslog_down: 0, syslog_error: 0,
   };
   private readonly onEvent: (e: CollectorEvent) => void;
   private readonly reasm: NcfragReassembler;
@@ -97,6 +105,7 @@ export class NetconsoleCollector {
   private readonly maxOpenFiles: number;
   private readonly maxSources: number;
   private readonly disk: DiskWatch;
+  private readonly onRecord: NetconsoleCollectorOptions['onRecord'];
   private closed = false;
 
   constructor(opts: NetconsoleCollectorOptions) {
@@ -107,6 +116,7 @@ export class NetconsoleCollector {
     this.maxOpenFiles = Math.max(1, opts.maxOpenFiles ?? d.maxOpenFiles);
     this.maxSources = Math.max(1, opts.maxSources ?? d.maxSources);
     this.disk = opts.disk ?? new DiskWatch(opts.dir, opts.onEvent);
+    this.onRecord = opts.onRecord;
     this.reasm = new NcfragReassembler({
       maxOpen: opts.maxOpenFragments ?? d.maxOpenFragments,
       maxBytesPerKey: opts.maxBytesPerHost ?? d.maxBytesPerHost,
@@ -151,6 +161,7 @@ export class NetconsoleCollector {
       if (!dg) {
         this.stats.basic++;
         this.queue(host, datagram);
+        if (this.onRecord) this.passOn(datagram, from, 1);
         return;
       }
       const last = this.last;
@@ -232,6 +243,12 @@ export class NetconsoleCollector {
     this.stats.records++;
     if (fragments > 1) this.emit({ event: 'reassembled', host, port, seq, fragments, bytes: bytes.length });
     this.queue(host, bytes);
+    if (this.onRecord) this.passOn(bytes, { address: host, port }, fragments);
+  }
+
+  private passOn(bytes: Buffer, from: { address: string; port: number }, fragments: number): void {
+    const why = this.onRecord!(bytes, from, fragments);
+    if (why) this.drops[why]++;
   }
 
   private evicted(e: EvictedPartial): void {

@@ -233,6 +233,18 @@ export class SyslogForwarder {
     }
   }
 
+  /**
+   * A netconsole record as collect stores it (netconsoleToSyslog), received now; HOSTNAME is the sender's address,
+   * the name collect gives its log. A basic datagram of several lines is one record: the first refusal is its reason.
+   */
+  forwardNetconsole(bytes: Uint8Array, from: { address: string; port: number }, frags = 1): SyslogDropReason | null {
+    let why: SyslogDropReason | null = null;
+    for (const r of netconsoleToSyslog(bytes, { host: from.address, address: from.address, port: from.port }, new Date(), frags)) {
+      why = this.forward(r) ?? why;
+    }
+    return why;
+  }
+
   /** Formats and sends; returns null when it went out, else why not (counted in stats too). Never blocks, never throws. */
   forward(r: SyslogRecord): SyslogDropReason | null {
     const { bytes, truncated } = formatSyslogTrunc(r, this.max);

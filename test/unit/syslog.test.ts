@@ -12,37 +12,7 @@ import {
   formatSyslog, syslogPri, escapeSdValue, sdName, netconsoleToSyslog, SyslogForwarder, SYSLOG_MAX_BYTES, type SyslogRecord,
 } from '../../src/rx/syslog.js';
 import { RuntimeError } from '../../src/errors.js';
-
-// RFC 5424 §6: SYSLOG-MSG = HEADER SP STRUCTURED-DATA [SP MSG]
-//   HEADER = PRI VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID; PRI = "<" 1*3DIGIT ">"
-//   TIMESTAMP = NILVALUE / FULL-DATE "T" FULL-TIME (TIME-SECFRAC 1*6DIGIT, TIME-OFFSET "Z" / +-hh:mm)
-//   HOSTNAME 1*255, APP-NAME 1*48, PROCID 1*128, MSGID 1*32 PRINTUSASCII (%d33-126)
-//   SD-ELEMENT = "[" SD-ID *(SP SD-PARAM) "]"; SD-NAME = 1*32 PRINTUSASCII except '=', SP, ']', '"'
-//   PARAM-VALUE: UTF-8 with '"', '\' and ']' escaped
-const P = '[\\x21-\\x7e]';
-const sdname = `[!#-<>-\\\\^-~]{1,32}`;   // %d33, %d35-60, %d62-92, %d94-126: no '"' (34), '=' (61), ']' (93)
-const value = '(?:[^"\\\\\\]]|\\\\["\\\\\\]])*';
-const param = `${sdname}="${value}"`;
-const element = `\\[${sdname}(?: ${param})*\\]`;
-const RFC5424 = new RegExp(
-  `^<(\\d{1,3})>1 (-|\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(?:\\.\\d{1,6})?(?:Z|[+-]\\d{2}:\\d{2})) (${P}{1,255}) (${P}{1,48}) (${P}{1,128}) (${P}{1,32}) (-|(?:${element})+)(?: ([\\s\\S]*))?$`);
-
-interface Parsed { pri: number; time: string; host: string; app: string; procid: string; msgid: string; sd: Record<string, Record<string, string>>; msg: string }
-
-function parse5424(b: Buffer): Parsed {
-  const s = b.toString('utf8');
-  const m = RFC5424.exec(s);
-  assert.ok(m, `not RFC 5424: ${JSON.stringify(s.slice(0, 300))}`);
-  const pri = Number(m[1]);
-  assert.ok(pri <= 191, `PRI ${pri} > 191`);
-  const sd: Parsed['sd'] = {};
-  for (const el of m[7].matchAll(new RegExp(element, 'g'))) {
-    const id = /^\[([^ \]]+)/.exec(el[0])![1];
-    sd[id] = {};
-    for (const p of el[0].matchAll(new RegExp(`(${sdname})="(${value})"`, 'g'))) sd[id][p[1]] = p[2].replace(/\\(["\\\]])/g, '$1');
-  }
-  return { pri, time: m[2], host: m[3], app: m[4], procid: m[5], msgid: m[6], sd, msg: m[8] ?? '' };
-}
+import { parse5424 } from '../helpers/rfc5424.js';
 
 const T = new Date('2026-11-22T13:04:05.678Z');
 
