@@ -11,8 +11,8 @@ import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import { formatMac } from '../wire/mac.js';
 import { parseDestination, parseDuration, parseLinkDownPolicy, parseRange, parseRate, parseSizes, parseStartAt } from './blast-args.js';
 import {
-  addFrameProfileOptions, addLinkOptions, eventWriter, interruptedExitCode, intArg, onStopSignal, parseVlanArg, rangeArg, reportLinkEvents, senderOptionsFromFlags,
-  type FrameFlags, type StopSignal,
+  addDropOption, addFrameProfileOptions, addLinkOptions, checkDropFiles, eventWriter, interruptedExitCode, intArg, onStopSignal, parseVlanArg, rangeArg,
+  relinquishPrivileges, reportLinkEvents, senderOptionsFromFlags, type FrameFlags, type StopSignal,
 } from './common.js';
 
 interface BlastFlags extends FrameFlags {
@@ -84,6 +84,7 @@ export function register(program: Command): void {
   addLinkOptions(cmd);
   addFrameProfileOptions(cmd, 'frame');
   cmd.option('--json', 'print one JSON summary object at the end');
+  addDropOption(cmd, 'once the interface is open and the next hop resolved (before the first frame, and before --start-at\'s wait)');
   cmd.addHelpText('after', '\nExamples:\n' +
     '  sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --count 1000000                          # as fast as the NIC takes\n' +
     '  sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --rate 250kpps --duration 10\n' +
@@ -165,6 +166,7 @@ export function register(program: Command): void {
       throw new UsageError(`${flowsPlanned} flows × ${distinct.length} sizes is too many templates (max 1048576): narrow --flows or --size`);
     }
 
+    checkDropFiles(f.relinquishPrivileges, { write: f.write });
     const from = opts.from ?? (srcIps ? { ip: srcIps[0] } : undefined);
     // From here on a signal stops the run, not the process (one that comes during ARP takes effect when ARP is done).
     let interrupted = null as StopSignal | null;
@@ -187,6 +189,7 @@ export function register(program: Command): void {
     let result: BlastResult;
     let gone = false;
     try {
+      await relinquishPrivileges(f.relinquishPrivileges);
       const flows = makeFlows({ srcIps: srcIps ?? [sender.srcIp], srcPorts, dstPorts, flows: flowsN });
       const templates = buildTemplates({
         srcMac: sender.srcMac, dstMac: sender.dstMac, dstIp, flows, sizes, seq, mtu: sender.mtu,

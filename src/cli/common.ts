@@ -1,10 +1,11 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { RuntimeError, UsageError } from '../errors.js';
+import { dropPrivileges, modeAllows, resolveDropUser, type Account } from '../host/privdrop.js';
 import { parseIpv4, parseSource } from '../wire/addr.js';
 import { parseMac } from '../wire/mac.js';
 import type { SenderOptions } from '../tx/sender.js';
-import { accessSync, constants as fsc, mkdirSync, statSync } from 'node:fs';
-import { dirname, resolve as resolvePath } from 'node:path';
+import { accessSync, chownSync, closeSync, constants as fsc, mkdirSync, openSync, statSync, unlinkSync } from 'node:fs';
+import { dirname, join as joinPath, resolve as resolvePath } from 'node:path';
 import { networkInterfaces } from 'node:os';
 import type { IfaceInfo } from '../link/iface.js';
 import { LinkWatch, linkStatus, type LinkDownEvent, type LinkUpEvent } from '../link/watch.js';
@@ -30,6 +31,8 @@ export interface FrameFlags {
   timeout?: string;
   write?: string;
   json?: boolean;
+  /** -Z USER, resolved when the command line was parsed (addDropOption). */
+  relinquishPrivileges?: Account;
 }
 
 export function addLinkOptions(cmd: Command): Command {
@@ -389,4 +392,86 @@ export async function untilStopped(named: string[], bind: string | undefined, ev
   if (r.gone) unlisten(); // after a signal the listeners stay: a second one exits at once
   for (const w of watches) w.close();
   return r;
+}
+
+/**
+ * `-Z, --relinquish-privileges USER`, as tcpdump's: `when` says at which point the command gives up root. The
+ * account is resolved as the command line is parsed, so an unknown user is bad usage (exit 2) before anything is
+ * opened or sent; `conflicts` names an option -Z cannot go with.
+ */
+export function addDropOption(cmd: Command, when: string, o: { conflicts?: string } = {}): Command {
+  const opt = new Option('-Z, --relinquish-privileges <USER>', `${when}, become USER and its primary group, giving up root and every ` +
+    'capability (as tcpdump -Z; needs root; USER from /etc/passwd or NSS)').argParser((v: string) => resolveDropUser(v));
+  if (o.conflicts) opt.conflicts(o.conflicts);
+  return cmd.addOption(opt);
+}
+
+/**
+ * The drop itself (host/privdrop.ts), called by each command at the point addDropOption's `when` names: its sockets
+ * and files open, nothing sent yet. A receiver names what it writes after the drop: `own`, directories it made at
+ * start as root (given to USER if root still owns them: never taken from anyone else), and `writable`, directories
+ * USER must create files in — tried as USER right after the drop, so a receiver that could not store anything fails
+ * now (exit 1), not at its first dump. If anything fails, `release` closes what was opened before the error is thrown.
+ */
+export async function relinquishPrivileges(a: Account | undefined, release?: () => unknown,
+  o: { own?: string[]; writable?: string[] } = {}): Promise<void> {
+  if (!a) return;
+  try {
+    for (const d of o.own ?? []) {
+      try {
+        if (statSync(d).uid === 0) chownSync(d, a.uid, a.gid);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new RuntimeError(`-Z ${a.name}: cannot give ${d} to ${a.name}: ${(e as Error).message}`);
+      }
+    }
+    dropPrivileges(a);
+    for (const d of o.writable ?? []) {
+      const probe = joinPath(d, `.rawpoll-probe-${process.pid}`);
+      try {
+        closeSync(openSync(probe, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o600));
+        unlinkSync(probe);
+      } catch (e) {
+        throw new RuntimeError(`-Z ${a.name}: ${a.name} cannot create files in ${d} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ` +
+          `give it the directory (chown ${a.name} ${d}) or leave -Z out`);
+      }
+    }
+  } catch (e) {
+    await release?.();
+    throw e;
+  }
+}
+
+/**
+ * What a sender opens or writes after -Z has dropped root, checked before anything is opened: `-w FILE` (a regular
+ * file is written beside its name as root and renamed into place at the end, which USER may not be allowed to do:
+ * refused; `-w -`, a FIFO or a device is opened before the drop and fine), and a `--follow` file, which is opened
+ * again as USER after a rotation (USER must be able to read it and search its directory).
+ */
+export function checkDropFiles(a: Account | undefined, o: { write?: string; follow?: string }): void {
+  if (!a) return;
+  if (o.write !== undefined && o.write !== '-') {
+    let special = false;
+    try {
+      const st = statSync(o.write);
+      special = !st.isFile() && !st.isDirectory();
+    } catch { /* a new file */ }
+    if (!special) {
+      throw new UsageError(`-Z ${a.name} and -w ${o.write}: a pcap file is renamed into place at the end, after root is given up; ` +
+        `write to standard output instead (-w - > ${o.write}: the shell opens the file) or to a FIFO`);
+    }
+  }
+  if (o.follow !== undefined) {
+    const dir = dirname(resolvePath(o.follow));
+    let ok = true;
+    try {
+      ok = modeAllows(a, dir, 1);
+      try {
+        ok = ok && modeAllows(a, o.follow, 4);
+      } catch { /* not there yet: waited for, as tail -F */ }
+    } catch { /* the directory is not there: --follow's own check says so */ }
+    if (!ok) {
+      throw new RuntimeError(`-Z ${a.name} and --follow ${o.follow}: ${a.name} may not read it (or search ${dir}), and it is opened again ` +
+        `as ${a.name} when it is rotated; make it readable to ${a.name}, or leave -Z out`);
+    }
+  }
 }

@@ -6,9 +6,10 @@ import { NETCONSOLE_DST_PORT, NETCONSOLE_SRC_PORT, parseNetconsoleConfig } from 
 import { runNetconsole, SYSDATA_FIELDS, type NetconsoleTargetOptions, type SysdataField } from '../tx/netconsole.js';
 import { parseEndpoint } from '../wire/addr.js';
 import { MAC_BROADCAST, formatMac } from '../wire/mac.js';
+import { dropPrivileges } from '../host/privdrop.js';
 import {
-  addFrameOptions, addLinkOptions, countArg, eventWriter, interruptedExitCode, intArg, onStopSignal, reportLinkEvents, senderOptionsFromFlags,
-  type EventWriter, type FrameFlags, type StopSignal,
+  addDropOption, addFrameOptions, addLinkOptions, checkDropFiles, countArg, eventWriter, interruptedExitCode, intArg, onStopSignal, reportLinkEvents,
+  senderOptionsFromFlags, type EventWriter, type FrameFlags, type StopSignal,
 } from './common.js';
 
 interface NetconsoleFlags extends FrameFlags {
@@ -61,6 +62,7 @@ export function register(program: Command): void {
   addLinkOptions(cmd);
   addFrameOptions(cmd, 'print JSON lines: a ready event once the targets are resolved, a line per link event, then the summary ' +
     '(schemas/netconsole.schema.json)');
+  addDropOption(cmd, 'once every target is open and resolved, and the input (/dev/kmsg, the --follow file) too (before the first message)');
   cmd.addHelpText('after', '\nExamples:\n' +
     '  dmesg | sudo rawpoll netconsole -i eth1 --to 10.0.0.9\n' +
     "  sudo rawpoll netconsole --config '+r6665@10.0.0.7/eth1,6666@10.0.0.9/02:00:00:00:00:09' < app.log\n" +
@@ -173,6 +175,7 @@ async function run(f: NetconsoleFlags): Promise<void> {
     throw new UsageError('--from-start is for --kmsg (the oldest record in the ring) or --follow FILE (the whole file); standard input starts where it starts');
   }
   if (f.follow !== undefined) checkFollowPath(f.follow);
+  checkDropFiles(f.relinquishPrivileges, { write: f.write, follow: f.follow });
   const count = countArg(f.count);
   const level = parseLevel(f.level ?? 'info');
   const userdata = parseUserdata(f.userdata ?? []);
@@ -193,9 +196,16 @@ async function run(f: NetconsoleFlags): Promise<void> {
   // With -w - standard output carries the pcap: events and the summary go to standard error, as tcpdump's do.
   const toStdout = f.write === '-';
   const out = toStdout ? process.stderr : process.stdout;
-  const event: EventWriter = toStdout
+  const write: EventWriter = toStdout
     ? (e, human) => process.stderr.write(f.json ? JSON.stringify(e) + '\n' : `rawpoll netconsole: ${human}\n`)
     : eventWriter('netconsole', f.json);
+  // "ready" comes once the targets and the input are open, before the first message: -Z gives up root there (a
+  // failure is thrown inside the run, which closes the targets).
+  const drop = f.relinquishPrivileges;
+  const event: EventWriter = (e, human) => {
+    if (e.event === 'ready' && drop) dropPrivileges(drop);
+    write(e, human);
+  };
   const s = await runNetconsole({
     targets, level, userdata, sysdata, count, linkQueue, event,
     input: f.kmsg ? { kind: 'kmsg', fromStart: f.fromStart } : f.follow ? { kind: 'follow', path: f.follow, fromStart: f.fromStart }

@@ -10,7 +10,7 @@ import {
 import { checkWritableDir } from './collect.js';
 import { MetricsServer, ReceiverMetrics, netdumpMetrics, parseMetricsAddress } from '../rx/metrics.js';
 import { HOOK_DEFAULTS, checkHookProgram, parseHookTimeout, type HookEvent } from '../rx/hook.js';
-import { addWatchOption, checkWatchedLinks, eventWriter, intArg, interruptedExitCode, untilStopped } from './common.js';
+import { addDropOption, addWatchOption, checkWatchedLinks, eventWriter, intArg, interruptedExitCode, relinquishPrivileges, untilStopped } from './common.js';
 
 interface ServerFlags {
   dir: string;
@@ -54,6 +54,7 @@ export function register(program: Command): void {
     .option('--hook <PROG>', 'run PROG after each dump, complete or not, with netdumpd -i\'s arguments: ' +
       'REASON (success|timeout|error) CLIENT-IP HOSTNAME INFO-FILE VMCORE-FILE')
     .option('--hook-timeout <S>', 'kill a --hook still running after S seconds', String(HOOK_DEFAULTS.timeoutSec));
+  addDropOption(cmd, 'once the herald socket is bound (for a port below 1024; others need no root)');
   addWatchOption(cmd)
     .addHelpText('after', `
 Incomplete dumps: a dump keeps the name vmcore.<client>.<n>.incomplete unless it completed, so a dump cut short
@@ -145,6 +146,7 @@ Exit codes: 0 stopped by a signal, 1 cannot listen or a link named with -i was d
         hook, hookTimeoutMs,
       }).catch(async (e: unknown) => { await metrics?.close(); throw e; });
       live = server;
+      await relinquishPrivileges(cmd.getOptionValue('relinquishPrivileges'), async () => { await server.close(); await metrics?.close(); }, { writable: [f.dir] });
       if (f.json) {
         // The text form is the server's own "Drops since start: …" log line.
         server.on('drops', (drops: NetdumpDrops) => print(JSON.stringify({ event: 'drops', drops })));

@@ -4,8 +4,9 @@ import { parseIpv4, parseSource, parsePort } from '../wire/addr.js';
 import { parseMac } from '../wire/mac.js';
 import { DEBUGNET_RETRIES, DEBUGNET_ROUND_MS, NETDUMP_PORT } from '../proto/netdump.js';
 import { bufferSource, fileSource, netdump, type NetdumpProgress, type NetdumpSource } from '../tx/netdump.js';
+import { dropPrivileges, type Account } from '../host/privdrop.js';
 import {
-  eventWriter, interruptedExitCode, intArg, onStopSignal, reportLinkEvents, type EventWriter, type StopSignal,
+  addDropOption, eventWriter, interruptedExitCode, intArg, onStopSignal, reportLinkEvents, type EventWriter, type StopSignal,
 } from './common.js';
 
 interface NetdumpFlags {
@@ -25,10 +26,11 @@ interface NetdumpFlags {
   arpRetries: string;
   linkWait: string;
   json?: boolean;
+  relinquishPrivileges?: Account;
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('netdump')
     .summary('send a file as a FreeBSD netdump kernel dump (reliable, every datagram ACKed)')
     .description('Send a file to a netdump server (FreeBSD netdumpd, or rawpoll netdump-server) the way FreeBSD\'s kernel\n' +
@@ -68,8 +70,9 @@ export function register(program: Command): void {
       'the server ACKed, of how many.\n' +
       'Exit codes: 0 the server ACKed FINISHED, 1 runtime failure (no ARP reply, server silent, link down longer\n' +
       'than --link-wait, interface gone), 2 bad usage,\n' +
-      '130 (SIGINT) or 143 (SIGTERM) interrupted before the dump was complete.')
-    .action(async (f: NetdumpFlags) => {
+      '130 (SIGINT) or 143 (SIGTERM) interrupted before the dump was complete.');
+  addDropOption(cmd, 'once the link and the ACK capture are open and the server resolved (before the herald)');
+  cmd.action(async (f: NetdumpFlags) => {
       const server = parseIpv4(f.server, '--server');
       // Every address and port before the file is read and anything is sent: port 0 is no one's to herald to.
       const serverPort = parsePort(f.port, '--port');
@@ -117,7 +120,11 @@ export function register(program: Command): void {
         summary = await netdump({
           iface: f.iface!, server, serverPort, source, path: f.path, from, gateway, dstMac,
           panic: f.panic, hostname: f.hostname, window, pollMs, retries, arpRetries, onProgress, signal: stop.signal,
-          linkWaitMs: linkWait * 1000, onLink: (w) => { reportLinkEvents(w, event); },
+          // onLink comes once both handles are open, before the herald: -Z gives up root there.
+          linkWaitMs: linkWait * 1000, onLink: (w) => {
+            reportLinkEvents(w, event);
+            if (f.relinquishPrivileges) dropPrivileges(f.relinquishPrivileges);
+          },
         });
       } finally {
         unlisten();

@@ -5,7 +5,8 @@ import { RuntimeError, UsageError } from '../errors.js';
 import { UdpSender } from '../tx/sender.js';
 import { parseEndpoint } from '../wire/addr.js';
 import {
-  addFrameOptions, addLinkOptions, checkInputFile, countArg, interruptedExitCode, onStopSignal, senderOptionsFromFlags, type FrameFlags, type StopSignal,
+  addDropOption, addFrameOptions, addLinkOptions, checkDropFiles, checkInputFile, countArg, interruptedExitCode, onStopSignal, relinquishPrivileges,
+  senderOptionsFromFlags, type FrameFlags, type StopSignal,
 } from './common.js';
 
 interface SendFlags extends FrameFlags {
@@ -30,6 +31,7 @@ export function register(program: Command): void {
   addLinkOptions(cmd);
   addFrameOptions(cmd);
   cmd.option('--pcap-nano', 'with -w: nanosecond timestamps (pcap magic 0xa1b23c4d, as tcpdump --time-stamp-precision nano)');
+  addDropOption(cmd, 'once the interface is open and the next hop resolved (before the first datagram)');
   cmd.addHelpText('after', '\nExamples:\n' +
       "  sudo rawpoll send -i eth1 --to 10.0.0.2:9000 --data 'hello'\n" +
       '  sudo rawpoll send -i eth1 --from 10.0.0.7:5000 --to 10.0.0.2:9000 --file payload.bin -c 100\n' +
@@ -48,6 +50,7 @@ export function register(program: Command): void {
     if (f.write && !f.iface && !f.from) {
       throw new UsageError('writing a pcap file without an interface needs the source address: add --from IP');
     }
+    checkDropFiles(f.relinquishPrivileges, { write: f.write });
     const payload = readPayload(f);
     // From here on a signal stops the sending (one during ARP takes effect when ARP is done), not the process.
     let interrupted = null as StopSignal | null;
@@ -60,6 +63,7 @@ export function register(program: Command): void {
       throw e;
     }
     try {
+      await relinquishPrivileges(f.relinquishPrivileges);
       sender.checkPayload(payload.length);
       const t0 = performance.now();
       const progress = process.stderr.isTTY && count >= 10000 && !f.json ? new Progress(count) : null;

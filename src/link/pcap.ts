@@ -5,7 +5,8 @@
  * It rides out link outages (README, "When the link goes down"): libpcap reports a link taken down as an error on
  * the capture socket; the handle then pauses, and resumes when the link is back — the packet socket stays bound
  * through the outage (the kernel hooks it in again on NETDEV_UP), so frames that arrive before we notice are kept in
- * its ring, not lost. Any other receive error closes the handle and opens it again with the same filter and options.
+ * its ring, not lost. Any other receive error closes the handle and opens it again with the same filter and options —
+ * unless the process gave up CAP_NET_RAW since (-Z): then the handle is kept and polled again.
  * Frame handlers stay registered throughout. While the link is down send() and sendBatch() throw
  * LinkDownError; once the interface is gone, LinkGoneError. Its LinkWatch (`watch`) emits 'down', 'up' and 'gone'.
  */
@@ -73,6 +74,8 @@ export class PcapLink implements Link {
   /** Stats of the handles this link closed (outages reopen it): stats() adds the open one's. */
   private statsBefore: PcapStats = { received: 0, dropped: 0, ifdropped: 0 };
   private reopenTimer: NodeJS.Timeout | null = null;
+  /** Set when the handle was lost and privileges to open another were given up (-Z): what send() then throws. */
+  private reopenRefused: RuntimeError | null = null;
   /** How many sends had to wait for the kernel queue (EAGAIN/ENOBUFS) before going through. */
   sendRetries = 0;
 
@@ -147,8 +150,30 @@ export class PcapLink implements Link {
       this.paused = true;
       return;
     }
+    if (s === 'up' && !hasNetRaw()) {
+      // Root was given up (-Z) since this handle was opened: a new one cannot be. Keep this one and poll it again
+      // shortly — a fault with the link up is most often an outage too brief for the watch to see, which the socket
+      // rides out bound (see above).
+      this.paused = true;
+      this.scheduleResume();
+      return;
+    }
     this.dropHandle();
     if (s === 'up') this.scheduleReopen();
+  }
+
+  private scheduleResume(): void {
+    if (this.reopenTimer || this.closed) return;
+    this.reopenTimer = setTimeout(() => {
+      this.reopenTimer = null;
+      if (!this.handle || !this.paused) return;
+      const s = this.watch.check();
+      if (s === 'up') {
+        this.paused = false;
+        this.handle.resume();
+      } else if (s === 'down') this.paused = true; // the 'up' listener resumes it
+    }, 100);
+    this.reopenTimer.unref();
   }
 
   private dropHandle(): void {
@@ -167,10 +192,16 @@ export class PcapLink implements Link {
   }
 
   private reopen(): void {
-    if (this.closed || this.handle || this.watch.status !== 'up') return;
+    if (this.closed || this.handle || this.watch.status !== 'up' || this.reopenRefused) return;
     try {
       this.handle = this.openHandle();
-    } catch {
+    } catch (e) {
+      if (!hasNetRaw()) {
+        // No retrying: without CAP_NET_RAW (given up with -Z) no open will work. Sends say why from now on.
+        this.reopenRefused = new RuntimeError(`the capture handle on ${this.iface} was lost and cannot be opened again: this process ` +
+          `gave up CAP_NET_RAW (-Z) after opening it (${(e as Error).message}); run without -Z to ride out such faults`);
+        return;
+      }
       this.scheduleReopen(); // flapped again between the watch's read and the open: try once the state settles
     }
   }
@@ -258,6 +289,7 @@ export class PcapLink implements Link {
   private sendable(): PcapHandle {
     if (this.closed) throw new RuntimeError(`link ${this.iface} is closed`);
     if (this.watch.status === 'gone') throw new LinkGoneError(this.iface);
+    if (!this.handle && this.reopenRefused) throw this.reopenRefused;
     if (!this.handle || this.watch.status === 'down') throw new LinkDownError(this.iface);
     return this.handle;
   }

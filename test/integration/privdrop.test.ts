@@ -1,0 +1,161 @@
+/**
+ * `-Z USER` (tcpdump's privilege drop) on real namespaces and veth pairs: the kernel is the oracle. While a sender
+ * runs with -Z nobody, /proc/PID/status of the rawpoll process says nobody's uid and gid and empty capability sets,
+ * and its datagrams still reach a kernel UDP socket on the peer — through a link outage too (the capture handle is
+ * kept, not reopened: after the drop it could not be). An unknown user is bad usage before anything reaches the wire
+ * (tcpdump on the peer sees nothing), and a receiver (collect) with -Z nobody still receives and writes as nobody.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { flap, labsForThisFile, RAWPOLL, rawpoll, udpReceiver, waitFor } from '../helpers/lab.js';
+import { startCollector } from '../helpers/collector.js';
+import { lookupUser, processCredentials } from '../../src/host/privdrop.js';
+
+const { tmp, hosts } = labsForThisFile('rawpoll-privdrop-');
+chmodSync(tmp, 0o755); // nobody must reach the collector's directory inside it
+const NOBODY = lookupUser('nobody');
+if (!NOBODY) throw new Error('this test needs a "nobody" account in /etc/passwd');
+
+const procs: ChildProcess[] = [];
+after(() => {
+  for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+});
+
+/** The rawpoll process under `pid`: `ip netns exec` execs its command, but look one level down in case it forked. */
+function rawpollPid(pid: number): number {
+  const isRawpoll = (p: number) => readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes(RAWPOLL);
+  if (isRawpoll(pid)) return pid;
+  const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  const k = kids.find(isRawpoll);
+  if (k === undefined) throw new Error(`no rawpoll process at or under pid ${pid}`);
+  return k;
+}
+
+function assertDropped(pid: number): void {
+  const c = processCredentials(pid);
+  assert.deepEqual(c.uid, [NOBODY!.uid, NOBODY!.uid, NOBODY!.uid, NOBODY!.uid], 'Uid: real, effective, saved, fs');
+  assert.deepEqual(c.gid, [NOBODY!.gid, NOBODY!.gid, NOBODY!.gid, NOBODY!.gid], 'Gid: real, effective, saved, fs');
+  assert.deepEqual(c.groups, [NOBODY!.gid], 'supplementary groups: only the primary one');
+  assert.equal(c.capPrm, 0n, 'CapPrm');
+  assert.equal(c.capEff, 0n, 'CapEff');
+  assert.equal(c.capAmb, 0n, 'CapAmb');
+}
+
+test('netconsole -Z nobody: uid/gid nobody, no capabilities, datagrams still arrive, through a link outage too', async () => {
+  const h = hosts();
+  const lines = Array.from({ length: 6 }, (_, i) => `privdrop line ${i}`);
+  const rx = await udpReceiver(h.lab, h.b, 6666, lines.length, 20000);
+  const p = spawn('ip', ['netns', 'exec', h.a, process.execPath, RAWPOLL, 'netconsole', '-i', h.ifA, '--to', h.ipB, '-Z', 'nobody', '--json'],
+    { stdio: ['pipe', 'pipe', 'pipe'] });
+  procs.push(p);
+  let out = '';
+  let err = '';
+  p.stdout!.on('data', (d) => (out += d));
+  p.stderr!.on('data', (d) => (err += d));
+  const exited = new Promise<number | null>((r) => p.on('close', (code) => r(code)));
+  // "ready" is printed right after the drop: the targets are open and resolved, no message has gone out yet.
+  assert.ok(await waitFor(() => out.includes('"event":"ready"'), 10000), `no ready event: ${err}`);
+  const pid = rawpollPid(p.pid!);
+  assertDropped(pid);
+
+  for (const l of lines.slice(0, 3)) p.stdin!.write(l + '\n');
+  await new Promise((r) => setTimeout(r, 300));
+  // An outage after the drop: the libpcap handle must ride it out bound (no reopen, which would need CAP_NET_RAW).
+  await flap(h.a, h.ifA, 600);
+  assert.ok(await waitFor(() => out.includes('"event":"link-up"'), 5000), `no link-up event: ${out}${err}`);
+  for (const l of lines.slice(3)) p.stdin!.write(l + '\n');
+  await new Promise((r) => setTimeout(r, 300));
+  assertDropped(pid); // still nobody, still nothing
+  p.stdin!.end();
+  assert.equal(await exited, 0, err);
+
+  const got = await rx.done();
+  assert.deepEqual(got.map((d) => d.data.toString()), lines.map((l) => l + '\n'));
+  assert.ok(got.every((d) => d.from === h.ipA && d.port === 6665));
+  const summary = JSON.parse(out.trim().split('\n').pop()!);
+  assert.equal(summary.event, 'summary');
+  assert.equal(summary.datagrams, lines.length);
+});
+
+test('send -Z nobody: every datagram reaches the peer kernel socket', async () => {
+  const h = hosts();
+  const rx = await udpReceiver(h.lab, h.b, 9000, 20, 10000);
+  const r = rawpoll(h.a, ['send', '-i', h.ifA, '--to', `${h.ipB}:9000`, '--data', 'after the drop', '-c', '20', '-Z', 'nobody', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).sent, 20);
+  const got = await rx.done();
+  assert.equal(got.length, 20);
+  assert.ok(got.every((d) => d.data.toString() === 'after the drop'));
+});
+
+test('-Z with an unknown user: exit 2 naming the user, and nothing on the wire (not even ARP)', async () => {
+  const h = hosts();
+  const cap = spawn('ip', ['netns', 'exec', h.b, 'tcpdump', '-n', '-l', '-i', h.ifB, '-U', 'not ip6'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  procs.push(cap);
+  let seen = '';
+  let capErr = '';
+  cap.stdout!.on('data', (d) => (seen += d));
+  cap.stderr!.on('data', (d) => (capErr += d));
+  assert.ok(await waitFor(() => capErr.includes('listening on'), 10000), `tcpdump did not start: ${capErr}`);
+  const user = 'no-such-user-rawpoll';
+  for (const args of [
+    ['send', '-i', h.ifA, '--to', `${h.ipB}:9000`, '--data', 'x', '-Z', user],
+    ['netconsole', '-i', h.ifA, '--to', h.ipB, '--relinquish-privileges', user],
+    ['blast', '-i', h.ifA, '--to', `${h.ipB}:9`, '--count', '10', '-Z', user],
+    ['netdump', '-i', h.ifA, '--server', h.ipB, '--file', RAWPOLL, '-Z', user],
+  ]) {
+    const r = rawpoll(h.a, args, 'line\n');
+    assert.equal(r.code, 2, `${args[0]}: ${r.stderr}`);
+    assert.equal(r.stderr.trim(), `rawpoll: bad -Z '${user}': no such user in /etc/passwd (or NSS); give an existing account, e.g. -Z nobody`);
+  }
+  await new Promise((res) => setTimeout(res, 500));
+  assert.equal(seen, '', 'tcpdump on the peer saw frames from runs that were refused');
+  // The capture was live all along: a run that is allowed is seen.
+  const ok = rawpoll(h.a, ['send', '-i', h.ifA, '--to', `${h.ipB}:9000`, '--data', 'x', '-Z', 'nobody']);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.ok(await waitFor(() => /UDP, length 1/.test(seen), 5000), `tcpdump saw: ${seen}`);
+  cap.kill('SIGINT');
+});
+
+test('-Z refusals: root itself, and -w FILE (renamed into place after the drop) are bad usage; nothing is written', () => {
+  const h = hosts();
+  const root = rawpoll(h.a, ['send', '-i', h.ifA, '--to', `${h.ipB}:9000`, '--data', 'x', '-Z', 'root']);
+  assert.equal(root.code, 2);
+  assert.match(root.stderr, /^rawpoll: bad -Z 'root': that is root \(uid 0\)/);
+  const file = join(tmp, 'out.pcap');
+  const w = rawpoll(h.a, ['send', '--to', `${h.ipB}:9000`, '--data', 'x', '--dst-mac', h.macB, '--src-mac', h.macA, '--from', h.ipA, '-w', file, '-Z', 'nobody']);
+  assert.equal(w.code, 2);
+  assert.match(w.stderr, new RegExp(`^rawpoll: -Z nobody and -w ${file}: a pcap file is renamed into place at the end`));
+  assert.deepEqual(readdirSync(tmp).filter((n) => n.startsWith('out.pcap')), []);
+  // -w - is opened before the drop: fine.
+  const std = rawpoll(h.a, ['send', '--to', `${h.ipB}:9000`, '--data', 'x', '--dst-mac', h.macB, '--src-mac', h.macA, '--from', h.ipA, '-w', '-', '-Z', 'nobody']);
+  assert.equal(std.code, 0, std.stderr);
+  assert.equal(std.out.readUInt32LE(0), 0xa1b2c3d4);
+});
+
+test('collect -Z nobody: binds, becomes nobody, still receives and writes its logs as nobody', async () => {
+  const h = hosts();
+  const dir = join(tmp, 'collect');
+  mkdirSync(dir);
+  chownSync(dir, NOBODY.uid, NOBODY.gid);
+  const c = await startCollector(h.lab, h.b, dir, ['--netconsole', '6666', '-Z', 'nobody']);
+  procs.push(c.proc);
+  assertDropped(rawpollPid(c.proc.pid!));
+  const input = join(tmp, 'lines.txt');
+  writeFileSync(input, 'hello from a\nsecond line\n');
+  const r = rawpoll(h.a, ['netconsole', '-i', h.ifA, '--to', h.ipB], readFileSync(input));
+  assert.equal(r.code, 0, r.stderr);
+  const ncDir = join(dir, 'netconsole');
+  assert.ok(await waitFor(() => {
+    try {
+      return readdirSync(ncDir).some((n) => readFileSync(join(ncDir, n), 'utf8').includes('second line'));
+    } catch {
+      return false;
+    }
+  }, 10000), `no netconsole log in ${ncDir}: ${c.stderr()}`);
+  for (const n of readdirSync(ncDir)) assert.equal(statSync(join(ncDir, n)).uid, NOBODY.uid, `${n} is not nobody's`);
+  assert.equal(await c.stop(), 0, c.stderr());
+});
