@@ -9,7 +9,7 @@ import { NETCONSOLE_DEFAULTS } from '../rx/nclog.js';
 import { SYSLOG_DEFAULT_PATH, SYSLOG_MAX_BYTES } from '../rx/syslog.js';
 import { MetricsServer, ReceiverMetrics, collectMetrics, parseMetricsAddress } from '../rx/metrics.js';
 import { HOOK_DEFAULTS, checkHookProgram, parseHookTimeout } from '../rx/hook.js';
-import { addWatchOption, checkWatchedLinks, intArg, interruptedExitCode, untilStopped } from './common.js';
+import { addDropOption, addWatchOption, checkWatchedLinks, intArg, interruptedExitCode, relinquishPrivileges, untilStopped } from './common.js';
 
 interface CollectFlags {
   dir: string;
@@ -110,6 +110,7 @@ export function register(program: Command): void {
     .option('--metrics <[IP:]PORT>', 'serve Prometheus metrics at http://IP:PORT/metrics (no IP: every address)')
     .option('--hook <PROG>', 'run PROG after each complete oops report, with the .log and sidecar .json paths as arguments')
     .option('--hook-timeout <S>', 'kill a --hook still running after S seconds', String(HOOK_DEFAULTS.timeoutSec));
+  addDropOption(cmd, 'once the sockets are bound (for a port below 1024; others need no root)');
   addWatchOption(cmd)
     .addHelpText('after', `
 Files (all written to a temp name and renamed, so a file under its final name is always whole):
@@ -207,6 +208,7 @@ Examples:
         onEvent: out,
       }).catch(async (e: unknown) => { await metrics?.close(); throw e; });
       live = server;
+      await relinquishPrivileges(cmd.getOptionValue('relinquishPrivileges'), async () => { await server.close(); await metrics?.close(); }, { own: [join(f.dir, 'netconsole')], writable: [f.dir] });
       out({ event: 'listening', host: f.bind ?? '0.0.0.0', netconsole: server.ports.netconsole ?? undefined, oops: server.ports.oops ?? undefined, dir: f.dir });
       // Running until stopped is this command's job: a stop exits 0 after the summary (common.ts); a link named with
       // -i that is deleted ends the run too, with exit 1 (README, "When the link goes down").
