@@ -143,7 +143,8 @@ async function answer(f: NdpFlags): Promise<void> {
     }
   };
   const responder = new NdpResponder(link, iface.mac, addr, onAnswer);
-  if (!f.json) process.stderr.write(`rawpoll ndp: answering Neighbor Solicitations for ${formatIpv6Addr(addr)} on ${iface.name} as ${formatMac(iface.mac)}\n`);
+  // On stderr in both modes: stdout keeps the answers (or the one JSON object); a script waits for this line.
+  process.stderr.write(`rawpoll ndp: answering Neighbor Solicitations for ${formatIpv6Addr(addr)} on ${iface.name} as ${formatMac(iface.mac)}\n`);
   let gone = false;
   let timer: NodeJS.Timeout | null = null;
   let unlisten = () => {};

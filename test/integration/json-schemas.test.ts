@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { exitOf, flap, labsForThisFile, nsRun, rawpoll, rawpollAsync, RAWPOLL, ROOT, udpReceiver, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { exitOf, flap, labsForThisFile, must, nsRun, rawpoll, rawpollAsync, RAWPOLL, ROOT, udpReceiver, waitFor, type TwoHostLab } from '../helpers/lab.js';
 import { startSink } from '../helpers/sink.js';
 
 const SCHEMAS = join(ROOT, 'schemas');
@@ -164,5 +164,19 @@ describe('--json outputs validate against schemas/ (namespaces)', { timeout: 600
     const r = rawpoll(h.a, ['--version', '--json']);
     assert.equal(r.code, 0, r.stderr);
     valid('version', oneLine(r.stdout, '--version --json'));
+  });
+
+  test('ndp --json (a lab of its own with IPv6 on, so the shared one stays quiet) and ndp --answer --json', () => {
+    const v6 = hosts();
+    for (const [ns, dev, n] of [[v6.a, v6.ifA, 1], [v6.b, v6.ifB, 2]] as const) {
+      must('ip', ['netns', 'exec', ns, 'sysctl', '-qw', `net.ipv6.conf.${dev}.addr_gen_mode=1`, `net.ipv6.conf.${dev}.accept_ra=0`, `net.ipv6.conf.${dev}.disable_ipv6=0`]);
+      must('ip', ['-n', ns, 'addr', 'add', `fd00:5c::${n}/64`, 'dev', dev, 'nodad']);
+    }
+    const r = rawpoll(v6.a, ['ndp', '-i', v6.ifA, 'fd00:5c::2', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(valid<{ mac: string }>('ndp', oneLine(r.stdout, 'ndp')).mac, v6.macB);
+    const a = rawpoll(v6.a, ['ndp', '-i', v6.ifA, '--answer', 'fd00:5c::99', '--duration', '0.3', '--json']);
+    assert.equal(a.code, 0, a.stderr);
+    valid('ndp', oneLine(a.stdout, 'ndp --answer'));
   });
 });
