@@ -31,6 +31,7 @@ export * from './proto/netdump.js';
 export * from './proto/kmsg.js';
 export * from './rx/sink.js';
 export * from './rx/nclog.js';
+export * from './rx/syslog.js';
 export * from './rx/oopscollect.js';
 export * from './rx/collect.js';
 export * from './rx/netdumpd.js';
