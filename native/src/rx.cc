@@ -5,16 +5,24 @@
 //                   else SO_RCVBUF up to net.core.rmem_max), the kernel's receive timestamp of each datagram
 //                   (SO_TIMESTAMPNS, or SO_TIMESTAMPING for hardware ones), its destination address (IP_PKTINFO)
 //                   and the socket's drop counter (SO_RXQ_OVFL on each datagram, SO_MEMINFO at each hand-over).
+//                   family 'dual': one AF_INET6 socket with IPV6_V6ONLY off, as netconsd listens (IPv4 datagrams
+//                   arrive as ::ffff:a.b.c.d and are recorded as IPv4), IPV6_RECVPKTINFO for the destination; a
+//                   kernel without IPv6 (socket(AF_INET6) fails, EAFNOSUPPORT) gets the IPv4 socket and a warning.
 //   capture engine  our libpcap binding's settings (TPACKET_V3, not immediate, 10 ms block timeout, a BPF filter)
 //                   with nanosecond timestamps, read by pcap_dispatch on this thread; pcap_stats' drop count is the
 //                   engine's own loss. libpcap rather than a ring of our own: it is what tcpdump measures with, so a
 //                   comparison with it is like for like, and its TPACKET_V3 code is what we would write again.
+//                   Ethernet (+ one 802.1Q tag) / IPv4 or IPv6 (past Hop-by-Hop, Routing and Destination Options
+//                   headers; fragments are counted and skipped) / UDP.
 //
 // Two record shapes ("modes"):
 //   pktgen   the pktgen test header is read here (magic, seq, tv_sec, tv_usec; PROTOCOLS.md §5): records are
-//            (srcIp, dstIp, srcPort, dstPort, seq, len, rxNs, latencyNs); datagrams without the magic are only counted
+//            (af, srcIp, dstIp, srcIp6, dstIp6, srcPort, dstPort, seq, len, rxNs, latencyNs); datagrams without the
+//            magic are only counted
 //   payload  the UDP payload itself, copied back to back into one buffer (collect's netconsole and oops ports):
-//            records are (srcIp, dstIp, srcPort, dstPort, len, off, rxNs)
+//            records are (af, srcIp, dstIp, srcIp6, dstIp6, srcPort, dstPort, len, off, rxNs)
+// Addresses: af 4 records carry srcIp/dstIp (u32) and zero srcIp6/dstIp6; af 6 records carry the 16 bytes of
+// srcIp6/dstIp6 and zero srcIp/dstIp. A destination the engine cannot learn is zero.
 //
 // Hand-over: the thread fills a batch and passes it to JavaScript through a thread-safe function when it holds
 // `batchRecords` records, or `flushMs` after its first record — so a slow trickle is not held back and a flood is
@@ -86,12 +94,14 @@ struct Batch {
   uint32_t nonPktgen = 0;
   std::vector<uint32_t> srcIp, dstIp, seq, len, off;
   std::vector<uint16_t> srcPort, dstPort;
+  std::vector<uint8_t> af, srcIp6, dstIp6;  // 4 or 6; 16 bytes a record (sized once, zeroed: an af 4 record writes none)
   std::vector<double> rxNs, latencyNs;
   std::vector<uint8_t> data;
   uint64_t firstAt = 0;  // monotonic ns of the first record
 
   Batch(Mode m, uint32_t cap) {
     srcIp.resize(cap); dstIp.resize(cap); len.resize(cap); srcPort.resize(cap); dstPort.resize(cap); rxNs.resize(cap);
+    af.resize(cap); srcIp6.resize(size_t(cap) * 16); dstIp6.resize(size_t(cap) * 16);
     if (m == PKTGEN) { seq.resize(cap); latencyNs.resize(cap); }
     else off.resize(cap);
   }
@@ -105,6 +115,7 @@ struct Options {
   uint32_t queue = 16;
   uint32_t payloadBytes = 8 << 20;  // payload mode: most bytes one batch holds
   uint16_t port = 0;                // capture: the UDP destination port (the filter selects it too)
+  bool dual = false;                // socket: AF_INET6 with IPV6_V6ONLY off
 };
 
 // Only the engine's thread writes a counter: a relaxed load and store (plain moves on x86, no fence per datagram).
@@ -123,6 +134,7 @@ struct Counters {
   std::atomic<double> batches{0};
   std::atomic<double> queueWaits{0};  // hand-overs that had to wait for JavaScript
   std::atomic<double> linkDownMs{0};
+  std::atomic<double> fragments{0};   // capture: IPv6 fragments to the port, or any IPv6 fragment (not reassembled: skipped)
 };
 
 class Engine;
@@ -187,9 +199,10 @@ class Engine {
     return now >= dueAt ? 0 : int((dueAt - now + 999999) / 1000000);
   }
 
-  // One datagram's record; `payload` is its first `have` bytes, `udpLen` the payload's real length.
-  void add(Batch* b, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport, const uint8_t* payload, uint32_t have,
-           uint32_t udpLen, uint64_t tsNs, uint64_t realNs) {
+  // One datagram's record; `payload` is its first `have` bytes, `udpLen` the payload's real length. An IPv6 datagram
+  // has src6 (and dst6, null when unknown); an IPv4 one src/dst.
+  void add(Batch* b, uint32_t src, uint32_t dst, const uint8_t* src6, const uint8_t* dst6, uint16_t sport, uint16_t dport,
+           const uint8_t* payload, uint32_t have, uint32_t udpLen, uint64_t tsNs, uint64_t realNs) {
     bump(c.datagrams, 1);
     if (!b->n && !b->nonPktgen) b->firstAt = mono_ns();
     if (o.mode == PKTGEN) {
@@ -199,8 +212,15 @@ class Engine {
       }
     }
     uint32_t i = b->n++;
-    b->srcIp[i] = src;
-    b->dstIp[i] = dst;
+    if (src6) {
+      b->af[i] = 6;
+      memcpy(&b->srcIp6[size_t(i) * 16], src6, 16);
+      if (dst6) memcpy(&b->dstIp6[size_t(i) * 16], dst6, 16);
+    } else {
+      b->af[i] = 4;
+      b->srcIp[i] = src;
+      b->dstIp[i] = dst;
+    }
     b->srcPort[i] = sport;
     b->dstPort[i] = dport;
     b->len[i] = udpLen;
@@ -242,7 +262,7 @@ void Engine::RunSocket() {
   const uint32_t slot = o.mode == PKTGEN ? 64 : 65536;
   std::vector<uint8_t> bufs(size_t(slot) * VLEN);
   std::vector<uint8_t> ctrl(size_t(256) * VLEN);
-  std::vector<sockaddr_in> names(VLEN);
+  std::vector<sockaddr_in6> names(VLEN);  // room for either family's address
   std::vector<iovec> iov(VLEN);
   std::vector<mmsghdr> msgs(VLEN);
   Batch* b = fresh();
@@ -263,7 +283,7 @@ void Engine::RunSocket() {
         iov[k] = {bufs.data() + size_t(k) * slot, slot};
         msgs[k].msg_hdr = {};
         msgs[k].msg_hdr.msg_name = &names[k];
-        msgs[k].msg_hdr.msg_namelen = sizeof(sockaddr_in);
+        msgs[k].msg_hdr.msg_namelen = sizeof(sockaddr_in6);
         msgs[k].msg_hdr.msg_iov = &iov[k];
         msgs[k].msg_hdr.msg_iovlen = 1;
         msgs[k].msg_hdr.msg_control = ctrl.data() + size_t(k) * 256;
@@ -284,6 +304,8 @@ void Engine::RunSocket() {
         msghdr& h = msgs[k].msg_hdr;
         uint64_t ts = 0;
         uint32_t dst = 0;
+        const uint8_t* dst6 = nullptr;
+        in6_pktinfo pi6;
         for (cmsghdr* cm = CMSG_FIRSTHDR(&h); cm; cm = CMSG_NXTHDR(&h, cm)) {
           if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
             timespec t;
@@ -298,6 +320,11 @@ void Engine::RunSocket() {
             in_pktinfo pi;
             memcpy(&pi, CMSG_DATA(cm), sizeof pi);
             dst = ntohl(pi.ipi_addr.s_addr);
+          } else if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO) {
+            // An IPv4 datagram on the dual-stack socket has its destination v4-mapped here too.
+            memcpy(&pi6, CMSG_DATA(cm), sizeof pi6);
+            if (IN6_IS_ADDR_V4MAPPED(&pi6.ipi6_addr)) dst = be32(pi6.ipi6_addr.s6_addr + 12);
+            else dst6 = pi6.ipi6_addr.s6_addr;
           } else if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_RXQ_OVFL) {
             uint32_t d;
             memcpy(&d, CMSG_DATA(cm), sizeof d);
@@ -311,8 +338,16 @@ void Engine::RunSocket() {
         }
         uint32_t realLen = msgs[k].msg_len;
         if (o.mode == PAYLOAD && (h.msg_flags & MSG_TRUNC)) bump(c.truncated, 1);
-        add(b, ntohl(names[k].sin_addr.s_addr), dst, ntohs(names[k].sin_port), o.port, bufs.data() + size_t(k) * slot,
-            std::min(realLen, slot), realLen, ts, ts);
+        const uint8_t* pay = bufs.data() + size_t(k) * slot;
+        const sockaddr_in6& from = names[k];
+        if (from.sin6_family == AF_INET6 && !IN6_IS_ADDR_V4MAPPED(&from.sin6_addr)) {
+          add(b, 0, 0, from.sin6_addr.s6_addr, dst6, ntohs(from.sin6_port), o.port, pay, std::min(realLen, slot), realLen, ts, ts);
+        } else {
+          // AF_INET, or an IPv4 source v4-mapped by the dual-stack socket: recorded as IPv4, as the IPv4 socket would.
+          uint32_t src = from.sin6_family == AF_INET6 ? be32(from.sin6_addr.s6_addr + 12)
+                                                      : ntohl(reinterpret_cast<const sockaddr_in&>(from).sin_addr.s_addr);
+          add(b, src, dst, nullptr, nullptr, ntohs(from.sin6_port), o.port, pay, std::min(realLen, slot), realLen, ts, ts);
+        }
       }
       if (unsigned(n) < VLEN) break;
     }
@@ -337,8 +372,14 @@ struct CaptureCtx {
   int linktype;
 };
 
-// The rules of wire/udpframe.ts's locateUdp: Ethernet, at most one 802.1Q tag, IPv4 with IHL >= 5 and a total length
-// within the frame, not a fragment beyond the first, protocol UDP with a length that fits the IP payload.
+// IPv4: the rules of wire/udpframe.ts's locateUdp: Ethernet, at most one 802.1Q tag, IPv4 with IHL >= 5 and a total
+// length within the frame, not a fragment beyond the first, protocol UDP with a length that fits the IP payload.
+// IPv6 (RFC 8200 §4): a payload length within the frame (0, a jumbogram, is not ours), then the extension headers a
+// router may leave in front of UDP — Hop-by-Hop (0), Routing (43), Destination Options (60), each (len + 1) × 8 bytes
+// — up to UDP (17). A Fragment header (44) means a datagram we would have to reassemble: counted, skipped (as the
+// IPv4 path skips later fragments).
+const unsigned MAX_EXT_HEADERS = 8;
+
 void OnFrame(u_char* user, const pcap_pkthdr* h, const u_char* f) {
   CaptureCtx* cx = reinterpret_cast<CaptureCtx*>(user);
   Engine* e = cx->e;
@@ -351,24 +392,51 @@ void OnFrame(u_char* user, const pcap_pkthdr* h, const u_char* f) {
     et = be16(f + 16);
     l3 = 18;
   }
-  if (et != 0x0800 || cap < l3 + 20) return;
   const uint8_t* ip = f + l3;
-  uint32_t ihl = (ip[0] & 15) * 4;
-  if ((ip[0] >> 4) != 4 || ihl < 20 || ip[9] != 17) return;
-  uint32_t total = be16(ip + 2);
-  if (total < ihl + 8 || l3 + total > h->len) return;
-  if (be16(ip + 6) & 0x1fff) return;  // a later fragment: no UDP header here
-  if (cap < l3 + ihl + 8) return;
-  const uint8_t* udp = ip + ihl;
+  const uint8_t* udp;
+  uint32_t room;  // bytes from the UDP header to the end of the IP payload
+  if (et == 0x0800) {
+    if (cap < l3 + 20) return;
+    uint32_t ihl = (ip[0] & 15) * 4;
+    if ((ip[0] >> 4) != 4 || ihl < 20 || ip[9] != 17) return;
+    uint32_t total = be16(ip + 2);
+    if (total < ihl + 8 || l3 + total > h->len) return;
+    if (be16(ip + 6) & 0x1fff) return;  // a later fragment: no UDP header here
+    if (cap < l3 + ihl + 8) return;
+    udp = ip + ihl;
+    room = total - ihl;
+  } else if (et == 0x86dd) {
+    if (cap < l3 + 40 || (ip[0] >> 4) != 6) return;
+    uint32_t plen = be16(ip + 4);
+    if (plen == 0 || l3 + 40 + plen > h->len) return;
+    uint8_t next = ip[6];
+    uint32_t off = 40;  // from the IPv6 header
+    for (unsigned k = 0; next != 17; k++) {
+      if (next == 44) {
+        bump(e->c.fragments, 1);
+        return;
+      }
+      if ((next != 0 && next != 43 && next != 60) || k >= MAX_EXT_HEADERS || cap < l3 + off + 8) return;
+      next = ip[off];
+      off += (uint32_t(ip[off + 1]) + 1) * 8;
+      if (off > 40 + plen) return;
+    }
+    if (off + 8 > 40 + plen || cap < l3 + off + 8) return;
+    udp = ip + off;
+    room = 40 + plen - off;
+  } else {
+    return;
+  }
   uint16_t dport = be16(udp + 2);
   uint32_t ulen = be16(udp + 4);
-  if (dport != e->o.port || ulen < 8 || ulen > total - ihl) return;
-  uint32_t payOff = l3 + ihl + 8;
+  if (dport != e->o.port || ulen < 8 || ulen > room) return;
+  uint32_t payOff = uint32_t(udp - f) + 8;
   uint32_t have = cap > payOff ? cap - payOff : 0;
   uint64_t ts = uint64_t(h->ts.tv_sec) * 1000000000ull + uint64_t(h->ts.tv_usec);  // nanosecond precision handle
   if (e->o.clock == USER) ts = realtime_ns();
   if ((*cx->b)->n >= e->o.batchRecords) *cx->b = e->handOver(*cx->b);  // one block can hold more than a batch
-  e->add(*cx->b, be32(ip + 12), be32(ip + 16), be16(udp), dport, f + payOff, have, ulen - 8, ts, ts);
+  if (et == 0x0800) e->add(*cx->b, be32(ip + 12), be32(ip + 16), nullptr, nullptr, be16(udp), dport, f + payOff, have, ulen - 8, ts, ts);
+  else e->add(*cx->b, 0, 0, ip + 8, ip + 24, be16(udp), dport, f + payOff, have, ulen - 8, ts, ts);
 }
 
 void Engine::RunCapture() {
@@ -446,6 +514,13 @@ Napi::TypedArray column(Napi::Env env, const std::vector<uint16_t>& v, uint32_t 
   if (n) memcpy(a.Data(), v.data(), n * sizeof(uint16_t));
   return a;
 }
+// Bytes: `n` is the byte count (af: n records; srcIp6/dstIp6: 16 n).
+template <>
+Napi::TypedArray column(Napi::Env env, const std::vector<uint8_t>& v, uint32_t n) {
+  auto a = Napi::Uint8Array::New(env, n);
+  if (n) memcpy(a.Data(), v.data(), n);
+  return a;
+}
 template <>
 Napi::TypedArray column(Napi::Env env, const std::vector<double>& v, uint32_t n) {
   auto a = Napi::Float64Array::New(env, n);
@@ -463,6 +538,9 @@ void CallJs(Napi::Env env, Napi::Function fn, Engine* e, Batch* b) {
   o.Set("n", n);
   o.Set("srcIp", column(env, b->srcIp, n));
   o.Set("dstIp", column(env, b->dstIp, n));
+  o.Set("af", column(env, b->af, n));
+  o.Set("srcIp6", column(env, b->srcIp6, n * 16));
+  o.Set("dstIp6", column(env, b->dstIp6, n * 16));
   o.Set("srcPort", column(env, b->srcPort, n));
   o.Set("dstPort", column(env, b->dstPort, n));
   o.Set("len", column(env, b->len, n));
@@ -512,6 +590,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
     r.Set("batches", c.batches.load());
     r.Set("queueWaits", c.queueWaits.load());
     r.Set("linkDownMs", c.linkDownMs.load());
+    r.Set("fragments", c.fragments.load());
     return r;
   }
 
@@ -590,10 +669,29 @@ std::string str(Napi::Object o, const char* k) {
 }
 
 // Opens the socket; throws a coded Error. Sets `clockName`, `warning` and the granted buffer.
+// family 'dual' (e->o.dual): AF_INET6, IPV6_V6ONLY off; a kernel without IPv6 falls back to AF_INET, saying so in
+// `familyWarning` (unless an IPv6 address was asked for: then there is nothing to fall back to).
 void OpenSocket(Napi::Env env, Engine* e, Napi::Object o, std::string* clockName, std::string* warning, double* rcvbuf,
-                bool* forced) {
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) throw coded(env, std::string("UDP socket: ") + strerror(errno), errnoCode(errno));
+                bool* forced, std::string* familyWarning) {
+  std::string bind6 = str(o, "bind6");
+  in6_addr a6 = in6addr_any;
+  if (!bind6.empty() && inet_pton(AF_INET6, bind6.c_str(), &a6) != 1) {
+    throw Napi::RangeError::New(env, "rxOpen: bind6 '" + bind6 + "' is not an IPv6 address");
+  }
+  int fd = -1;
+  if (e->o.dual) {
+    fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 && errno == EAFNOSUPPORT && bind6.empty()) {
+      *familyWarning = "this kernel has no IPv6 (socket(AF_INET6): " + std::string(strerror(errno)) + "): listening on IPv4 only";
+      e->o.dual = false;
+    } else if (fd < 0) {
+      throw coded(env, std::string("UDP socket (IPv6): ") + strerror(errno), errnoCode(errno));
+    }
+  }
+  if (!e->o.dual) {
+    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) throw coded(env, std::string("UDP socket: ") + strerror(errno), errnoCode(errno));
+  }
   e->fd = fd;
   int want = num<int>(o, "rcvbuf", 32 << 20);
   // SO_RCVBUFFORCE passes net.core.rmem_max with CAP_NET_ADMIN; without it, SO_RCVBUF gets at most rmem_max.
@@ -603,8 +701,17 @@ void OpenSocket(Napi::Env env, Engine* e, Napi::Object o, std::string* clockName
   socklen_t gl = sizeof got;
   getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &gl);
   *rcvbuf = got;
-  int one = 1;
-  setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
+  int one = 1, zero = 0;
+  if (e->o.dual) {
+    // Off explicitly: net.ipv6.bindv6only may default it on. IPV6_RECVPKTINFO reports IPv4 destinations v4-mapped.
+    if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) != 0) {
+      int err = errno;
+      throw coded(env, std::string("IPV6_V6ONLY off: ") + strerror(err), errnoCode(err));
+    }
+    setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
+  } else {
+    setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
+  }
   setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
   std::string iface = str(o, "iface");
   if (e->o.clock == HW) {
@@ -629,18 +736,35 @@ void OpenSocket(Napi::Env env, Engine* e, Napi::Object o, std::string* clockName
     int err = errno;
     throw coded(env, "cannot bind the UDP socket to " + iface + ": " + strerror(err), errnoCode(err));
   }
-  sockaddr_in sa;
+  uint32_t bind4 = num<uint32_t>(o, "bind", 0);
+  sockaddr_in6 sa;  // room for either family's address
   memset(&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(e->o.port);
-  sa.sin_addr.s_addr = htonl(num<uint32_t>(o, "bind", 0));
-  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+  socklen_t sl;
+  if (e->o.dual) {
+    sa.sin6_family = AF_INET6;
+    sa.sin6_port = htons(e->o.port);
+    if (bind6.empty() && bind4) {  // an IPv4 address on the dual-stack socket: ::ffff:a.b.c.d
+      a6.s6_addr[10] = a6.s6_addr[11] = 0xff;
+      uint32_t nb = htonl(bind4);
+      memcpy(a6.s6_addr + 12, &nb, 4);
+    }
+    sa.sin6_addr = a6;
+    if (IN6_IS_ADDR_LINKLOCAL(&a6) && !iface.empty()) sa.sin6_scope_id = if_nametoindex(iface.c_str());
+    sl = sizeof(sockaddr_in6);
+  } else {
+    sockaddr_in& s4 = reinterpret_cast<sockaddr_in&>(sa);
+    s4.sin_family = AF_INET;
+    s4.sin_port = htons(e->o.port);
+    s4.sin_addr.s_addr = htonl(bind4);
+    sl = sizeof(sockaddr_in);
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sl) != 0) {
     int err = errno;
     throw coded(env, std::string("bind: ") + strerror(err), errnoCode(err));
   }
-  socklen_t sl = sizeof sa;
+  sl = sizeof sa;
   getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &sl);
-  e->o.port = ntohs(sa.sin_port);  // port 0 asked the kernel for a free one
+  e->o.port = ntohs(sa.sin6_port);  // port 0 asked the kernel for a free one (sin_port sits at the same offset)
 }
 
 void OpenCapture(Napi::Env env, Engine* e, Napi::Object o, std::string* clockName, std::string* warning) {
@@ -737,10 +861,14 @@ Napi::Value RxOpen(const Napi::CallbackInfo& info) {
   uint32_t port = num<uint32_t>(o, "port", 0);
   if (port > 65535 || (port == 0 && kind == "capture")) throw Napi::RangeError::New(env, "rxOpen: port must be 1-65535 (0: a free one, socket only)");
   e->o.port = uint16_t(port);
-  std::string clockName, warning;
+  std::string family = str(o, "family");
+  if (family.empty()) family = "ipv4";
+  if (family != "ipv4" && family != "dual") throw Napi::TypeError::New(env, "rxOpen: family must be 'ipv4' or 'dual'");
+  e->o.dual = kind == "socket" && family == "dual";
+  std::string clockName, warning, familyWarning;
   double rcvbuf = 0;
   bool forced = false;
-  if (kind == "socket") OpenSocket(env, e.get(), o, &clockName, &warning, &rcvbuf, &forced);
+  if (kind == "socket") OpenSocket(env, e.get(), o, &clockName, &warning, &rcvbuf, &forced, &familyWarning);
   else OpenCapture(env, e.get(), o, &clockName, &warning);
   e->stopFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (e->o.clock != HW) {  // the system clock: rxNs counts from now, so intervals line up with the wall clock
@@ -768,6 +896,9 @@ Napi::Value RxOpen(const Napi::CallbackInfo& info) {
   h.Set("warning", warning.empty() ? env.Null() : Napi::Value(Napi::String::New(env, warning)));
   h.Set("rcvbuf", socketEngine ? Napi::Value(Napi::Number::New(env, rcvbuf)) : env.Null());
   h.Set("rcvbufForced", forced);
+  // What the socket receives: 'dual' (IPv6 and IPv4), 'ipv4'; a capture sees both (null).
+  h.Set("family", socketEngine ? Napi::Value(Napi::String::New(env, raw->o.dual ? "dual" : "ipv4")) : env.Null());
+  h.Set("familyWarning", familyWarning.empty() ? env.Null() : Napi::Value(Napi::String::New(env, familyWarning)));
   h.Set("epochUs", raw->epochSet ? double(raw->epochNs / 1000) : 0.0);
   return h;
 }

@@ -7,9 +7,20 @@ export interface PktgenBatch {
   n: number;
   /** Datagrams in this batch on the port without the pktgen header (not ours: counted, not delivered). */
   nonPktgen: number;
-  /** IPv4 addresses as u32 (host order of the numbers, 10.0.0.1 = 0x0a000001). */
+  /**
+   * 4 or 6: which address columns hold record i's addresses. The engines always hand over af, srcIp6 and dstIp6; a
+   * batch without them (one built by hand, IPv4 only) is read as all af 4.
+   */
+  af?: Uint8Array;
+  /** af 4: IPv4 addresses as u32 (host order of the numbers, 10.0.0.1 = 0x0a000001); 0 for af 6. dstIp 0: unknown. */
   srcIp: Uint32Array;
   dstIp: Uint32Array;
+  /**
+   * af 6: record i's IPv6 addresses at bytes [16 i, 16 i + 16) (network order); zero for af 4 (an IPv4 client of a
+   * dual-stack socket is af 4, its v4-mapped address unmapped). dstIp6 all zero: unknown.
+   */
+  srcIp6?: Uint8Array;
+  dstIp6?: Uint8Array;
   srcPort: Uint16Array;
   dstPort: Uint16Array;
   /** The pktgen header's 32-bit seq. */

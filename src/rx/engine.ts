@@ -18,6 +18,9 @@ import type { PktgenBatch } from './batch.js';
 export type TimestampSource = 'kernel' | 'hw' | 'user';
 export const TIMESTAMP_SOURCES: readonly TimestampSource[] = ['kernel', 'hw', 'user'];
 
+/** What a socket engine listens to: IPv4 only, or IPv6 and IPv4 on one dual-stack socket. */
+export type RxFamily = 'ipv4' | 'dual';
+
 export interface RxOpenParams {
   kind: 'socket' | 'capture';
   mode: 'pktgen' | 'payload';
@@ -26,6 +29,13 @@ export interface RxOpenParams {
   timestamp: TimestampSource;
   /** Socket: the local address to bind (u32; 0 = any). */
   bind?: number;
+  /**
+   * Socket: 'ipv4' (default) an AF_INET socket; 'dual' an AF_INET6 one with IPV6_V6ONLY off, receiving IPv6 and
+   * IPv4 (v4-mapped, recorded as af 4). A kernel without IPv6 gets the IPv4 socket (handle.family, familyWarning).
+   */
+  family?: RxFamily;
+  /** Socket, family 'dual': the local IPv6 address to bind (text, e.g. '2001:db8::2'; default '::'). */
+  bind6?: string;
   /** Socket: receive buffer to ask for (SO_RCVBUFFORCE when privileged, else SO_RCVBUF up to rmem_max). */
   rcvbuf?: number;
   /** Capture: the interface; socket: the interface to bind to (SO_BINDTODEVICE; needed for hardware timestamps). */
@@ -62,6 +72,11 @@ export interface RxEngineStats {
   queueWaits: number;
   /** Capture: time the link was down, ms. */
   linkDownMs: number;
+  /**
+   * Capture: IPv6 fragments that passed the filter (not reassembled: skipped, as later IPv4 fragments are). Always
+   * there in an engine's stats; optional for reports built by hand.
+   */
+  fragments?: number;
 }
 
 export interface RxEngineHandle {
@@ -76,6 +91,9 @@ export interface RxEngineHandle {
    * SO_RCVBUFFORCE was allowed (else net.core.rmem_max capped it). */
   readonly rcvbuf: number | null;
   readonly rcvbufForced: boolean;
+  /** Socket: what it listens to ('dual' asked of a kernel without IPv6 is 'ipv4', and familyWarning says so); capture: null. */
+  readonly family: RxFamily | null;
+  readonly familyWarning: string | null;
   /** rxNs counts from this CLOCK_REALTIME instant (µs since the epoch); 0 for the hardware clock (its first stamp). */
   readonly epochUs: number;
   stats(): RxEngineStats;
@@ -85,8 +103,12 @@ export interface RxEngineHandle {
 /** A batch of payload mode: datagram i is data[off[i], off[i] + len[i]). */
 export interface PayloadBatch {
   n: number;
+  /** As PktgenBatch's: af 4 or 6, IPv4 addresses in srcIp/dstIp, IPv6 ones at srcIp6/dstIp6[16 i, 16 i + 16). */
+  af: Uint8Array;
   srcIp: Uint32Array;
   dstIp: Uint32Array;
+  srcIp6: Uint8Array;
+  dstIp6: Uint8Array;
   srcPort: Uint16Array;
   dstPort: Uint16Array;
   len: Uint32Array;
@@ -152,9 +174,11 @@ function openError(p: RxOpenParams, e: Error & { code?: string }): Error {
     if (e.code === 'ENETDOWN') return new RuntimeError(`interface ${p.iface} is down; bring it up with: ip link set ${p.iface} up`); // the senders' words
     return new RuntimeError(`cannot capture on ${p.iface}: ${e.message}`);
   }
-  const where = `${p.bind ? formatIpv4(p.bind) : '0.0.0.0'}:${p.port}`;
+  const host = p.bind6 !== undefined ? p.bind6 : p.bind ? formatIpv4(p.bind) : p.family === 'dual' ? '::' : '0.0.0.0';
+  const where = host.includes(':') ? `[${host}]:${p.port}` : `${host}:${p.port}`;
   if (e.code === 'EADDRINUSE') return new RuntimeError(`UDP ${where} is already in use by another socket; stop it, or use --capture -i IF`);
-  if (e.code === 'EADDRNOTAVAIL') return new UsageError(`bad --bind '${formatIpv4(p.bind ?? 0)}': no interface here has that address`);
+  if (e.code === 'EADDRNOTAVAIL') return new UsageError(`bad --bind '${host}': no interface here has that address`);
+  if (e.code === 'EAFNOSUPPORT') return new RuntimeError(`cannot listen on UDP ${where}: this kernel has no IPv6 (booted with ipv6.disable=1?)`);
   if (e.code === 'EACCES') return new RuntimeError(`no permission to bind UDP ${where}: ports below 1024 need root or CAP_NET_BIND_SERVICE`);
   if (e.code === 'ENODEV') return new UsageError(`no such interface '${p.iface}' (ip link lists them)`);
   return new RuntimeError(`cannot listen on UDP ${where}: ${e.message}`);

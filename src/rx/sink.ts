@@ -7,10 +7,11 @@
  * interface (--capture), each on a thread of its own, timed by the kernel, handing over batches of records.
  */
 import { readFileSync } from 'node:fs';
+import ipaddr from 'ipaddr.js';
 import { LinkGoneError, RuntimeError, UsageError } from '../errors.js';
 import { formatIpv4 } from '../wire/addr.js';
 import { LinkWatch } from '../link/watch.js';
-import { RxEngine, type RxEngineStats, type TimestampSource } from './engine.js';
+import { RxEngine, type RxEngineStats, type RxFamily, type TimestampSource } from './engine.js';
 import type { PktgenBatch } from './batch.js';
 
 export * from './sinkaccount.js';
@@ -23,8 +24,15 @@ import { initHistograms, SinkAccounting, type AccountingOptions, type Accounting
 export interface SinkOptions extends AccountingOptions {
   /** UDP destination port to count (pktgen's default is 9). */
   port: number;
-  /** Only datagrams to this IPv4 address (socket: bind address; capture: `dst host`). */
+  /** Only datagrams to this IPv4 address (socket: bind address, an IPv4 socket; capture: `dst host`). */
   bind?: number;
+  /** Only datagrams to this IPv6 address (text; socket: bind address of the dual-stack socket; capture: `dst host`). */
+  bind6?: string;
+  /**
+   * Socket mode without bind: 'dual' (default) one AF_INET6 socket on :: taking IPv6 and IPv4 (as netconsd does;
+   * a kernel without IPv6 falls back to IPv4 and the report says so), or 'ipv4' the AF_INET socket on 0.0.0.0.
+   */
+  family?: RxFamily;
   /** Capture with libpcap on this interface instead of reading a socket. */
   capture?: { iface: string; bufferBytes?: number };
   /** Socket mode: receive only on this interface (SO_BINDTODEVICE); hardware timestamps need it. */
@@ -60,7 +68,14 @@ export interface LossSplit {
 export interface SinkReport {
   mode: 'socket' | 'capture';
   port: number;
+  /** The address listened on (IPv4 dotted quad, or IPv6 RFC 5952 text), null for any. */
   bind: string | null;
+  /**
+   * Socket mode: 'dual' (IPv6 and IPv4 on one socket) or 'ipv4'; capture: null (it sees both). familyWarning says
+   * why 'dual' fell back to 'ipv4' (a kernel without IPv6). Always set by Sink; optional for reports built by hand.
+   */
+  family?: RxFamily | null;
+  familyWarning?: string | null;
   iface: string | null;
   /** Seconds the sink listened. */
   seconds: number;
@@ -90,6 +105,33 @@ export interface SinkReport {
   linkDownMs: number;
   totals: AccountingTotals;
   flows: FlowReport[];
+}
+
+/**
+ * An IPv6 address in RFC 5952 text (ipaddr.js), for --bind and the reports; a zone (%eth0) is not taken: -i names
+ * the interface.
+ */
+export function parseIpv6(s: string, what: string): string {
+  const t = String(s).trim();
+  if (!ipaddr.IPv6.isValid(t) || t.includes('%')) {
+    throw new UsageError(`bad ${what} '${s}': expected an IPv6 address like 2001:db8::2 (or an IPv4 one like 10.0.0.2)`);
+  }
+  return ipaddr.IPv6.parse(t).toRFC5952String();
+}
+
+/**
+ * The capture's BPF filter: UDP to `port` (libpcap's `udp` matches IPv4, and IPv6 whose first next header is UDP),
+ * plus IPv6 frames whose first next header is Hop-by-Hop (0), Routing (43), Destination Options (60) or Fragment
+ * (44): a classic BPF filter cannot walk the extension header chain (no loops), so the engine does (rx.cc OnFrame).
+ * libpcap needs the `vlan` keyword to look past an 802.1Q tag.
+ */
+export function captureFilter(port: number, bind?: number, bind6?: string): string {
+  const ext = '(ip6[6] == 0 or ip6[6] == 43 or ip6[6] == 60 or ip6[6] == 44)';
+  let match: string;
+  if (bind !== undefined) match = `udp dst port ${port} and dst host ${formatIpv4(bind)}`;
+  else if (bind6 !== undefined) match = `(udp dst port ${port} and dst host ${bind6}) or (ip6 dst host ${bind6} and ${ext})`;
+  else match = `udp dst port ${port} or (ip6 and ${ext})`;
+  return `(${match}) or (vlan and (${match}))`;
 }
 
 /** Time the watched link was down so far, counting an outage still going on. */
@@ -152,6 +194,13 @@ export class Sink {
     if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
       throw new UsageError(`bad sink port '${options.port}': expected 1-65535`);
     }
+    if (options.bind6 !== undefined) {
+      if (options.bind !== undefined) throw new UsageError(`bind ${formatIpv4(options.bind)} and bind6 ${options.bind6}: give one address`);
+      options = { ...options, bind6: parseIpv6(options.bind6, 'bind6') };
+    }
+    if (options.family !== undefined && options.family !== 'ipv4' && options.family !== 'dual') {
+      throw new UsageError(`bad family '${options.family}': expected 'ipv4' or 'dual'`);
+    }
     this.options = options;
     this.accounting = new SinkAccounting({
       midStream: options.midStream, expect: options.expect, maxFlows: options.maxFlows, intervals: options.interval !== undefined,
@@ -168,15 +217,14 @@ export class Sink {
     const common = { port: o.port, mode: 'pktgen' as const, timestamp: o.timestamp ?? 'kernel', bind: o.bind };
     try {
       if (o.capture) {
-        const match = `udp dst port ${o.port}${o.bind !== undefined ? ` and dst host ${formatIpv4(o.bind)}` : ''}`;
-        // libpcap needs the `vlan` keyword to look past an 802.1Q tag.
-        const filter = `(${match}) or (vlan and ${match})`;
+        const filter = captureFilter(o.port, o.bind, o.bind6);
         this.linkWatch = new LinkWatch(o.capture.iface);
         if (this.linkWatch.status === 'gone') throw new UsageError(`no such interface '${o.capture.iface}' (ip link lists them)`);
         this.engine = RxEngine.capture({ ...common, iface: o.capture.iface, filter, bufferSize: o.capture.bufferBytes ?? 64 << 20 }, onBatch);
         this.linkWatch.on('gone', () => this.finish(`interface ${o.capture!.iface} disappeared`));
       } else {
-        this.engine = RxEngine.socket({ ...common, iface: o.iface, rcvbuf: o.rcvbuf ?? 32 << 20 }, onBatch);
+        const family: RxFamily = o.bind6 !== undefined ? 'dual' : o.bind !== undefined ? 'ipv4' : o.family ?? 'dual';
+        this.engine = RxEngine.socket({ ...common, family, bind6: o.bind6, iface: o.iface, rcvbuf: o.rcvbuf ?? 32 << 20 }, onBatch);
       }
     } catch (e) {
       this.linkWatch?.close();
@@ -267,14 +315,14 @@ export class Sink {
     const end = this.state === 'running' ? monoNs() : this.stoppedNs;
     const h = this.engine?.handle;
     const es: RxEngineStats = this.engine?.stats() ?? {
-      datagrams: 0, ownDrops: 0, ifDrops: 0, captured: 0, truncated: 0, noTimestamp: 0, batches: 0, queueWaits: 0, linkDownMs: 0,
+      datagrams: 0, ownDrops: 0, ifDrops: 0, captured: 0, truncated: 0, noTimestamp: 0, batches: 0, queueWaits: 0, linkDownMs: 0, fragments: 0,
     };
     const totals = this.accounting.totals();
     const w = this.linkWatch;
     return {
       mode: o.capture ? 'capture' : 'socket',
       port: o.port,
-      bind: o.bind !== undefined ? formatIpv4(o.bind) : null,
+      bind: o.bind6 ?? (o.bind !== undefined ? formatIpv4(o.bind) : null),
       iface: o.capture?.iface ?? o.iface ?? null,
       seconds: this.startedNs ? Math.round((end - this.startedNs) / 1e6) / 1000 : 0,
       reason: this.state === 'running' || this.state === 'new' ? 'running' : this.reason,
@@ -283,6 +331,8 @@ export class Sink {
       timestampWarning: h?.warning ?? null,
       rcvbufBytes: o.capture ? null : h?.rcvbuf ?? null,
       rcvbufForced: o.capture ? null : h?.rcvbufForced ?? null,
+      family: o.capture ? null : h?.family ?? null,
+      familyWarning: h?.familyWarning ?? null,
       socketDrops: o.capture ? null : es.ownDrops,
       capture: o.capture ? { received: es.captured, dropped: es.ownDrops, ifdropped: es.ifDrops } : null,
       loss: {

@@ -3,6 +3,7 @@
  * duplicates, reordering, inter-arrival times, rate and one-way latency — with live intervals and histograms that
  * merge across sinks. No I/O: src/rx/sink.ts feeds it batches from a receive engine, the unit tests synthetic sequences.
  */
+import ipaddr from 'ipaddr.js';
 import { UsageError } from '../errors.js';
 import { PKTGEN_FIELD, pktgenCheck } from '../proto/pktgen.js';
 import { formatIpv4 } from '../wire/addr.js';
@@ -42,16 +43,79 @@ function mod(x: number, m: number): number {
   return x - Math.floor(x / m) * m;
 }
 
+/**
+ * IPv6 sources get numeric ids from here up, above every IPv4 address (a u32): one numeric key space holds both
+ * families, so flows are keyed, looked up and bounded (--max-flows) the same way.
+ */
+export const IPV6_ID_BASE = 2 ** 32;
+
 export interface FlowKey {
+  /** IPv4: the address (u32). IPv6: the source's interned id (>= IPV6_ID_BASE; unique while the flow lives). */
   srcIp: number;
   srcPort: number;
+  /** IPv4: the address, 0 when unknown; IPv6: 0. */
   dstIp: number;
   dstPort: number;
+  /** IPv6 flows only: the addresses as RFC 5952 text, dstIp6 null when unknown. */
+  srcIp6?: string;
+  dstIp6?: string | null;
+}
+
+/** RFC 5952 text of the 16 bytes at b[off] (ipaddr.js: lower case, longest zero run as ::). */
+export function formatIpv6At(b: Uint8Array, off: number): string {
+  return ipaddr.fromByteArray(Array.from(b.subarray(off, off + 16))).toString();
+}
+
+/** Whether the 16 bytes at b[off] are all zero (the engine's "unknown"). */
+function zero16(b: Uint8Array, off: number): boolean {
+  for (let i = 0; i < 16; i++) if (b[off + i] !== 0) return false;
+  return true;
+}
+
+/** The 16 bytes at b[off] as an 8-character string: a Map key, compared by value. */
+function ipv6Key(b: Uint8Array, off: number): string {
+  return String.fromCharCode(
+    (b[off] << 8) | b[off + 1], (b[off + 2] << 8) | b[off + 3], (b[off + 4] << 8) | b[off + 5], (b[off + 6] << 8) | b[off + 7],
+    (b[off + 8] << 8) | b[off + 9], (b[off + 10] << 8) | b[off + 11], (b[off + 12] << 8) | b[off + 13], (b[off + 14] << 8) | b[off + 15]);
+}
+
+/**
+ * IPv6 source addresses to numeric ids (IPV6_ID_BASE up), counted by reference: an address holds an id only while
+ * some flow from it is accounted, so the table never has more entries than the sink has flows (--max-flows), however
+ * many sources a spoofed flood makes up. An id is never reused.
+ */
+export class Ipv6Interner {
+  private readonly ids = new Map<string, { id: number; refs: number }>();
+  private next = IPV6_ID_BASE;
+
+  /** The id of `key` (ipv6Key), or NaN when no flow has that source. */
+  lookup(key: string): number {
+    return this.ids.get(key)?.id ?? NaN;
+  }
+
+  /** The id of `key`, made if new; one more reference. */
+  acquire(key: string): number {
+    let e = this.ids.get(key);
+    if (e === undefined) this.ids.set(key, (e = { id: this.next++, refs: 0 }));
+    e.refs++;
+    return e.id;
+  }
+
+  release(key: string): void {
+    const e = this.ids.get(key);
+    if (e !== undefined && --e.refs <= 0) this.ids.delete(key);
+  }
+
+  /** Addresses held. */
+  get size(): number {
+    return this.ids.size;
+  }
 }
 
 export interface FlowReport {
+  /** "IP:PORT"; IPv6 "[IP]:PORT" (RFC 5952 text). */
   src: string;
-  /** "IP:PORT", IP '*' when the socket was bound to any address. */
+  /** As src; IP '*' when the engine did not learn the destination address. */
   dst: string;
   srcIp: string;
   srcPort: number;
@@ -125,8 +189,12 @@ function latencyUs(s: Samples): LatencyUs | null {
   };
 }
 
-/** "IP:PORT" of both ends; a socket bound to 0.0.0.0 does not learn each datagram's destination address: '*'. */
+/** "IP:PORT" of both ends, "[IP]:PORT" for IPv6 (RFC 3986's brackets); an unknown destination address is '*'. */
 function endpoints(k: FlowKey): { src: string; dst: string; srcIp: string; dstIp: string } {
+  if (k.srcIp6 !== undefined) {
+    const dstIp = k.dstIp6 ?? '*';
+    return { src: `[${k.srcIp6}]:${k.srcPort}`, dst: `${k.dstIp6 ? `[${dstIp}]` : dstIp}:${k.dstPort}`, srcIp: k.srcIp6, dstIp };
+  }
   const srcIp = formatIpv4(k.srcIp);
   const dstIp = k.dstIp === 0 ? '*' : formatIpv4(k.dstIp);
   return { src: `${srcIp}:${k.srcPort}`, dst: `${dstIp}:${k.dstPort}`, srcIp, dstIp };
@@ -142,6 +210,8 @@ function endpoints(k: FlowKey): { src: string; dst: string; srcIp: string; dstIp
  */
 export class FlowAccount {
   readonly key: FlowKey;
+  /** IPv6 flows: the source's interner key and its 16 bytes (the batch fast path compares them). */
+  ipv6: { key: string; bytes: Uint8Array } | null = null;
   received = 0;
   unique = 0;
   duplicates = 0;
@@ -474,6 +544,17 @@ export class SinkAccounting {
   readonly options: AccountingOptions;
   readonly maxFlows: number;
   private readonly byKey = new Map<number, Map<number, FlowAccount>>();
+  /** IPv6 sources of the accounted flows to their numeric keys (bounded by maxFlows: entries live with their flows). */
+  private readonly ipv6Ids = new Ipv6Interner();
+  /**
+   * The IPv6 datagram account() is working on (source and destination at byte offsets): scratch fields rather than
+   * an argument object, so a datagram allocates nothing unless it makes a flow.
+   */
+  private v6src: Uint8Array | null = null;
+  private v6srcOff = 0;
+  private v6dst: Uint8Array | null = null;
+  private v6dstOff = 0;
+  private v6key = '';
   /** Accounted flows in the order they began (a Set: an evicted flow leaves in O(1)). */
   private readonly flowSet = new Set<FlowAccount>();
   /**
@@ -512,6 +593,11 @@ export class SinkAccounting {
     return [...this.flowSet];
   }
 
+  /** IPv6 source addresses held for the flows (never more than the flows). */
+  get ipv6Sources(): number {
+    return this.ipv6Ids.size;
+  }
+
   /** Datagrams with the pktgen header that are accounted in a flow. */
   get accounted(): number {
     return this.datagrams - this.nonPktgen - this.refused['flows-over-budget'] - this.refused['flows-evicted'];
@@ -523,12 +609,14 @@ export class SinkAccounting {
    * accounted.
    */
   recordBatch(b: PktgenBatch, dstPortFilter?: number): number {
-    const { n, srcIp, dstIp, srcPort, dstPort, seq, len, rxNs, latencyNs } = b;
+    const { n, af, srcIp, dstIp, srcIp6, dstIp6, srcPort, dstPort, seq, len, rxNs, latencyNs } = b;
     let accounted = 0;
     for (let i = 0; i < n; i++) {
       if (dstPortFilter !== undefined && dstPort[i] !== dstPortFilter) continue;
       this.datagrams++;
-      if (this.account(srcIp[i], srcPort[i], dstIp[i], dstPort[i], seq[i], rxNs[i], latencyNs[i], len[i])) accounted++;
+      let src = srcIp[i];
+      if (af !== undefined && af[i] === 6) src = this.ipv6Source(srcIp6!, i * 16, dstIp6!, i * 16, srcPort[i], dstPort[i]);
+      if (this.account(src, srcPort[i], dstIp[i], dstPort[i], seq[i], rxNs[i], latencyNs[i], len[i])) accounted++;
     }
     this.datagrams += b.nonPktgen;
     this.nonPktgen += b.nonPktgen;
@@ -542,6 +630,17 @@ export class SinkAccounting {
    */
   record(srcIp: number, srcPort: number, dstIp: number, dstPort: number, payload: Uint8Array, arrivalNs: number, wallUs: number): boolean {
     return this.recordAt(srcIp, srcPort, dstIp, dstPort, payload, 0, payload.length, arrivalNs, wallUs);
+  }
+
+  /** record() of an IPv6 datagram: its 16-byte source and destination (null or all zero: unknown). */
+  record6(src: Uint8Array, srcPort: number, dst: Uint8Array | null, dstPort: number, payload: Uint8Array, arrivalNs: number, wallUs: number): boolean {
+    if (src.length !== 16 || (dst !== null && dst.length !== 16)) {
+      throw new UsageError(`bad IPv6 address of ${src.length} and ${dst?.length ?? 16} bytes: expected 16 each`);
+    }
+    const id = this.ipv6Source(src, 0, dst, 0, srcPort, dstPort);
+    const ok = this.recordAt(id, srcPort, 0, dstPort, payload, 0, payload.length, arrivalNs, wallUs);
+    this.v6src = null; // a datagram without the pktgen header never reached account()
+    return ok;
   }
 
   /** The same for a payload of `len` bytes at buf[off]. */
@@ -558,9 +657,35 @@ export class SinkAccounting {
     return this.account(srcIp, srcPort, dstIp, dstPort, readBe32(buf, off + PKTGEN_FIELD.seq), arrivalNs, latencyNs, len);
   }
 
+  /**
+   * The numeric key of the IPv6 source at src[srcOff] (NaN when no flow has it yet: account() interns it if it makes
+   * the flow), leaving the datagram's addresses in the scratch fields for account(). The last flow's source is
+   * compared byte by byte first: a run of one flow's datagrams makes no key string.
+   */
+  private ipv6Source(src: Uint8Array, srcOff: number, dst: Uint8Array | null, dstOff: number, srcPort: number, dstPort: number): number {
+    this.v6src = src;
+    this.v6srcOff = srcOff;
+    this.v6dst = dst;
+    this.v6dstOff = dstOff;
+    const f = this.last;
+    if (f !== null && f.ipv6 !== null && f.key.srcPort === srcPort && f.key.dstPort === dstPort) {
+      const a = f.ipv6.bytes;
+      let same = true;
+      for (let j = 0; j < 16 && same; j++) same = a[j] === src[srcOff + j];
+      if (same) {
+        this.v6key = f.ipv6.key;
+        return f.key.srcIp;
+      }
+    }
+    this.v6key = ipv6Key(src, srcOff);
+    return this.ipv6Ids.lookup(this.v6key);
+  }
+
   /** Accounts one pktgen datagram in its flow (made, or refused, here); false when refused. */
   private account(srcIp: number, srcPort: number, dstIp: number, dstPort: number, seq: number, rxNs: number, latencyNs: number, bytes: number): boolean {
     let f = this.last;
+    const v6 = this.v6src;
+    this.v6src = null;
     if (f === null || f.key.srcIp !== srcIp || f.key.srcPort !== srcPort || f.key.dstPort !== dstPort) {
       let inner = this.byKey.get(srcIp);
       const k2 = srcPort * 65536 + dstPort;
@@ -570,8 +695,24 @@ export class SinkAccounting {
           this.refused['flows-over-budget']++;
           return false;
         }
+        let ipv6: FlowAccount['ipv6'] = null;
+        let key: FlowKey;
+        if (v6 !== null) {
+          // After evictOne: the evicted flow may have held this source's last reference, and so its id.
+          srcIp = this.ipv6Ids.acquire(this.v6key);
+          inner = this.byKey.get(srcIp);
+          const d = this.v6dst;
+          ipv6 = { key: this.v6key, bytes: v6.slice(this.v6srcOff, this.v6srcOff + 16) };
+          key = {
+            srcIp, srcPort, dstIp: 0, dstPort, srcIp6: formatIpv6At(v6, this.v6srcOff),
+            dstIp6: d === null || zero16(d, this.v6dstOff) ? null : formatIpv6At(d, this.v6dstOff),
+          };
+        } else {
+          key = { srcIp, srcPort, dstIp, dstPort };
+        }
         if (inner === undefined) this.byKey.set(srcIp, (inner = new Map()));
-        f = new FlowAccount({ srcIp, srcPort, dstIp, dstPort });
+        f = new FlowAccount(key);
+        f.ipv6 = ipv6;
         inner.set(k2, f);
         this.flowSet.add(f);
         this.probation.push(f);
@@ -598,6 +739,7 @@ export class SinkAccounting {
       const inner = this.byKey.get(f.key.srcIp)!;
       inner.delete(f.key.srcPort * 65536 + f.key.dstPort);
       if (inner.size === 0) this.byKey.delete(f.key.srcIp);
+      if (f.ipv6 !== null) this.ipv6Ids.release(f.ipv6.key);
       if (this.last === f) this.last = null;
       // A one-datagram flow keeps its one sample inline, so this frees nothing today: it keeps a wider eviction
       // rule from leaking WASM memory.
