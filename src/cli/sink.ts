@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { closeSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import net from 'node:net';
 import { LinkGoneError, RuntimeError, UsageError } from '../errors.js';
-import { DEFAULT_MAX_FLOWS, Sink, type FlowReport, type IntervalReport, type SinkReport } from '../rx/sink.js';
+import { DEFAULT_MAX_FLOWS, parseIpv6, Sink, type FlowReport, type IntervalReport, type SinkReport } from '../rx/sink.js';
 import { TIMESTAMP_SOURCES, type TimestampSource } from '../rx/engine.js';
 import { MAX_TOKEN_CHARS, SERVE_DEFAULTS, TrialServer } from '../rx/serve.js';
 import { MetricsServer, ReceiverMetrics, parseMetricsAddress, serveMetrics } from '../rx/metrics.js';
@@ -54,7 +54,9 @@ export function register(program: Command): void {
       'inter-arrival p50/p99, and one-way latency (receive wall clock minus the sender\'s timestamp: meaningful only ' +
       'when the clocks are synced, e.g. PTP-disciplined hosts or namespaces on one host).')
     .option('-p, --port <PORT>', 'UDP destination port to count (pktgen\'s default)', '9')
-    .option('--bind <IP>', 'only datagrams to this local address (socket: bind address; capture: dst host)')
+    .option('--bind <IP>', 'only datagrams to this local IPv4 or IPv6 address (socket: bind address; capture: dst host). ' +
+      'Without it the socket is dual-stack: one IPv6 socket on :: that takes IPv4 too (IPV6_V6ONLY off; IPv4 only on a ' +
+      'kernel without IPv6, and the report says so)')
     .option('-d, --duration <S>', 'stop after S seconds')
     .option('-c, --count <N>', 'stop after N test datagrams')
     .option('--idle <S>', 'stop S seconds after the last datagram (once traffic has started)')
@@ -163,7 +165,8 @@ export function register(program: Command): void {
     };
     const sink = new Sink({
       port,
-      bind: f.bind !== undefined ? parseIpv4(f.bind, '--bind') : undefined,
+      bind: f.bind !== undefined && !f.bind.includes(':') ? parseIpv4(f.bind, '--bind') : undefined,
+      bind6: f.bind !== undefined && f.bind.includes(':') ? parseIpv6(f.bind, '--bind') : undefined,
       capture: f.capture ? { iface: f.iface!, bufferBytes: intArg(f.bufferSize, '--buffer-size', 1, 4096)! * (1 << 20) } : undefined,
       iface: f.capture ? undefined : f.iface,
       timestamp: f.timestamp as TimestampSource,
@@ -185,10 +188,12 @@ export function register(program: Command): void {
     }
     await relinquishPrivileges(c.getOptionValue('relinquishPrivileges'), () => sink.stop('interrupted'));
     const r0 = sink.report();
-    const where = `UDP ${r0.bind ?? '0.0.0.0'}:${port} via ` +
+    const host = r0.bind ?? (r0.family === 'dual' ? '::' : r0.family === 'ipv4' ? '0.0.0.0' : '*');
+    const where = `UDP ${host.includes(':') ? `[${host}]` : host}:${port}${r0.family === 'dual' ? ' (IPv6 and IPv4)' : ''} via ` +
       (r0.mode === 'capture' ? `libpcap on ${r0.iface}` : `a socket (rcvbuf ${r0.rcvbufBytes} bytes${r0.rcvbufForced ? '' : ', capped by net.core.rmem_max'})`);
     // The fallback first: "listening on" is the line scripts wait for before they send.
     if (r0.timestampWarning) process.stderr.write(`rawpoll sink: --timestamp ${f.timestamp}: ${r0.timestampWarning}\n`);
+    if (r0.familyWarning) process.stderr.write(`rawpoll sink: ${r0.familyWarning}\n`);
     process.stderr.write(`rawpoll sink: listening on ${where}; clock: ${r0.clock}\n`);
     if (f.jsonStream) {
       process.stdout.write(JSON.stringify({
@@ -456,5 +461,6 @@ export function formatReport(r: SinkReport, rows = REPORT_ROWS): string {
       (r.mode === 'socket' ? `socket buffer overflowed, rcvbuf ${r.rcvbufBytes} bytes: raise --rcvbuf` : 'capture ring was full: raise -B') +
       `); the network lost at least ${l.network}`);
   lines.push(`clock: ${r.clock}` + (r.timestampWarning ? ` (${r.timestampWarning})` : ''));
+  if (r.familyWarning) lines.push(`warning: ${r.familyWarning}`);
   return lines.join('\n') + '\n';
 }
