@@ -560,9 +560,10 @@ const NL = Buffer.from('\n');
 //   [ cpu=<n>\n][ taskname=<comm>\n][ release=<uname -r>\n][ msgid=<u32>\n]   sysdata, this order (6.14+:
 //                                                       cpu 6.14, taskname 6.15, release 6.15, msgid 6.16)
 // Fragmented (send_msg_fragmented / send_fragmented_body), the release prefix stays in every piece's header and the
-// ncfrag data is body + userdata + sysdata, so a receiver that reassembles by offset gets these same bytes back.
-// (6.9-6.13 started userdata in a piece of its own after the body's last piece; 6.14+ fills each piece: the split
-// points differ, the offsets and the reassembled bytes do not.)
+// ncfrag data is body + userdata + sysdata (ncfrag total = their sum, every piece filled up to 1000 bytes, the
+// extradata starting in the piece where the body ends), so a receiver that reassembles by offset gets these same
+// bytes back. Earlier versions kept userdata and sysdata in one "extradata" buffer (extradata_complete), later ones
+// apart (nt->userdata, nt->sysdata) and copy body, userdata, sysdata in turn: the bytes and offsets are the same.
 //
 // What is userdata and what sysdata is not marked on the wire: sysdata is the last run of lines whose keys are
 // cpu/taskname/release/msgid in the kernel's order with values of their form; SUBSYSTEM/DEVICE lines right after the

@@ -120,3 +120,52 @@ test('syslog forwarder: a daemon that never reads makes sends say busy at once, 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('syslog forwarder: a daemon that restarts — records are syslog_down while it is gone, then flow to the new socket', { skip: spawnSync('python3', ['-c', '1']).status !== 0 && 'no python3' }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rawpoll-syslog-'));
+  const path = join(dir, 'log');
+  // As rsyslog and journald do on start: unlink the old socket file, bind a new one; print each datagram.
+  const daemon = () => {
+    const p = spawn('python3', ['-c', `import socket,sys,os\ntry: os.unlink(sys.argv[1])\nexcept FileNotFoundError: pass\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nprint('ready',flush=True)\nwhile True: print(s.recv(65536).decode(),flush=True)`, path]);
+    const got: string[] = [];
+    let buf = '';
+    p.stdout.on('data', (d) => { buf += d; const l = buf.split('\n'); buf = l.pop()!; got.push(...l); });
+    return { p, got, ready: new Promise<void>((r) => { const t = setInterval(() => { if (got[0] === 'ready') { clearInterval(t); r(); } }, 10); }) };
+  };
+  const rec = (s: string): SyslogRecord => ({ time: T, host: 'h', src: 'h:1', facility: 0, level: 6, text: Buffer.from(s) });
+  const a = daemon();
+  let b: ReturnType<typeof daemon> | null = null;
+  try {
+    await a.ready;
+    const f = SyslogForwarder.open(path);
+    assert.equal(f.forward(rec('one')), null);
+    await waitFor(() => a.got.length === 2);
+    a.p.kill('SIGKILL');
+    await new Promise((r) => a.p.once('close', r));
+    // Gone: the send is refused and the reconnect finds nobody (the socket file is still there, unbound).
+    assert.equal(f.forward(rec('lost')), 'syslog_down');
+    b = daemon();
+    await b.ready;
+    // Reconnects are tried at most once a second.
+    assert.equal(f.forward(rec('too soon')), 'syslog_down');
+    await new Promise((r) => setTimeout(r, 1100));
+    assert.equal(f.forward(rec('two')), null);
+    await waitFor(() => b!.got.length === 2);
+    assert.match(b.got[1], / two$/);
+    assert.deepEqual({ sent: f.stats.sent, down: f.stats.syslog_down }, { sent: 2, down: 2 });
+    f.close();
+  } finally {
+    a.p.kill();
+    b?.p.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function waitFor(pred: () => boolean, ms = 5000): Promise<void> {
+  return new Promise((res, rej) => {
+    const t0 = Date.now();
+    const t = setInterval(() => {
+      if (pred()) { clearInterval(t); res(); } else if (Date.now() - t0 > ms) { clearInterval(t); rej(new Error('timed out')); }
+    }, 10);
+  });
+}
