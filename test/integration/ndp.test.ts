@@ -62,6 +62,10 @@ test('ndp: resolves the peer kernel\'s MAC (a global and a link-local target), -
   assert.equal(as.code, 0, as.stderr);
   assert.match(as.stdout, new RegExp(` asked as ${h.net}77\\n$`));
   assert.equal(neigh(h.b, h.ifB, `${h.net}77`)?.mac, h.macA);
+  // Off-link (another prefix than the source's /64): the gateway is asked instead, as arp --gateway.
+  const gw = rawpoll(h.a, ['ndp', '-i', h.ifA, 'fd99::9', '--gateway', 'fe80::2', '--json']);
+  assert.equal(gw.code, 0, gw.stderr);
+  assert.deepEqual({ ...JSON.parse(gw.stdout), ms: 0 }, { ip: 'fd99::9', mac: h.macB, iface: h.ifA, via: 'gateway', nextHop: 'fe80::2', ms: 0, tries: 1, router: false });
 });
 
 test('ndp: nobody answers -> exit 1 with "no NDP reply from X on IF after N tries"; bad usage is exit 2 before anything is sent', () => {
@@ -151,4 +155,31 @@ test('ndp --answer: the peer kernel\'s Solicitation for an address the host does
   assert.equal(na!.f['ipv6.src'], spoke);
   assert.deepEqual([na!.f['icmpv6.nd.na.flag.r'], na!.f['icmpv6.nd.na.flag.s'], na!.f['icmpv6.nd.na.flag.o']], ['0', '1', '1']);
   assert.equal(na!.f['icmpv6.opt.target_linkaddr'], h.macA);
+});
+
+test('ndp --answer defends the address against the peer kernel\'s duplicate address detection (its address goes dadfailed); SIGINT ends it with exit 0', async () => {
+  const h = v6hosts();
+  const spoke = `${h.net}99`;
+  const p = h.lab.spawn(h.a, [process.execPath, RAWPOLL, 'ndp', '-i', h.ifA, '--answer', spoke, '--json']);
+  let out = '';
+  let err = '';
+  p.stdout!.on('data', (d) => (out += d));
+  p.stderr!.on('data', (d) => (err += d));
+  assert.ok(await waitFor(() => /answering/.test(err), 5000), `the answerer did not start: ${err}`);
+  // The peer adds the address with DAD this time: its Solicitation from :: is answered to all-nodes, S clear.
+  must('ip', ['netns', 'exec', h.b, 'sysctl', '-qw', `net.ipv6.conf.${h.ifB}.accept_dad=1`]);
+  // ::98 beside it, which nobody answers for, is the control: its DAD completes (no longer tentative, not failed).
+  must('ip', ['-n', h.b, 'addr', 'add', `${spoke}/64`, 'dev', h.ifB]);
+  must('ip', ['-n', h.b, 'addr', 'add', `${h.net}98/64`, 'dev', h.ifB]);
+  const show = (a: string) => must('ip', ['-n', h.b, '-6', 'addr', 'show', 'dev', h.ifB, 'to', `${a}/128`]);
+  assert.ok(await waitFor(() => /dadfailed/.test(show(spoke)), 5000, 100), show(spoke));
+  assert.ok(await waitFor(() => !/tentative/.test(show(`${h.net}98`)), 5000, 100), show(`${h.net}98`));
+  assert.match(show(`${h.net}98`), /inet6 .*::98\/64 scope global\s*\n/);
+  p.kill('SIGINT');
+  const { code } = await exitOf(p, 10000);
+  assert.equal(code, 0, 'answering until stopped: being stopped is how it ends');
+  const j = JSON.parse(out) as { answered: number; interrupted: string };
+  assert.ok(ndpSchema(j), JSON.stringify(ndpSchema.errors));
+  assert.ok(j.answered >= 1);
+  assert.equal(j.interrupted, 'SIGINT');
 });

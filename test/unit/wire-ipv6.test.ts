@@ -335,3 +335,23 @@ test('addresses: text through ipaddr.js, RFC 5952 out; solicited-node group and 
   assert.throws(() => parseIpv6Addr('fd00::1::2', 'target'), AddressError);
   assert.throws(() => parseIpv6Addr('fe80::1%eth1', 'target'), /a zone \(%IF\) is not taken here/);
 });
+
+// --- whole frames: what resolve/ndp.ts builds and accepts, on the kernel's own exchange --------------------------------
+test('ndp frames: buildNsFrame and buildNaFrame rebuild the kernel\'s NS and NA byte for byte; parseNdpFrame reads them', async () => {
+  const { buildNaFrame, buildNsFrame, ndpAdvertFilter, parseNdpFrame } = await import('../../src/resolve/ndp.js');
+  assert.deepEqual(buildNsFrame(MAC1, A1, A2), KERNEL_NS);
+  assert.deepEqual(buildNaFrame(MAC2, A2, MAC1, A1, { solicited: true, override: true }), KERNEL_NA);
+  const ns = parseNdpFrame(KERNEL_NS)!;
+  assert.deepEqual([ns.srcMac, ns.src, ns.dst, ns.msg], [MAC1, A1, SNMA2, NS_REPR]);
+  assert.deepEqual(parseNdpFrame(KERNEL_NA)!.msg, NA_REPR);
+  // RFC 4861 §7.1: what a node must drop is not an NDP frame to us.
+  const routed = Buffer.from(KERNEL_NA);
+  routed[IP + 7] = 254;
+  assert.equal(parseNdpFrame(routed), null, 'hop limit below 255: it was routed');
+  const badSum = Buffer.from(KERNEL_NA);
+  badSum[UP + 2] ^= 1;
+  assert.equal(parseNdpFrame(badSum), null, 'a wrong checksum');
+  assert.equal(parseNdpFrame(KERNEL_UDP6), null);
+  assert.equal(parseNdpFrame(KERNEL_PING), null);
+  assert.equal(ndpAdvertFilter(A2), 'icmp6 and ip6[7] = 255 and ip6[40] = 136 and ip6[48:4] = 0xfd000000 and ip6[52:4] = 0x00000000 and ip6[56:4] = 0x00000000 and ip6[60:4] = 0x00000002');
+});
