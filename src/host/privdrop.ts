@@ -66,8 +66,11 @@ export function resolveDropUser(user: string): Account {
   return a;
 }
 
-/** The credentials and capability sets of this process (or `pid`), as /proc/PID/status states them. */
-export function processCredentials(pid: number | 'self' = 'self'): { uid: number[]; gid: number[]; groups: number[]; capPrm: bigint; capEff: bigint; capAmb: bigint } {
+/**
+ * The credentials and capability sets of this process (or `pid`, or one thread of it: 'PID/task/TID'), as
+ * /proc/…/status states them.
+ */
+export function processCredentials(pid: number | string = 'self'): { uid: number[]; gid: number[]; groups: number[]; capPrm: bigint; capEff: bigint; capAmb: bigint } {
   const st = readFileSync(`/proc/${pid}/status`, 'utf8');
   const field = (k: string) => (new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(st) ?? [])[1]?.trim() ?? '';
   const nums = (k: string) => field(k).split(/\s+/).filter(Boolean).map(Number);

@@ -35,14 +35,23 @@ function rawpollPid(pid: number): number {
   return k;
 }
 
+/**
+ * Every thread of `pid` (credentials are per thread in the kernel: the addon's receive and send threads and libuv's
+ * pool must have switched too) has nobody's uids and gids and no capability.
+ */
 function assertDropped(pid: number): void {
-  const c = processCredentials(pid);
-  assert.deepEqual(c.uid, [NOBODY!.uid, NOBODY!.uid, NOBODY!.uid, NOBODY!.uid], 'Uid: real, effective, saved, fs');
-  assert.deepEqual(c.gid, [NOBODY!.gid, NOBODY!.gid, NOBODY!.gid, NOBODY!.gid], 'Gid: real, effective, saved, fs');
-  assert.deepEqual(c.groups, [NOBODY!.gid], 'supplementary groups: only the primary one');
-  assert.equal(c.capPrm, 0n, 'CapPrm');
-  assert.equal(c.capEff, 0n, 'CapEff');
-  assert.equal(c.capAmb, 0n, 'CapAmb');
+  const tids = readdirSync(`/proc/${pid}/task`);
+  assert.ok(tids.length > 1, 'a node process has threads');
+  for (const tid of tids) {
+    const c = processCredentials(`${pid}/task/${tid}`);
+    const t = `thread ${tid}`;
+    assert.deepEqual(c.uid, [NOBODY!.uid, NOBODY!.uid, NOBODY!.uid, NOBODY!.uid], `${t} Uid: real, effective, saved, fs`);
+    assert.deepEqual(c.gid, [NOBODY!.gid, NOBODY!.gid, NOBODY!.gid, NOBODY!.gid], `${t} Gid: real, effective, saved, fs`);
+    assert.deepEqual(c.groups, [NOBODY!.gid], `${t} supplementary groups: only the primary one`);
+    assert.equal(c.capPrm, 0n, `${t} CapPrm`);
+    assert.equal(c.capEff, 0n, `${t} CapEff`);
+    assert.equal(c.capAmb, 0n, `${t} CapAmb`);
+  }
 }
 
 test('netconsole -Z nobody: uid/gid nobody, no capabilities, datagrams still arrive, through a link outage too', async () => {
