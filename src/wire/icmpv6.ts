@@ -208,7 +208,6 @@ export const Icmpv6Repr = {
     }
     const type = v.type;
     if (type === ICMPV6_ECHO_REQUEST || type === ICMPV6_ECHO_REPLY) {
-      need(v.buf, v.off, ICMPV6_FIELD.MIN_LEN, 'ICMPv6 Echo');
       if (v.length < ICMPV6_FIELD.MIN_LEN) throw new WireError(`${at}: Echo of ${v.length} bytes, expected ${ICMPV6_FIELD.MIN_LEN} or more`);
       return { type, ident: v.echoIdent, seq: v.echoSeq, data: Buffer.from(v.buf.subarray(v.off + ICMPV6_FIELD.MIN_LEN, v.end)) };
     }
