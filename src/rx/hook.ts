@@ -140,7 +140,11 @@ export class HookRunner {
       killTimer = setTimeout(() => kill('SIGKILL'), KILL_GRACE_MS);
     }, this.timeoutMs);
     const done = new Promise<void>((res) => {
+      let settled = false;
+      // A program that cannot be started may say so with 'error' and then 'exit' too: one report, one count.
       const finish = (e: HookEvent) => {
+        if (settled) return;
+        settled = true;
         clearTimeout(limit);
         if (killTimer) clearTimeout(killTimer);
         this.live.delete(child);

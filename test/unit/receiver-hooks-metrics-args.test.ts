@@ -131,3 +131,15 @@ test('metrics registry: per instance, rawpoll_ names, HELP and TYPE, values read
   assert.match(withProcess, /^rawpoll_process_resident_memory_bytes \d+/m);
   assert.ok(withProcess.split('\n').filter((l) => l && !l.startsWith('#')).every((l) => l.startsWith('rawpoll_')));
 });
+
+test('hook runner: a program that cannot be started (gone since the start-up check) is one error, counted once', async () => {
+  const gone = join(tmp, 'gone.sh');
+  const { r, events } = runner(gone);
+  r.run(['x']);
+  await r.close();
+  assert.equal(events.length, 1);
+  assert.equal(events[0].result, 'error');
+  assert.match(events[0].error!, /ENOENT/);
+  assert.equal(r.running, 0);
+  assert.deepEqual(r.counts, { ok: 0, failed: 0, timeout: 0, skipped: 0, error: 1 });
+});
