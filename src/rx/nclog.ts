@@ -7,7 +7,11 @@
  *   (`[release,]prio,seq,usec,flag;text\n[ KEY=value\n…]`); ncfrag pieces are reassembled by (source, seq) first,
  *   in any order, duplicates ignored.
  * - The seq of each source (address:port) is tracked: a jump is reported as a `seq-gap` event, a seq going
- *   back to 0 as `seq-restart` (the sender rebooted or restarted), any other step back as `seq-late`.
+ *   back to 0 as `seq-restart` (the sender rebooted or restarted), any other step back as `seq-late`. `new-host` and
+ *   `seq-restart` name the sender's kernel (`release`) when its records carry the 'r' prefix.
+ * - Newer kernels' userdata and sysdata lines are part of the record and stored with it (proto/netconsole.ts
+ *   parseExtMessage splits them out). onRecord sees each record once, whole (collect --syslog); a reason it returns is
+ *   counted in `drops` (syslog_busy …) but not in stats.dropped: the log has the record.
  * - Memory is bounded: at most maxOpenFragments records under reassembly in all, maxBytesPerHost bytes of them per
  *   source, maxRecordBytes per record, maxSources tracked seq counters / known hosts and maxOpenFiles open log
  *   files (LRU). With the defaults reassembly holds at most 64 x 256 KiB = 16 MiB (plus 1/8 for coverage bitmaps).
@@ -151,13 +155,14 @@ export class NetconsoleCollector {
     const host = from.address;
     try {
       this.stats.datagrams++;
+      const dg = parseExtDatagram(datagram);
       if (!this.knownHosts.has(host)) {
         // Bounded like the seq table: a host forgotten under a flood of sources is announced again when heard.
         while (this.knownHosts.size >= this.maxSources) this.knownHosts.delete(this.knownHosts.values().next().value as string);
         this.knownHosts.add(host);
-        this.emit({ event: 'new-host', host, file: this.logPath(host) });
+        // The sender's kernel when it prepends it ('r'): which kernel a host runs, in the event stream.
+        this.emit({ event: 'new-host', host, file: this.logPath(host), ...(dg?.release ? { release: dg.release } : {}) });
       }
-      const dg = parseExtDatagram(datagram);
       if (!dg) {
         this.stats.basic++;
         this.queue(host, datagram);
@@ -229,7 +234,9 @@ export class NetconsoleCollector {
       if (seq > st.lastSeq + 1) {
         this.emit({ event: 'seq-gap', host, port, expected: st.lastSeq + 1, got: seq, missing: seq - st.lastSeq - 1 });
       } else if (seq <= st.lastSeq) {
-        this.emit({ event: seq === 0 ? 'seq-restart' : 'seq-late', host, port, expected: st.lastSeq + 1, got: seq });
+        // A restart with the release prefix says which kernel the host came back with.
+        const release = seq === 0 ? releaseOf(bytes) : undefined;
+        this.emit({ event: seq === 0 ? 'seq-restart' : 'seq-late', host, port, expected: st.lastSeq + 1, got: seq, ...(release ? { release } : {}) });
       }
       if (seq > st.lastSeq || seq === 0) st.lastSeq = seq;
     } else {
@@ -326,6 +333,14 @@ export class NetconsoleCollector {
   private emit(e: CollectorEvent): void {
     try { this.onEvent(e); } catch { /* a faulty listener must not stop reception */ }
   }
+}
+
+/** The 'r' prefix of an extended record (`6.17.0,6,…`: a first field that is not a number, as parseExtDatagram), or undefined. */
+function releaseOf(record: Buffer): string | undefined {
+  const comma = record.subarray(0, 65).indexOf(0x2c);
+  if (comma <= 0) return undefined;
+  const first = record.toString('latin1', 0, comma);
+  return /^\d+$/.test(first) ? undefined : first;
 }
 
 /** What is left of `records` after their first `done` bytes (a short write's continuation). */

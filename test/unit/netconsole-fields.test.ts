@@ -5,6 +5,10 @@
 // Documentation/networking/netconsole.rst — never produced by the code under test.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NetconsoleCollector, type CollectorEvent } from '../../src/rx/nclog.js';
 import {
   parseExtMessage, emitExtMessage, extendedDatagrams, parseExtDatagram, NcfragReassembler, NetconsoleFormatter,
   MAX_PRINT_CHUNK, type ExtMessage,
@@ -130,4 +134,32 @@ test('fields: what rawpoll netconsole sends (release, userdata, sysdata, msgid c
     ['6.16.2', 3, 0, 'one', [['role', 'db']], { cpu: 2, taskname: 'rawpoll', release: '6.16.2', msgid: 1 }],
     ['6.16.2', 3, 1, 'two', [['role', 'db']], { cpu: 2, taskname: 'rawpoll', release: '6.16.2', msgid: 2 }],
   ]);
+});
+
+test('fields in collect: records stored verbatim with them; new-host and seq-restart name the release; each record passed on once', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rp-ncfields-'));
+  const events: CollectorEvent[] = [];
+  const passed: Array<[string, number]> = [];
+  const c = new NetconsoleCollector({
+    dir, onEvent: (e) => events.push(e),
+    onRecord: (rec, from, frags) => { passed.push([rec.toString('latin1'), frags]); return passed.length === 2 ? 'syslog_busy' : null; },
+  });
+  const from = { address: '10.9.0.7', port: 6665 };
+  try {
+    const pieces = extendedDatagrams(Buffer.from(`6,1,77,-;${'z'.repeat(1200)}\n`), { release: '6.15.0', extradata: Buffer.from(' dc=fra1\n cpu=1\n') });
+    c.handle(Buffer.from(RELEASE_VEC), from);                          // seq 444
+    for (const p of pieces.reverse()) c.handle(p, from);                 // seq 1, two pieces out of order
+    c.handle(Buffer.from('6.16.0,6,0,5,-;booted again\n msgid=1\n'), from);   // seq 0 again: a reboot, a new kernel
+    await c.close();
+    const whole = `6.15.0,6,1,77,-;${'z'.repeat(1200)}\n dc=fra1\n cpu=1\n`;
+    assert.equal(readFileSync(join(dir, 'netconsole', '10.9.0.7.log'), 'latin1'), RELEASE_VEC + whole + '6.16.0,6,0,5,-;booted again\n msgid=1\n');
+    assert.deepEqual(events.filter((e) => e.event === 'new-host').map((e) => e.release), ['6.4.0']);
+    assert.deepEqual(events.filter((e) => e.event === 'seq-restart').map((e) => [e.got, e.release]), [[0, '6.16.0']]);
+    assert.deepEqual(passed.map(([r, f]) => [r.slice(0, 16), f]), [[RELEASE_VEC.slice(0, 16), 1], [whole.slice(0, 16), 2], ['6.16.0,6,0,5,-;b', 1]]);
+    assert.equal(passed[1][0], whole);
+    assert.equal(c.drops.syslog_busy, 1);
+    assert.equal(c.stats.dropped, 0, 'a record the log has is not a dropped record');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
