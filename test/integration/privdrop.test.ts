@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { flap, labsForThisFile, RAWPOLL, rawpoll, sh, udpReceiver, waitFor } from '../helpers/lab.js';
 import { startCollector } from '../helpers/collector.js';
-import { lookupUser, processCredentials } from '../../src/host/privdrop.js';
+import { lookupUser, modeAllows, processCredentials } from '../../src/host/privdrop.js';
 
 const { tmp, hosts } = labsForThisFile('rawpoll-privdrop-');
 chmodSync(tmp, 0o755); // nobody must reach the collector's directory inside it
@@ -234,4 +234,22 @@ test('collect -Z nobody: binds, becomes nobody, still receives and writes its lo
   }, 10000), `no netconsole log in ${ncDir}: ${c.stderr()}`);
   for (const n of readdirSync(ncDir)) assert.equal(statSync(join(ncDir, n)).uid, NOBODY.uid, `${n} is not nobody's`);
   assert.equal(await c.stop(), 0, c.stderr());
+});
+
+test('lookupUser reads /etc/passwd itself (no NSS needed): by name or uid; malformed lines are skipped', () => {
+  const passwd = join(tmp, 'passwd');
+  writeFileSync(passwd, ['root:x:0:0:root:/root:/bin/bash', 'broken line', 'svc:x:abc:1:bad uid::', 'rp:x:4242:4343:rawpoll:/nonexistent:/usr/sbin/nologin', ''].join('\n'));
+  assert.deepEqual(lookupUser('rp', passwd), { name: 'rp', uid: 4242, gid: 4343 });
+  assert.deepEqual(lookupUser('4242', passwd), { name: 'rp', uid: 4242, gid: 4343 });
+  assert.equal(lookupUser('svc', passwd), null);
+  assert.equal(lookupUser('nobody', passwd), null, 'a fixture file is not completed from NSS');
+  // The permission bits as the dropped user will meet them: owner, then primary group, then others.
+  const f = join(tmp, 'perm');
+  writeFileSync(f, '');
+  chownSync(f, 4242, 4343);
+  chmodSync(f, 0o640);
+  assert.ok(modeAllows({ name: 'rp', uid: 4242, gid: 1 }, f, 6));
+  assert.ok(modeAllows({ name: 'g', uid: 1, gid: 4343 }, f, 4));
+  assert.ok(!modeAllows({ name: 'g', uid: 1, gid: 4343 }, f, 2));
+  assert.ok(!modeAllows(NOBODY, f, 4));
 });
