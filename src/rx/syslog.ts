@@ -70,6 +70,8 @@ export function syslogPri(facility: number, level: number): number {
 
 /** PARAM-VALUE escaping (RFC 5424 §6.3.3): '"', '\' and ']' get a '\' in front. */
 export function escapeSdValue(s: string): string {
+  // Most values (numbers, addresses, task names) have none: no new string for them.
+  if (s.indexOf('"') < 0 && s.indexOf('\\') < 0 && s.indexOf(']') < 0) return s;
   return s.replace(/["\\\]]/g, (c) => '\\' + c);
 }
 
@@ -129,6 +131,18 @@ function cutAt(b: Buffer, n: number): number {
   return i;
 }
 
+/** TIMESTAMP, remembered for the millisecond: a batch of records shares it. */
+let isoMs = NaN;
+let isoStr = '';
+function isoTime(t: Date): string {
+  const ms = t.getTime();
+  if (ms !== isoMs) {
+    isoMs = ms;
+    isoStr = t.toISOString();
+  }
+  return isoStr;
+}
+
 /**
  * One RFC 5424 message, at most `max` bytes (see the file comment). HOSTNAME, APP-NAME and MSGID are fixed forms;
  * HOSTNAME falls back to '-' (NILVALUE) if empty.
@@ -140,13 +154,20 @@ export function formatSyslog(r: SyslogRecord, max = SYSLOG_MAX_BYTES): Buffer {
 /** formatSyslog, and whether it had to cut. */
 export function formatSyslogTrunc(r: SyslogRecord, max = SYSLOG_MAX_BYTES): { bytes: Buffer; truncated: boolean } {
   const host = r.host.replace(/[^\x21-\x7e]/g, '_').slice(0, 255) || '-';
-  const head = `<${syslogPri(r.facility, r.level)}>1 ${r.time.toISOString()} ${host} kernel - netconsole `;
+  const head = `<${syslogPri(r.facility, r.level)}>1 ${isoTime(r.time)} ${host} kernel - netconsole `;
   const params = sdParams(r);
   const sdOf = (ps: Array<[string, string]>) => `[${RAWPOLL_SD_ID}${ps.map(([k, v]) => ` ${k}="${escapeSdValue(v)}"`).join('')}]`;
   const msg = msgBytes(r.text);
   let sd = sdOf(params);
-  let fixed = Buffer.byteLength(head) + Buffer.byteLength(sd) + 1;
-  if (fixed + msg.length <= max) return { bytes: Buffer.concat([Buffer.from(head + sd + ' ', 'utf8'), msg]), truncated: false };
+  const front = head + sd + ' ';
+  let fixed = Buffer.byteLength(front);
+  if (fixed + msg.length <= max) {
+    // One buffer, written in place: this runs once per record on the receive thread.
+    const out = Buffer.allocUnsafe(fixed + msg.length);
+    out.write(front, 0, 'utf8');
+    out.set(msg, fixed);
+    return { bytes: out, truncated: false };
+  }
   // Too long: say so, leave out the parameters that do not fit (the last first), then cut the text.
   const ps = [...params, ['trunc', '1'] as [string, string]];
   for (;;) {
