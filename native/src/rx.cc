@@ -760,7 +760,20 @@ void OpenSocket(Napi::Env env, Engine* e, Napi::Object o, std::string* clockName
   }
   if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sl) != 0) {
     int err = errno;
-    throw coded(env, std::string("bind: ") + strerror(err), errnoCode(err));
+    Napi::Error x = coded(env, std::string("bind: ") + strerror(err), errnoCode(err));
+    if (err == EADDRINUSE && e->o.dual && bind6.empty() && !bind4) {
+      // Which half is taken: an IPv4 socket on 0.0.0.0:PORT also blocks [::]:PORT with IPV6_V6ONLY off, and the user
+      // should hear about the socket they can find (ss -uln).
+      int p4 = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      sockaddr_in s4;
+      memset(&s4, 0, sizeof s4);
+      s4.sin_family = AF_INET;
+      s4.sin_port = htons(e->o.port);
+      bool taken4 = p4 >= 0 && bind(p4, reinterpret_cast<sockaddr*>(&s4), sizeof s4) != 0 && errno == EADDRINUSE;
+      if (p4 >= 0) close(p4);
+      x.Set("inUse", Napi::String::New(env, taken4 ? "ipv4" : "ipv6"));
+    }
+    throw x;
   }
   sl = sizeof sa;
   getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &sl);

@@ -176,7 +176,9 @@ function openError(p: RxOpenParams, e: Error & { code?: string }): Error {
   }
   const host = p.bind6 !== undefined ? p.bind6 : p.bind ? formatIpv4(p.bind) : p.family === 'dual' ? '::' : '0.0.0.0';
   const where = host.includes(':') ? `[${host}]:${p.port}` : `${host}:${p.port}`;
-  if (e.code === 'EADDRINUSE') return new RuntimeError(`UDP ${where} is already in use by another socket; stop it, or use --capture -i IF`);
+  // A dual-stack socket is refused its port by an IPv4 socket too: the native side found which half is taken.
+  const inUse = (e as { inUse?: string }).inUse === 'ipv4' ? `0.0.0.0:${p.port}` : where;
+  if (e.code === 'EADDRINUSE') return new RuntimeError(`UDP ${inUse} is already in use by another socket; stop it, or use --capture -i IF`);
   if (e.code === 'EADDRNOTAVAIL') return new UsageError(`bad --bind '${host}': no interface here has that address`);
   if (e.code === 'EAFNOSUPPORT') return new RuntimeError(`cannot listen on UDP ${where}: this kernel has no IPv6 (booted with ipv6.disable=1?)`);
   if (e.code === 'EACCES') return new RuntimeError(`no permission to bind UDP ${where}: ports below 1024 need root or CAP_NET_BIND_SERVICE`);
