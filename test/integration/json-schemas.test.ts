@@ -128,10 +128,10 @@ describe('--json outputs validate against schemas/ (namespaces)', { timeout: 600
     assert.equal((await orx.done()).length, o.datagrams);
   });
 
-  test('netdump --json into netdump-server --json, with link-down/link-up events around it', async () => {
+  test('netdump --json into netdump-server --json --hook, with link-down/link-up events before it', async () => {
     const dir = join(tmp, 'dumps');
     mkdirSync(dir);
-    const srv = h.lab.spawn(h.b, [process.execPath, RAWPOLL, 'netdump-server', '--dir', dir, '--bind', h.ipB, '-i', h.ifB, '--json']);
+    const srv = h.lab.spawn(h.b, [process.execPath, RAWPOLL, 'netdump-server', '--dir', dir, '--bind', h.ipB, '-i', h.ifB, '--hook', '/bin/true', '--json']);
     let out = '';
     let err = '';
     srv.stdout!.on('data', (d) => (out += d));
@@ -146,12 +146,12 @@ describe('--json outputs validate against schemas/ (namespaces)', { timeout: 600
     assert.equal(nd.code, 0, nd.stderr);
     const sum = valid<{ bytes: number; serverPort: number }>('netdump', oneLine(nd.stdout, 'netdump'));
     assert.equal(sum.bytes, 20000);
-    assert.ok(await waitFor(() => /"event":"dump"/.test(out), 5000), `no dump event: ${out}`);
+    assert.ok(await waitFor(() => /"event":"hook"/.test(out), 5000), `no dump and hook events: ${out}`);
     srv.kill('SIGTERM');
     assert.equal((await exitOf(srv)).code, 0, err);
     const lines = out.split('\n').filter(Boolean);
     const kinds = lines.map((l) => (JSON.parse(l) as { event: string }).event);
-    assert.deepEqual(kinds.filter((k) => k !== 'drops'), ['link-down', 'link-up', 'dump', 'stop'], out);
+    assert.deepEqual(kinds.filter((k) => k !== 'drops'), ['link-down', 'link-up', 'dump', 'hook', 'stop'], out);
     for (const l of lines) {
       const e = valid<{ event: string }>('netdump-server', l);
       if (e.event.startsWith('link-')) valid('link-event', l);
