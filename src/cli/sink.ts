@@ -124,6 +124,7 @@ export function register(program: Command): void {
     '\nExamples:\n' +
     '  rawpoll sink --port 9 --duration 10\n' +
     '  rawpoll sink --bind 10.0.0.2 --count 100000 --json\n' +
+    '  rawpoll sink --bind 2001:db8::2 --duration 10         # IPv6 only on that address (flows print as [IP]:PORT)\n' +
     '  sudo rawpoll sink --capture -i eth1 --port 9 --idle 2      # line-rate blasts\n' +
     '  rawpoll sink --interval 1 --json-stream > run.ndjson        # one event a second, then the report\n' +
     '  rawpoll sink --duration 30 --histogram a.hist.json          # merge later with other sinks\' files\n' +
@@ -189,7 +190,7 @@ export function register(program: Command): void {
     await relinquishPrivileges(c.getOptionValue('relinquishPrivileges'), () => sink.stop('interrupted'));
     const r0 = sink.report();
     const host = r0.bind ?? (r0.family === 'dual' ? '::' : r0.family === 'ipv4' ? '0.0.0.0' : '*');
-    const where = `UDP ${host.includes(':') ? `[${host}]` : host}:${port}${r0.family === 'dual' ? ' (IPv6 and IPv4)' : ''} via ` +
+    const where = `UDP ${host.includes(':') ? `[${host}]` : host}:${port}${r0.family === 'dual' && r0.bind === null ? ' (IPv6 and IPv4)' : ''} via ` +
       (r0.mode === 'capture' ? `libpcap on ${r0.iface}` : `a socket (rcvbuf ${r0.rcvbufBytes} bytes${r0.rcvbufForced ? '' : ', capped by net.core.rmem_max'})`);
     // The fallback first: "listening on" is the line scripts wait for before they send.
     if (r0.timestampWarning) process.stderr.write(`rawpoll sink: --timestamp ${f.timestamp}: ${r0.timestampWarning}\n`);
