@@ -5,7 +5,8 @@ import { arpResolve } from '../resolve/arp.js';
 import { chooseNextHop } from '../resolve/nexthop.js';
 import { formatIpv4, parseIpv4, parseSource } from '../wire/addr.js';
 import { formatMac } from '../wire/mac.js';
-import { intArg, requireLinkUsable } from './common.js';
+import { addDropOption, intArg, relinquishPrivileges, requireLinkUsable } from './common.js';
+import type { Account } from '../host/privdrop.js';
 
 interface ArpFlags {
   iface?: string;
@@ -14,10 +15,11 @@ interface ArpFlags {
   retries: string;
   timeout: string;
   json?: boolean;
+  relinquishPrivileges?: Account;
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('arp')
     .summary('resolve an IPv4 address to a MAC with our own who-has over pcap')
     .description('Broadcast an ARP who-has from the interface (our MAC, the source IP) and capture the reply with a BPF\n' +
@@ -32,7 +34,8 @@ export function register(program: Command): void {
     .option('--json', 'print {"ip","mac","iface","via","nextHop","ms","tries"}: via is direct|gateway (as in send, blast ' +
       'and netconsole), nextHop the address asked (the target, or the gateway)')
     .addHelpText('after', '\nExamples:\n  sudo rawpoll arp -i eth1 10.0.0.2\n  sudo rawpoll arp -i eth1 10.9.9.9 --gateway 10.0.0.254 --json\n\n' +
-      'Exit codes: 0 resolved, 1 no reply (or no permission), 2 bad usage.')
+      'Exit codes: 0 resolved, 1 no reply (or no permission), 2 bad usage.');
+  addDropOption(cmd, 'once the capture handle is open (before the first who-has)')
     .action(async (ipArg: string, f: ArpFlags) => {
       const target = parseIpv4(ipArg, 'target IP');
       const gateway = f.gateway !== undefined ? parseIpv4(f.gateway, '--gateway') : undefined;
@@ -46,7 +49,8 @@ export function register(program: Command): void {
       const src = from ?? (iface.ipv4[0] ? { ip: iface.ipv4[0].addr, prefix: iface.ipv4[0].prefix } : undefined);
       if (!src) throw new UsageError(`${iface.name} has no IPv4 address; give the source address with --from IP`);
       const hop = chooseNextHop(target, gateway, { ip: src.ip, prefix: src.prefix ?? iface.ipv4.find((a) => a.addr === src.ip)?.prefix });
-      const r = await arpResolve({ iface: iface.name, srcMac: iface.mac, srcIp: src.ip, targetIp: hop.ip, retries, timeoutMs });
+      const r = await arpResolve({ iface: iface.name, srcMac: iface.mac, srcIp: src.ip, targetIp: hop.ip, retries, timeoutMs,
+        onOpen: () => relinquishPrivileges(f.relinquishPrivileges) });
       if (f.json) {
         process.stdout.write(JSON.stringify({
           ip: formatIpv4(target), mac: formatMac(r.mac), iface: iface.name, via: hop.via, nextHop: formatIpv4(hop.ip), ms: round3(r.ms), tries: r.tries,

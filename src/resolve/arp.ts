@@ -15,6 +15,11 @@ export interface ArpResolveOptions {
   retries?: number;
   /** How long to wait for a reply after each request. */
   timeoutMs?: number;
+  /**
+   * Called once the capture handle is open, before the first who-has: where `rawpoll arp -Z` gives up root. If it
+   * throws, the handle is closed and nothing is sent.
+   */
+  onOpen?: () => void | Promise<void>;
 }
 
 export interface ArpResult {
@@ -64,8 +69,12 @@ export async function arpResolve(o: ArpResolveOptions): Promise<ArpResult> {
   const timeoutMs = o.timeoutMs ?? 1000;
   const link = PcapLink.open(o.iface, arpReplyFilter(o.targetIp), 1 << 20);
   const request = buildArpFrame(ARP_REQUEST, o.srcMac, o.srcIp, MAC_BROADCAST, MAC_ZERO, o.targetIp);
-  const t0 = performance.now();
+  let t0 = performance.now();
   try {
+    if (o.onOpen) {
+      await o.onOpen();
+      t0 = performance.now();
+    }
     for (let tryNo = 1; tryNo <= retries; tryNo++) {
       const mac = await new Promise<Buffer | null>((resolve) => {
         const timer = setTimeout(() => {

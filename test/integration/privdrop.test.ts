@@ -253,3 +253,31 @@ test('lookupUser reads /etc/passwd itself (no NSS needed): by name or uid; malfo
   assert.ok(!modeAllows({ name: 'g', uid: 1, gid: 4343 }, f, 2));
   assert.ok(!modeAllows(NOBODY, f, 4));
 });
+
+test('arp -Z nobody: drops once its capture handle is open, before the first who-has; still gets the reply', async () => {
+  const h = hosts();
+  // An address nobody answers: arp keeps asking (3 × 1 s), long enough to read its credentials while it runs.
+  const p = spawn('ip', ['netns', 'exec', h.a, process.execPath, RAWPOLL, 'arp', '-i', h.ifA, '10.255.255.254', '--from', h.ipA, '-Z', 'nobody'],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  procs.push(p);
+  let err = '';
+  p.stderr!.on('data', (d) => (err += d));
+  const exited = new Promise<number | null>((r) => p.on('close', (code) => r(code)));
+  let pid = 0;
+  // Dropped means every thread switched: poll until the main thread is nobody (the drop comes after the handle opens).
+  assert.ok(await waitFor(() => {
+    try {
+      pid = rawpollPid(p.pid!);
+      return processCredentials(String(pid)).uid[0] === NOBODY!.uid;
+    } catch {
+      return false;
+    }
+  }, 5000), `arp never became nobody: ${err}`);
+  assertDropped(pid);
+  assert.equal(await exited, 1, err);
+  assert.match(err, /^rawpoll: no ARP reply from 10\.255\.255\.254 on \S+ after 3 tries$/m);
+  // And a real neighbour is still resolved after the drop: the handle receives as nobody.
+  const r = rawpoll(h.a, ['arp', '-i', h.ifA, h.ipB, '-Z', 'nobody', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).mac, h.macB);
+});
