@@ -8,10 +8,10 @@
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { labsForThisFile, must, nsRun, ROOT, type TwoHostLab } from '../helpers/lab.js';
+import { labsForThisFile, must, nsRun, RAWPOLL, ROOT, sh, waitFor, type TwoHostLab } from '../helpers/lab.js';
 import { startSink } from '../helpers/sink.js';
 
 const SCHEMAS = join(ROOT, 'schemas');
@@ -49,7 +49,7 @@ function flow(r: Report, src: string): Flow {
   return f;
 }
 
-const { hosts } = labsForThisFile('rawpoll-sink-ipv6-');
+const { tmp, hosts } = labsForThisFile('rawpoll-sink-ipv6-');
 let h: TwoHostLab;
 const p = (process.pid % 0xffff).toString(16);
 const A6 = `fd00:${p}::1`;
@@ -124,5 +124,33 @@ describe('sink over IPv6 (namespaces)', { timeout: 60000 }, () => {
     const f4 = flow(r, `${h.ipA}:40014`);
     assert.deepEqual([f4.dst, f4.received, f4.lost], [`${h.ipB}:9`, 298, 2]);
     assert.equal(r.flows.length, 3);
+  });
+
+  test('a kernel without IPv6: the dual-stack socket falls back to IPv4 and says so', async (t) => {
+    // socket(AF_INET6) answers EAFNOSUPPORT as on a kernel booted with ipv6.disable=1 — by an LD_PRELOAD shim around
+    // libc's socket(), since this kernel has IPv6 and a test cannot reboot it. Everything else is the real kernel's.
+    const src = join(tmp, 'noipv6.c');
+    const so = join(tmp, 'noipv6.so');
+    writeFileSync(src, '#define _GNU_SOURCE\n#include <dlfcn.h>\n#include <errno.h>\n#include <sys/socket.h>\n' +
+      'int socket(int d, int t, int p) {\n  if (d == AF_INET6) { errno = EAFNOSUPPORT; return -1; }\n' +
+      '  return ((int (*)(int, int, int))dlsym(RTLD_NEXT, "socket"))(d, t, p);\n}\n');
+    const cc = sh('cc', ['-shared', '-fPIC', '-o', so, src, '-ldl']);
+    if (cc.status !== 0) return t.skip(`no C compiler for the shim: ${cc.stderr?.toString() ?? cc.error}`);
+    const proc = h.lab.spawn(h.b, ['env', `LD_PRELOAD=${so}`, process.execPath, RAWPOLL, 'sink', '--port', '9', '--idle', '1', '--json']);
+    let out = '';
+    let err = '';
+    proc.stdout!.on('data', (d) => (out += d));
+    proc.stderr!.on('data', (d) => (err += d));
+    const exited = new Promise<number | null>((res) => proc.on('close', (code) => res(code)));
+    assert.ok(await waitFor(() => err.includes('listening on'), 10000), `sink did not start: ${err}`);
+    assert.match(err, /rawpoll sink: this kernel has no IPv6 \(socket\(AF_INET6\): Address family not supported by protocol\): listening on IPv4 only\n/);
+    assert.match(err, /listening on UDP 0\.0\.0\.0:9 via a socket/);
+    send(h.a, { dst: h.ipB, count: 100, skip: [50], sport: 40024 });
+    assert.equal(await exited, 0, err);
+    const r = valid<Report>('sink', JSON.parse(out));
+    assert.equal(r.family, 'ipv4');
+    assert.match(r.familyWarning ?? '', /^this kernel has no IPv6/);
+    const f = flow(r, `${h.ipA}:40024`);
+    assert.deepEqual([f.dst, f.received, f.lost], [`${h.ipB}:9`, 99, 1]);
   });
 });
