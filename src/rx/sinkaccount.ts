@@ -240,6 +240,14 @@ export class FlowAccount {
     this.key = key;
   }
 
+  /**
+   * The source address as text (dotted quad, or RFC 5952): what a caller counting hosts should key on, since an
+   * IPv6 flow's key.srcIp is an interned id, not an address.
+   */
+  get srcHost(): string {
+    return this.key.srcIp6 ?? formatIpv4(this.key.srcIp);
+  }
+
   private test(u: number): boolean {
     const i = mod(u, this.seen.length * 8);
     return (this.seen[i >> 3] & (1 << (i & 7))) !== 0;

@@ -86,6 +86,7 @@ test('the same bits as IPv4 and IPv6 are two sources; RFC 5952 text; an unknown 
     '32.1.13.184:7 -> *:9', '[2001:db8::]:7 -> *:9', '[2001:db8::1:0:0:1]:7 -> *:9', '[2001:db8:0:1:1:1:1:1]:7 -> *:9',
   ]);
   assert.ok(a.flows.slice(1).every((f) => f.key.srcIp >= IPV6_ID_BASE), 'IPv6 ids sit above every IPv4 address');
+  assert.deepEqual(a.flows.map((f) => f.srcHost), ['32.1.13.184', '2001:db8::', '2001:db8::1:0:0:1', '2001:db8:0:1:1:1:1:1']);
   a.destroy();
 });
 
