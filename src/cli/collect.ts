@@ -147,6 +147,9 @@ Link outages: the sockets keep listening through them; 'link-down' and 'link-up'
 Stop: SIGINT or SIGTERM writes open dumps out as partial (reason shutdown), prints the 'summary' line (with
 interrupted=SIGINT|SIGTERM) and exits 0; a second signal exits at once (130/143).
 
+Log rotation: SIGHUP (logrotate's postrotate, systemctl reload) writes out what is waiting, closes every host's
+netconsole log and opens it again by name at its next record ('logs-reopened' line): rename the logs, then send it.
+
 Metrics (--metrics): rawpoll_datagrams_received_total, _bytes_received_total, _drops_total{reason} (the 'dropped'
 reasons), _socket_drops_total, _hosts_seen, _bytes_written_total, _dumps_completed_total, _dumps_failed_total, by
 proto (netconsole, netoops), read from the collector's own counters at each scrape.
@@ -209,10 +212,14 @@ Examples:
       }).catch(async (e: unknown) => { await metrics?.close(); throw e; });
       live = server;
       await relinquishPrivileges(cmd.getOptionValue('relinquishPrivileges'), async () => { await server.close(); await metrics?.close(); }, { own: [join(f.dir, 'netconsole')], writable: [f.dir] });
+      // SIGHUP, as logrotate's postrotate or the unit's ExecReload sends it: reopen the host logs (Node would exit).
+      const onHup = () => server.reopenLogs();
+      process.on('SIGHUP', onHup);
       out({ event: 'listening', host: f.bind ?? '0.0.0.0', netconsole: server.ports.netconsole ?? undefined, oops: server.ports.oops ?? undefined, dir: f.dir });
       // Running until stopped is this command's job: a stop exits 0 after the summary (common.ts); a link named with
       // -i that is deleted ends the run too, with exit 1 (README, "When the link goes down").
       const { sig, gone } = await untilStopped(f.iface, f.bind, (e) => out({ host: '-', ...e } as CollectEvent));
+      process.removeListener('SIGHUP', onHup);
       await server.close();
       await metrics?.close();
       const o = server.oops;

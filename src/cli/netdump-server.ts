@@ -163,7 +163,12 @@ Exit codes: 0 stopped by a signal, 1 cannot listen or a link named with -i was d
       }
       // Running until stopped is this command's job: a stop exits 0 after the stop line (common.ts); a link named
       // with -i that is deleted ends the run too, with exit 1 (README, "When the link goes down").
+      // SIGHUP (a logrotate script, systemctl reload) must not end the server, as Node's default would: each dump's
+      // files are opened per session, so there is nothing to reopen. Said on stderr, once per signal.
+      const onHup = () => process.stderr.write('rawpoll netdump-server: SIGHUP: nothing to reopen (each dump\'s files are opened per session); still running\n');
+      process.on('SIGHUP', onHup);
       const { sig, gone } = await untilStopped(f.iface, bind, eventWriter('netdump-server', f.json));
+      process.removeListener('SIGHUP', onHup);
       // Sessions without data end leaving nothing: only those with data are "left".
       const open = server.active - server.halfOpenCount;
       server.reportDrops(true);

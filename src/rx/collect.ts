@@ -230,6 +230,15 @@ export class CollectServer {
     this.emit({ event: 'dropped', host: '-', proto, ...nonzero, ...state });
   }
 
+  /**
+   * After a log rotation (SIGHUP): the netconsole host logs are closed and opened again by name at their next record,
+   * so records go to the new files. Oops reports need nothing: each is a file of its own. Emits `logs-reopened`.
+   */
+  reopenLogs(): void {
+    const closed = this.nc?.reopen() ?? 0;
+    this.emit({ event: 'logs-reopened', host: '-', closed });
+  }
+
   async close(): Promise<void> {
     if (this.dropTimer) clearInterval(this.dropTimer);
     // Each engine hands over what it still holds before it ends: those datagrams are handled before the receivers close.

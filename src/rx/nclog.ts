@@ -214,6 +214,22 @@ export class NetconsoleCollector {
     for (const [host, p] of hosts) this.writeRecords(host, p);
   }
 
+  /**
+   * Log rotation (logrotate/newsyslog rename the file, then SIGHUP): what is waiting is written to the files open now
+   * — it came before the signal —, then every host's file is closed, to be opened again under its name at its next
+   * record. Returns how many files were closed.
+   */
+  reopen(): number {
+    if (this.closed) return 0;
+    this.flush();
+    const n = this.files.size;
+    for (const fd of this.files.values()) {
+      try { closeSync(fd); } catch { /* already gone */ }
+    }
+    this.files.clear();
+    return n;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.reasm.flush('incomplete at shutdown');

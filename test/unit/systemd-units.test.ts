@@ -53,7 +53,7 @@ function analyze(args: string[]): { code: number | null; stdout: string; stderr:
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** A scratch root: the system's units, ours in /etc/systemd/system, and an executable at the units' ExecStart path. */
+/** A scratch root: the system's units, ours in /etc/systemd/system, and executables at the units' ExecStart and ExecReload paths. */
 const root = mkdtempSync(join(tmpdir(), 'rawpoll-units-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 mkdirSync(join(root, 'usr', 'lib', 'systemd'), { recursive: true });
@@ -62,6 +62,10 @@ mkdirSync(join(root, 'etc', 'systemd', 'system'), { recursive: true });
 mkdirSync(join(root, 'usr', 'local', 'bin'), { recursive: true });
 writeFileSync(join(root, 'usr', 'local', 'bin', 'rawpoll'), '#!/bin/sh\n');
 chmodSync(join(root, 'usr', 'local', 'bin', 'rawpoll'), 0o755);
+// ExecReload's /bin/kill: the system's own, as on the host the units are installed on.
+mkdirSync(join(root, 'bin'), { recursive: true });
+copyFileSync('/bin/kill', join(root, 'bin', 'kill'));
+chmodSync(join(root, 'bin', 'kill'), 0o755);
 for (const u of UNITS) copyFileSync(join(DIR, u), join(root, 'etc', 'systemd', 'system', u));
 
 for (const unit of UNITS) {
@@ -85,8 +89,8 @@ for (const unit of UNITS) {
     has('SystemCallFilter=@system-service');
     assert.match(text, /^StateDirectory=rawpoll\/\S+$/m);
     assert.match(text, /^ExecStart=\/usr\/local\/bin\/rawpoll /m);
-    // The daemons have no SIGHUP handler: a reload would kill them. Reload = restart, so no ExecReload.
-    assert.doesNotMatch(text, /^ExecReload=/m);
+    // Reload is SIGHUP, which both daemons take without ending (collect reopens its logs; test/integration/collect-rotate).
+    has('ExecReload=/bin/kill -HUP $MAINPID');
     assert.doesNotMatch(text, /^MemoryDenyWriteExecute=/m);
   });
 
