@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { RuntimeError, UsageError } from '../errors.js';
 import { dropPrivileges, modeAllows, resolveDropUser, type Account } from '../host/privdrop.js';
-import { parseIpv4, parseSource } from '../wire/addr.js';
+import { parseIpAddress, parseSourceAny, type IpAddress } from '../wire/endpoint.js';
 import { parseMac } from '../wire/mac.js';
 import type { SenderOptions } from '../tx/sender.js';
 import { accessSync, chownSync, closeSync, constants as fsc, mkdirSync, openSync, statSync, unlinkSync } from 'node:fs';
@@ -26,6 +26,7 @@ export interface FrameFlags {
   size?: string;
   badIpChecksum?: boolean;
   badUdpChecksum?: boolean;
+  flowLabel?: string;
   udpChecksum?: boolean; // commander's --no-udp-checksum sets this false
   retries?: string;
   timeout?: string;
@@ -38,8 +39,8 @@ export interface FrameFlags {
 export function addLinkOptions(cmd: Command): Command {
   return cmd
     .option('-i, --iface <IF>', 'interface to send on (needs root or CAP_NET_RAW)')
-    .option('--from <IP[/PREFIX][:PORT]>', "source address; default: the interface's first IPv4 address. Works on an interface with no address configured (rawpoll then answers ARP for it). /PREFIX says which targets are on-link")
-    .option('--gateway <IP>', 'next hop for targets off-link: its MAC is ARP-resolved instead of the target\'s')
+    .option('--from <IP[/PREFIX][:PORT]>', "source address, of --to's family: 10.0.0.7/24:5000, [fd00::7/64]:5000 or bare fd00::7/64; default: the interface's first IPv4 address, or its first IPv6 address of the target's scope (global, or link-local for a link-local target), as netpoll picks it. Works on an interface without that address (rawpoll then answers ARP or NDP for it). /PREFIX says which targets are on-link")
+    .option('--gateway <IP>', 'next hop for targets off-link (IPv4 or IPv6, as --to): its MAC is ARP/NDP-resolved instead of the target\'s')
     .option('--dst-mac <MAC>', 'destination MAC: skips ARP')
     .option('--retries <N>', 'ARP who-has requests before giving up', '3')
     .option('--timeout <MS>', 'wait for an ARP reply after each request, in ms', '1000');
@@ -52,8 +53,9 @@ export function addLinkOptions(cmd: Command): Command {
 export function addFrameProfileOptions(cmd: Command, unit = 'datagram'): Command {
   return cmd
     .option('--src-mac <MAC>', "source MAC; default: the interface's")
-    .option('--ttl <N>', 'IPv4 TTL (netpoll: 64)')
-    .option('--tos <N>', 'IPv4 TOS byte, 0-255 or 0x00-0xff (e.g. 0xb8: DSCP EF)')
+    .option('--ttl <N>', 'IPv4 TTL, or the IPv6 hop limit (netpoll: 64)')
+    .option('--tos <N>', 'IPv4 TOS byte or IPv6 traffic class, 0-255 or 0x00-0xff (e.g. 0xb8: DSCP EF)')
+    .option('--flow-label <N>', 'IPv6 flow label, 0-1048575 or 0x00000-0xfffff (netpoll: 0); IPv6 targets only')
     .option('--dscp <NAME|N>', 'IPv4 DSCP instead of --tos: EF, AF11-AF43, CS0-CS7, LE, VA, BE or 0-63/0x3f (ECN bits 0)')
     .option('--df', "set IPv4 Don't Fragment (netpoll leaves it clear)")
     .option('--ip-id <N>', `fixed IPv4 ID, 0-65535 or 0x0000-0xffff (default: a counter from 1, +1 per ${unit}, as netpoll)`)
@@ -172,6 +174,12 @@ function frameSizeArg(v: string | undefined): number | undefined {
   return Number(t);
 }
 
+/** --gateway: an IPv4 address stays the u32 IPv4 code takes; an IPv6 one is endpoint.ts' { family: 6, ip6 }. */
+function gatewayArg(v: string): number | IpAddress {
+  const a = parseIpAddress(v, '--gateway');
+  return a.family === 4 ? a.ip : a;
+}
+
 export function senderOptionsFromFlags(f: FrameFlags): Omit<SenderOptions, 'to'> {
   if (f.badUdpChecksum && f.udpChecksum === false) {
     throw new UsageError('--bad-udp-checksum and --no-udp-checksum contradict each other: choose one');
@@ -181,8 +189,9 @@ export function senderOptionsFromFlags(f: FrameFlags): Omit<SenderOptions, 'to'>
   }
   return {
     iface: f.iface,
-    from: f.from !== undefined ? parseSource(f.from, '--from') : undefined,
-    gateway: f.gateway !== undefined ? parseIpv4(f.gateway, '--gateway') : undefined,
+    from: f.from !== undefined ? parseSourceAny(f.from, '--from') : undefined,
+    gateway: f.gateway !== undefined ? gatewayArg(f.gateway) : undefined,
+    flowLabel: intArg(f.flowLabel, '--flow-label', 0, 0xfffff, { hex: true }),
     dstMac: f.dstMac !== undefined ? parseMac(f.dstMac, '--dst-mac') : undefined,
     srcMac: f.srcMac !== undefined ? parseMac(f.srcMac, '--src-mac') : undefined,
     ttl: intArg(f.ttl, '--ttl', 0, 255),

@@ -2,6 +2,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { UsageError } from '../errors.js';
 import { parseIpv4 } from '../wire/addr.js';
+import { parseIpv6Addr } from '../wire/ipv6.js';
 import { parseMac } from '../wire/mac.js';
 
 export interface IfaceInfo {
@@ -12,6 +13,11 @@ export interface IfaceInfo {
   up: boolean;
   /** IPv4 addresses configured on the interface in this network namespace (may be none: netdump's case). */
   ipv4: { addr: number; prefix: number }[];
+  /**
+   * IPv6 addresses (16 bytes, link-local ones included) in the order the kernel lists them (getifaddrs); a senders'
+   * default source is picked from these as netpoll_setup does.
+   */
+  ipv6: { addr: Buffer; prefix: number }[];
 }
 
 const IFNAME_RE = /^[A-Za-z0-9_.:@-]{1,15}$/;
@@ -34,19 +40,27 @@ export function ifaceInfo(name: string): IfaceInfo {
   const flags = parseInt(read('flags'), 16);
   const ipv4 = (networkInterfaces()[name] ?? [])
     .filter((a) => a.family === 'IPv4')
-    .map((a) => ({ addr: parseIpv4(a.address, 'interface address'), prefix: cidrPrefix(a.cidr) }));
+    .map((a) => ({ addr: parseIpv4(a.address, 'interface address'), prefix: cidrPrefix(a.cidr, 32) }));
+  const ipv6 = ifaceIpv6(name);
   let mac: Buffer;
   try {
     mac = parseMac(read('address'));
   } catch {
     mac = Buffer.alloc(6); // links without an Ethernet address (e.g. tun) still report one of another length
   }
-  return { name, index: Number(read('ifindex')), mac, mtu: Number(read('mtu')), up: (flags & 1) === 1, ipv4 };
+  return { name, index: Number(read('ifindex')), mac, mtu: Number(read('mtu')), up: (flags & 1) === 1, ipv4, ipv6 };
 }
 
-function cidrPrefix(cidr: string | null): number {
+function cidrPrefix(cidr: string | null, whole: number): number {
   const m = cidr ? /\/(\d+)$/.exec(cidr) : null;
-  return m ? Number(m[1]) : 32;
+  return m ? Number(m[1]) : whole;
+}
+
+/** The IPv6 addresses of `name` (the zone of a link-local one dropped: it is this interface). */
+function ifaceIpv6(name: string): { addr: Buffer; prefix: number }[] {
+  return (networkInterfaces()[name] ?? [])
+    .filter((a) => a.family === 'IPv6')
+    .map((a) => ({ addr: parseIpv6Addr(a.address.replace(/%.*$/, ''), 'interface address'), prefix: cidrPrefix(a.cidr, 128) }));
 }
 
 /** True when some interface in this namespace has the address: then the host's stack owns it. */

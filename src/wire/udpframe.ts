@@ -1,8 +1,10 @@
 import { addWords, corruptChecksum, incrementalUpdate, onesSum, readBe16, writeBe16 } from './checksum.js';
-import { ETH_FIELD, ETH_HEADER_LEN, ETH_MIN_FRAME, ETHERTYPE_IPV4, ETHERTYPE_VLAN, ethernetCheck, EthernetRepr, EthernetView } from './ethernet.js';
+import { ETH_FIELD, ETH_HEADER_LEN, ETH_MIN_FRAME, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ethernetCheck, EthernetRepr, EthernetView } from './ethernet.js';
+import { WireError } from './error.js';
 import { IPPROTO_UDP, IPV4_FIELD, IPV4_FRAGMENT_BITS, IPV4_HEADER_LEN, ipv4Check, ipv4HeaderLen, Ipv4Repr, Ipv4View } from './ipv4.js';
 import { finishUdpChecksum, pseudoHeaderSum, UDP_FIELD, UDP_HEADER_LEN, udpCheck, UdpRepr, UdpView } from './udp.js';
 import { VLAN_FIELD, VLAN_TAG_LEN, vlanCheck, VlanRepr, VlanView } from './vlan.js';
+import { IPV6_HEADER_LEN, ipv6Check, ipv6PseudoHeaderSum, Ipv6Repr, ipv6UpperLayer, Ipv6View } from './ipv6.js';
 
 export interface VlanTag {
   vid: number;
@@ -14,15 +16,23 @@ export interface VlanTag {
  * Corruption is explicit and named ('bad', 'none'), never a side effect.
  */
 export interface FrameProfile {
+  /** IPv4 TTL, or the IPv6 hop limit. */
   ttl?: number;
+  /** IPv4 TOS byte, or the IPv6 traffic class (the same DSCP/ECN byte, RFC 2474). */
   tos?: number;
+  /** IPv4 only: IPv6 has no DF (routers never fragment it, RFC 8200 §5). */
   df?: boolean;
+  /** IPv6 only: the 20-bit flow label (RFC 6437), default 0 as netpoll's push_ipv6 leaves it. */
+  flowLabel?: number;
   vlan?: VlanTag;
+  /** IPv4 only: IPv6 has no header checksum. */
   ipChecksum?: 'good' | 'bad';
+  /** 'none' is IPv4 only: over IPv6 the UDP checksum is mandatory (RFC 8200 §8.1). */
   udpChecksum?: 'good' | 'bad' | 'none';
 }
 
 export interface UdpFrameOptions extends FrameProfile {
+  family?: 4;
   srcMac: Buffer;
   dstMac: Buffer;
   srcIp: number;
@@ -33,9 +43,44 @@ export interface UdpFrameOptions extends FrameProfile {
   frameSize?: number;
 }
 
-/** Header bytes in front of the UDP payload: Ethernet (+802.1Q) + IPv4 + UDP. */
-export function udpHeaderLen(vlan?: VlanTag): number {
-  return ETH_HEADER_LEN + (vlan ? VLAN_TAG_LEN : 0) + IPV4_HEADER_LEN + UDP_HEADER_LEN;
+/** The same flow over IPv6: addresses are their 16 bytes (network order). */
+export interface Udp6FrameOptions extends FrameProfile {
+  family: 6;
+  srcMac: Buffer;
+  dstMac: Buffer;
+  srcIp6: Buffer;
+  dstIp6: Buffer;
+  srcPort: number;
+  dstPort: number;
+  frameSize?: number;
+}
+
+/** Header bytes in front of the UDP payload: Ethernet (+802.1Q) + IPv4 (or IPv6 with family 6) + UDP. */
+export function udpHeaderLen(vlan?: VlanTag, family: 4 | 6 = 4): number {
+  return ETH_HEADER_LEN + (vlan ? VLAN_TAG_LEN : 0) + (family === 6 ? IPV6_HEADER_LEN : IPV4_HEADER_LEN) + UDP_HEADER_LEN;
+}
+
+/** IP + UDP header bytes a datagram of `family` spends of the MTU: 28 over IPv4, 48 over IPv6. */
+export function ipUdpOverhead(family: 4 | 6 = 4): number {
+  return (family === 6 ? IPV6_HEADER_LEN : IPV4_HEADER_LEN) + UDP_HEADER_LEN;
+}
+
+/** What a sender needs of a framer, whichever the family: UdpFramer (IPv4) and Udp6Framer build the same way. */
+export interface Framer {
+  readonly family: 4 | 6;
+  readonly headerLen: number;
+  readonly maxPayload: number;
+  /** Offset of the IP header in every frame (14, or 18 with a VLAN tag). */
+  readonly ipOff: number;
+  /** One complete frame (a view into the framer's buffer, valid until the next build). `ipId` is ignored over IPv6. */
+  build(payload: Uint8Array, ipId: number): Buffer;
+  setPorts(srcPort: number, dstPort: number): void;
+  paddedPayloadLen(payloadLen: number): number;
+}
+
+/** The framer for `opts`' family. */
+export function makeFramer(opts: UdpFrameOptions | Udp6FrameOptions, maxPayload: number): Framer {
+  return opts.family === 6 ? new Udp6Framer(opts, maxPayload) : new UdpFramer(opts, maxPayload);
 }
 
 /**
@@ -45,7 +90,8 @@ export function udpHeaderLen(vlan?: VlanTag): number {
  * sums the payload once and nothing else. Frames shorter than 60 bytes get zero Ethernet padding after the IP
  * datagram, as a NIC would add.
  */
-export class UdpFramer {
+export class UdpFramer implements Framer {
+  readonly family = 4 as const;
   readonly headerLen: number;
   readonly maxPayload: number;
   private readonly buf: Buffer;
@@ -54,7 +100,7 @@ export class UdpFramer {
   private readonly udpOff: number;
   private readonly ip: Ipv4View;
   private readonly udp: UdpView;
-  private readonly o: Required<Omit<UdpFrameOptions, 'vlan' | 'frameSize'>> & Pick<UdpFrameOptions, 'vlan' | 'frameSize'>;
+  private readonly o: Required<Omit<UdpFrameOptions, 'vlan' | 'frameSize' | 'family' | 'flowLabel'>> & Pick<UdpFrameOptions, 'vlan' | 'frameSize'>;
   /** Folded sum of the IPv4 header with total length, ID and checksum counted as 0. */
   private ipConstSum = 0;
   /** Folded sum of the pseudo-header without the UDP length, and the two ports. */
@@ -151,6 +197,92 @@ export class UdpFramer {
 }
 
 /**
+ * Ethernet[/802.1Q]/IPv6/UDP frames, the IPv6 half of netpoll (push_udp, then push_ipv6: version 6, traffic class
+ * and flow label 0, payload length, next header UDP, hop limit 64): as UdpFramer, one pre-sized buffer, the headers
+ * emitted once by the codecs, and per datagram only the two length fields (IPv6 payload length, UDP length) and the
+ * UDP checksum, from a partial sum of the pseudo-header (ipv6PseudoHeaderSum) and the ports. There is no IP ID and no
+ * header checksum in IPv6; the UDP checksum is mandatory (RFC 8200 §8.1: a computed 0 goes out as 0xffff, 'none' is
+ * refused), and 'bad' still is the named corruption.
+ */
+export class Udp6Framer implements Framer {
+  readonly family = 6 as const;
+  readonly headerLen: number;
+  readonly maxPayload: number;
+  private readonly buf: Buffer;
+  readonly ipOff: number;
+  private readonly udpOff: number;
+  private readonly ip: Ipv6View;
+  private readonly udp: UdpView;
+  private readonly o: Udp6FrameOptions & { ttl: number; tos: number; flowLabel: number; udpChecksum: 'good' | 'bad' };
+  /** Folded sum of the pseudo-header without the length, and the two ports. */
+  private udpConstSum = 0;
+
+  constructor(opts: Udp6FrameOptions, maxPayload: number) {
+    if (opts.df) throw new WireError("IPv6 has no Don't Fragment bit (routers never fragment IPv6, RFC 8200 §5): leave DF off over IPv6");
+    if (opts.ipChecksum === 'bad') throw new WireError('IPv6 has no header checksum to corrupt: a bad IP checksum is IPv4 only');
+    if (opts.udpChecksum === 'none') {
+      throw new WireError('UDP over IPv6 without a checksum: RFC 8200 §8.1 makes it mandatory (a receiver discards a zero one); expected good or bad');
+    }
+    this.o = { ...opts, ttl: opts.ttl ?? 64, tos: opts.tos ?? 0, flowLabel: opts.flowLabel ?? 0, udpChecksum: opts.udpChecksum ?? 'good' };
+    this.headerLen = udpHeaderLen(opts.vlan, 6);
+    this.ipOff = this.headerLen - IPV6_HEADER_LEN - UDP_HEADER_LEN;
+    this.udpOff = this.ipOff + IPV6_HEADER_LEN;
+    this.maxPayload = maxPayload;
+    this.buf = Buffer.alloc(Math.max(opts.frameSize ?? 0, ETH_MIN_FRAME, this.headerLen + maxPayload));
+    this.ip = new Ipv6View(this.buf, this.ipOff);
+    this.udp = new UdpView(this.buf, this.udpOff);
+    const o = this.o;
+    this.setPorts(o.srcPort, o.dstPort);
+    Ipv6Repr.emit({
+      trafficClass: o.tos, flowLabel: o.flowLabel, payloadLength: 0, nextHeader: IPPROTO_UDP, hopLimit: o.ttl, src: o.srcIp6, dst: o.dstIp6,
+    }, this.ip);
+    let type = ETHERTYPE_IPV6;
+    if (o.vlan) {
+      VlanRepr.emit({ pcp: o.vlan.pcp ?? 0, dei: false, vid: o.vlan.vid, ethertype: type }, new VlanView(this.buf, ETH_HEADER_LEN));
+      type = ETHERTYPE_VLAN;
+    }
+    EthernetRepr.emit({ dst: o.dstMac, src: o.srcMac, ethertype: type }, new EthernetView(this.buf, 0));
+  }
+
+  setPorts(srcPort: number, dstPort: number): void {
+    this.o.srcPort = srcPort;
+    this.o.dstPort = dstPort;
+    const u = this.udp;
+    u.srcPort = srcPort;
+    u.dstPort = dstPort;
+    u.length = 0;
+    u.checksum = 0;
+    // Pseudo-header (src, dst, next header 17) and the ports; the UDP length is added per datagram (it appears twice).
+    this.udpConstSum = onesSum(this.buf, this.udpOff, this.udpOff + UDP_HEADER_LEN, ipv6PseudoHeaderSum(this.o.srcIp6, this.o.dstIp6, 0, IPPROTO_UDP));
+  }
+
+  paddedPayloadLen(payloadLen: number): number {
+    const fs = this.o.frameSize;
+    return fs ? Math.max(payloadLen, fs - this.headerLen) : payloadLen;
+  }
+
+  /** One complete frame; `_ipId` is ignored (IPv6 has no ID outside a Fragment header, which netpoll never sends). */
+  build(payload: Uint8Array, _ipId = 0): Buffer {
+    const b = this.buf;
+    const plen = this.paddedPayloadLen(payload.length);
+    b.set(payload, this.headerLen);
+    if (plen > payload.length) b.fill(0, this.headerLen + payload.length, this.headerLen + plen);
+    const udpLen = UDP_HEADER_LEN + plen;
+    this.ip.payloadLength = udpLen;
+    this.udp.length = udpLen;
+    const sum = onesSum(b, this.headerLen, this.headerLen + plen, addWords(this.udpConstSum, udpLen, udpLen));
+    const uc = finishUdpChecksum(~sum & 0xffff);
+    this.udp.checksum = this.o.udpChecksum === 'bad' ? corruptChecksum(uc) : uc;
+    let frameLen = this.headerLen + plen;
+    if (frameLen < ETH_MIN_FRAME) {
+      b.fill(0, frameLen, ETH_MIN_FRAME);
+      frameLen = ETH_MIN_FRAME;
+    }
+    return b.subarray(0, frameLen);
+  }
+}
+
+/**
  * Re-stamps the IPv4 ID of a frame built by UdpFramer in place, updating the header checksum with RFC 1624 rather than
  * re-summing: how a repeated datagram goes out with netpoll's incrementing ID at the cost of two 16-bit writes.
  * (The UDP checksum does not cover the IP ID.) A deliberately bad checksum stays bad by the same amount.
@@ -164,12 +296,20 @@ export function patchIpId(frame: Uint8Array, ipOff: number, newId: number): void
 }
 
 export interface ParsedUdpFrame {
+  /** 6 for an IPv6 datagram; absent (IPv4) otherwise, so IPv4 results keep the shape they always had. */
+  family?: 6;
   dstMac: Buffer;
   srcMac: Buffer;
   vlan?: { vid: number; pcp: number };
+  /** IPv4 addresses; 0 over IPv6. */
   srcIp: number;
   dstIp: number;
+  /** IPv6 addresses (views into the frame); absent over IPv4. */
+  srcIp6?: Buffer;
+  dstIp6?: Buffer;
+  /** TTL, or the IPv6 hop limit. */
   ttl: number;
+  /** IPv4 ID; 0 over IPv6. */
   ipId: number;
   srcPort: number;
   dstPort: number;
@@ -216,10 +356,43 @@ export function locateUdp(f: Uint8Array, at: UdpLocation): boolean {
   return true;
 }
 
-/** Ethernet[/802.1Q]/IPv4/UDP -> fields, or null for anything else (or a truncated/fragmented datagram). */
+/**
+ * Ethernet[/802.1Q]/IPv6/UDP -> fields, past any extension headers ipv6UpperLayer skips; null for anything else, a
+ * fragment, or a UDP length the datagram does not hold.
+ */
+function parseUdp6Frame(frame: Uint8Array): ParsedUdpFrame | null {
+  if (ethernetCheck(frame, 0, frame.length) !== 0) return null;
+  let ipOff = ETH_HEADER_LEN;
+  let type = readBe16(frame, ETH_FIELD.ethertype);
+  let vlan: ParsedUdpFrame['vlan'];
+  if (type === ETHERTYPE_VLAN) {
+    if (vlanCheck(frame, ipOff, frame.length) !== 0) return null;
+    const tag = new VlanView(frame, ipOff);
+    vlan = { vid: tag.vid, pcp: tag.pcp };
+    type = tag.ethertype;
+    ipOff += VLAN_TAG_LEN;
+  }
+  if (type !== ETHERTYPE_IPV6 || ipv6Check(frame, ipOff) !== 0) return null;
+  let up;
+  try {
+    up = ipv6UpperLayer(frame, ipOff);
+  } catch {
+    return null;
+  }
+  if (up.protocol !== IPPROTO_UDP || up.fragment || udpCheck(frame, up.offset, up.end) !== 0) return null;
+  const eth = new EthernetView(frame, 0);
+  const ip = new Ipv6View(frame, ipOff);
+  const udp = new UdpView(frame, up.offset);
+  return {
+    family: 6, dstMac: eth.dst, srcMac: eth.src, vlan, srcIp: 0, dstIp: 0, srcIp6: ip.src, dstIp6: ip.dst, ttl: ip.hopLimit, ipId: 0,
+    srcPort: udp.srcPort, dstPort: udp.dstPort, payload: udp.payload,
+  };
+}
+
+/** Ethernet[/802.1Q]/IPv4 or IPv6/UDP -> fields, or null for anything else (or a truncated/fragmented datagram). */
 export function parseUdpFrame(frame: Uint8Array): ParsedUdpFrame | null {
   const at = { ip: 0, udp: 0, udpLen: 0 };
-  if (!locateUdp(frame, at)) return null;
+  if (!locateUdp(frame, at)) return parseUdp6Frame(frame);
   const eth = new EthernetView(frame, 0);
   const ip = new Ipv4View(frame, at.ip);
   const udp = new UdpView(frame, at.udp);
