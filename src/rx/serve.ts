@@ -736,7 +736,7 @@ export class TrialServer {
       r.refused['non-pktgen'] += a.nonPktgen;
       for (const [k, n] of Object.entries(a.refused)) r.refused[k] = (r.refused[k] ?? 0) + n;
       if (!sink.options.capture) r.ownDrops += udpSocketDrops(sink.options.port) ?? 0;
-      for (const f of a.flows) if (hosts.size < MAX_SOURCES_SEEN) hosts.add(formatIpv4(f.key.srcIp));
+      for (const f of a.flows) if (hosts.size < MAX_SOURCES_SEEN) hosts.add(f.srcHost); // IPv6 too: the address, not its flow id
     }
     r.hosts = hosts.size;
     return r;
