@@ -6,13 +6,71 @@ import { UsageError } from '../errors.js';
 import type { LinkDownPolicy } from '../tx/blast.js';
 import type { SizeSpec } from '../tx/templates.js';
 import { parseIpv4, parsePort } from '../wire/addr.js';
+import { parseEndpointAny, parseIpAddress, type IpAddress } from '../wire/endpoint.js';
 import { ETH_HEADER_LEN, ETH_MIN_FRAME } from '../wire/ethernet.js';
+import { formatIpv6Addr, IPV6_ADDR_LEN } from '../wire/ipv6.js';
 import { VLAN_TAG_LEN } from '../wire/vlan.js';
 
 /** --to IP[:PORT]: the address, and the port when one is given (a typo is the codec's AddressError, exit 2). */
 export function parseDestination(to: string): { ip: number; port: number | undefined } {
   const m = /^(.*?)(?::(\d+))?$/.exec(to.trim())!;
   return { ip: parseIpv4(m[1], '--to'), port: m[2] !== undefined ? parsePort(m[2], '--to port') : undefined };
+}
+
+/**
+ * --to of either family: IP[:PORT] or [IPv6]:PORT, or the address alone (IPv6 bare, or in brackets); the port when one
+ * is given. A typo is the codec's AddressError (exit 2), naming the value and both forms.
+ */
+export function parseDestinationAny(to: string): { addr: IpAddress; port: number | undefined } {
+  const t = String(to).trim();
+  // A port is there when brackets close before ':' or, without brackets, when there is exactly one ':' (IPv4:PORT).
+  const hasPort = t.startsWith('[') ? /\]:/.test(t) : (t.match(/:/g) ?? []).length === 1;
+  const e = parseEndpointAny(t, '--to', hasPort ? undefined : 0);
+  const { port, ...addr } = e;
+  return { addr: addr as IpAddress, port: hasPort ? port : undefined };
+}
+
+/** Most addresses a --src-ip range may hold: each is a flow (with templates of its own). */
+export const MAX_SRC_IPS = 65536;
+
+/**
+ * --src-ip IPv6[-IPv6] (e.g. fd00::10-fd00::1f): the addresses from LO to HI, counting in the low bits, as 16-byte
+ * Buffers. At most MAX_SRC_IPS; a reversed range is refused naming its right order.
+ */
+export function parseIpv6Range(s: string, what = '--src-ip'): Buffer[] {
+  const parts = String(s).trim().split('-');
+  if (parts.length > 2 || parts.some((x) => x.trim() === '')) {
+    throw new UsageError(`bad ${what} '${s}': expected an IPv6 address or a range LO-HI like fd00::10-fd00::1f`);
+  }
+  const addrs = parts.map((x) => {
+    const a = parseIpAddress(x.trim(), what);
+    if (a.family !== 6 || a.zone !== undefined) throw new UsageError(`bad ${what} '${s}': '${x.trim()}' is not an IPv6 address like fd00::10 (the destination is IPv6; no zone)`);
+    return a.ip6;
+  });
+  const big = (b: Buffer) => BigInt('0x' + b.toString('hex'));
+  const lo = big(addrs[0]);
+  const hi = big(addrs[addrs.length - 1]);
+  if (lo > hi) {
+    throw new UsageError(`bad ${what} '${s}': the range runs backwards (${formatIpv6Addr(addrs[0])} > ${formatIpv6Addr(addrs[1])}); write it low-high: ${formatIpv6Addr(addrs[1])}-${formatIpv6Addr(addrs[0])}`);
+  }
+  if (hi - lo >= BigInt(MAX_SRC_IPS)) {
+    throw new UsageError(`${what} range ${s} is too wide: ${hi - lo + 1n} addresses, at most ${MAX_SRC_IPS}`);
+  }
+  return Array.from({ length: Number(hi - lo) + 1 }, (_, k) => Buffer.from((lo + BigInt(k)).toString(16).padStart(2 * IPV6_ADDR_LEN, '0'), 'hex'));
+}
+
+/**
+ * The IPv4 header's options and those IPv6 forbids, refused by name over IPv6 before anything is opened: there is no
+ * DF bit, IP ID or header checksum in IPv6 (RFC 8200 §3, §5), and the UDP checksum is mandatory (§8.1).
+ */
+export function refuseOverIpv6(f: { df?: boolean; ipId?: string; badIpChecksum?: boolean; udpChecksum?: boolean }, to: string): void {
+  const why = (opt: string, reason: string) => new UsageError(`${opt} is IPv4 only and --to ${to} is IPv6: ${reason}; drop ${opt}`);
+  if (f.df) throw why('--df', "IPv6 has no Don't Fragment bit (routers never fragment IPv6, RFC 8200 §5)");
+  if (f.ipId !== undefined) throw why('--ip-id', 'IPv6 has no IP ID field (RFC 8200 §3; only a Fragment header carries an identification)');
+  if (f.badIpChecksum) throw why('--bad-ip-checksum', 'IPv6 has no header checksum to corrupt (RFC 8200 §3); --bad-udp-checksum works');
+  if (f.udpChecksum === false) {
+    throw new UsageError(`--no-udp-checksum is refused over IPv6 (--to ${to}): the UDP checksum is mandatory (RFC 8200 §8.1; a receiver discards a zero one); drop it, or use --bad-udp-checksum`);
+  }
 }
 
 /** Highest --rate: one frame per ns (the schedule's resolution), or 1 Tbit/s of frames. */

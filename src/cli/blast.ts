@@ -6,10 +6,14 @@ import { LinkWatch } from '../link/watch.js';
 import { realtimeNowNs, startBlast, type BlastResult } from '../tx/blast.js';
 import type { Pacing } from '../tx/schedule.js';
 import { UdpSender } from '../tx/sender.js';
-import { buildTemplates, distinctSizes, makeFlows, sizeLimits, type Flow } from '../tx/templates.js';
+import { buildTemplates, distinctSizes, makeFlows, sizeLimits, type BlastAddr, type Flow } from '../tx/templates.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
+import { formatEndpoint, type IpAddress } from '../wire/endpoint.js';
+import { formatIpv6Addr, IPV6_ADDR_LEN } from '../wire/ipv6.js';
 import { formatMac } from '../wire/mac.js';
-import { parseDestination, parseDuration, parseLinkDownPolicy, parseRange, parseRate, parseSizes, parseStartAt } from './blast-args.js';
+import {
+  parseDestinationAny, parseDuration, parseIpv6Range, parseLinkDownPolicy, parseRange, parseRate, parseSizes, parseStartAt, refuseOverIpv6,
+} from './blast-args.js';
 import {
   addDropOption, addFrameProfileOptions, addLinkOptions, checkDropFiles, eventWriter, interruptedExitCode, intArg, onStopSignal, parseVlanArg, rangeArg,
   relinquishPrivileges, reportLinkEvents, senderOptionsFromFlags, type FrameFlags, type StopSignal,
@@ -52,7 +56,8 @@ export function register(program: Command): void {
       'A link that goes down mid-run does not stop the schedule: frames due while it is down are counted as not sent\n' +
       '(and toward --count), sending resumes on schedule when it is back, and one event line marks each outage\'s start\n' +
       'and end. A deleted interface ends the run: summary, then "interface IF disappeared", exit 1.')
-    .requiredOption('--to <IP[:PORT]>', 'destination (port default 9, discard — pktgen\'s default)')
+    .requiredOption('--to <IP[:PORT]>', 'destination: 10.0.0.2:9, [fd00::2]:9, or the address alone (port default 9, discard — pktgen\'s default). ' +
+      'Over IPv6 there is no DF, IP ID or header checksum (--df, --ip-id, --bad-ip-checksum are refused) and the UDP checksum is mandatory (--no-udp-checksum is refused)')
     .option('-c, --count <N>', 'frames to send; 0 = until --duration or Ctrl-C', '0')
     .option('-d, --duration <TIME>', 'stop after this long: 10, 1.5s, 500ms, 2m (a bare number is seconds)')
     .option('-r, --rate <RATE>', 'frames per second (10000, 250kpps, 1.5Mpps) or bits per second of frames (800Mbps, 2Gbps). ' +
@@ -64,8 +69,8 @@ export function register(program: Command): void {
     .option('--flows <N>', 'number of flows; flow k takes the k-th value of each --sport/--dport/--src-ip range (default: the largest range)')
     .option('--sport <PORT[-PORT]>', 'UDP source port or range', '9')
     .option('--dport <PORT[-PORT]>', 'UDP destination port or range (overrides the port in --to)')
-    .option('--src-ip <IP[-IP]>', 'source IPv4 address or range (default: --from, else the interface\'s address)')
-    .option('--size <SIZE>', 'frame bytes without FCS: N (60..MTU+14), a list A,B,C to cycle through, or a range LO-HI drawn at random', undefined)
+    .option('--src-ip <IP[-IP]>', 'source address or range, of --to\'s family: 10.0.0.1-10.0.0.16 or fd00::10-fd00::1f (default: --from, else the interface\'s address)')
+    .option('--size <SIZE>', 'frame bytes without FCS: N (60..MTU+14; IPv6: 78..MTU+14, the smallest IPv6 pktgen frame), a list A,B,C to cycle through, or a range LO-HI drawn at random', undefined)
     .option('--imix [WEIGHTS]', 'weight the --size list, e.g. --size 64,576,1514 --imix 7,4,1; alone: the simple IMIX 64/576/1514 at 7:4:1')
     .option('--no-seq', 'no pktgen test header: the payload is zeros')
     .option('--start-at <EPOCH>', 'start at this Unix time (date +%s.%N; e.g. 1795000000.250): sleeps, then busy-waits the last stretch, so senders on several hosts with synced clocks start together')
@@ -92,6 +97,7 @@ export function register(program: Command): void {
     '  sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --burst 64 --burst-gap 1ms --count 6400   # 64 back to back, then idle\n' +
     '  sudo rawpoll blast -i eth1 --to 10.0.0.2 --flows 16 --sport 10000-10015 --dport 9 --size 64,576,1518 --imix 7,4,1\n' +
     '  sudo rawpoll blast -i eth1 --to 10.0.0.2:9 --rate 100kpps --start-at $(( $(date +%s) + 5 )).250 --json\n' +
+    '  sudo rawpoll blast -i eth1 --to [fd00::2]:9 --src-ip fd00::10-fd00::1f --sport 10000-10003 --flows 16 --rate 100kpps\n' +
     '  rawpoll blast --to 10.0.0.2:9 --from 10.0.0.1 --src-mac 02:00:00:00:00:01 --dst-mac 02:00:00:00:00:02 --flows 4 --count 100 -w - | tcpdump -r -\n\n' +
     'The summary reports frames sent, any not sent (a hard send error: never dropped silently; a full queue is\n' +
     'waited for and counted as "queue waits"), achieved rate and its error against --rate, and how late frames\n' +
@@ -99,9 +105,12 @@ export function register(program: Command): void {
     'Exit codes: 0 done, or stopped by SIGINT/SIGTERM when neither --count nor --duration was given; 1 runtime failure;\n' +
     '2 bad usage (nothing sent); 130 (SIGINT) or 143 (SIGTERM) when a run with --count or --duration was cut short.');
   cmd.action(async (f: BlastFlags) => {
-    // Parse everything before any I/O: a typo must not cost an ARP round trip.
-    const to = parseDestination(f.to);
-    const dstIp = to.ip;
+    // Parse everything before any I/O: a typo must not cost an ARP (or NDP) round trip.
+    const to = parseDestinationAny(f.to);
+    const v6 = to.addr.family === 6;
+    const family = v6 ? 6 : 4;
+    if (v6) refuseOverIpv6(f, f.to);
+    const dstIp = to.addr.family === 4 ? to.addr.ip : 0;
     const dportDefault = to.port !== undefined ? String(to.port) : '9';
     const dstPorts = parseRange(f.dport ?? dportDefault, '--dport', 0, 65535);
     const srcPorts = parseRange(f.sport ?? '9', '--sport', 0, 65535);
@@ -117,12 +126,15 @@ export function register(program: Command): void {
     if (pacing.burstGapNs && !pacing.burst) throw new UsageError('--burst-gap needs --burst N (how many frames each burst holds)');
     // Default: the smallest frame; with an 802.1Q tag that is 64 bytes (60 cannot hold tag + headers + test header).
     // Sizes against this link's MTU before anything is opened: a bad --size must not cost an ARP.
+    // Over IPv6 the headers alone outgrow 60: the default is the smallest frame, 78 bytes (82 tagged).
     const seq = f.seq !== false;
     const mtu = f.iface ? ifaceInfo(f.iface).mtu : 1500;
-    const lim = sizeLimits({ mtu, vlan: parseVlanArg(f.vlan), seq });
-    const sizes = parseSizes(f.size ?? (f.vlan !== undefined && !f.imix ? '64' : undefined), f.imix, {
-      ...lim, why: `${f.iface ? `${f.iface} (MTU ${mtu})` : `a pcap file (MTU ${mtu}: no -i given)`}: ${lim.min} = headers${seq ? ' + 16-byte test header' : ''} ` +
-        `or the Ethernet minimum, ${lim.max} = MTU ${mtu} + ${lim.max - mtu} bytes of Ethernet header${f.vlan !== undefined ? ' and 802.1Q tag' : ''}`,
+    const lim = sizeLimits({ mtu, vlan: parseVlanArg(f.vlan), seq, family });
+    const sizeDefault = f.imix ? undefined : v6 ? String(lim.min) : f.vlan !== undefined ? '64' : undefined;
+    const minWhy = v6 ? `Ethernet${f.vlan !== undefined ? ' + 802.1Q' : ''} + 40 IPv6 + 8 UDP${seq ? ' + 16-byte test header' : ''}` : `headers${seq ? ' + 16-byte test header' : ''} or the Ethernet minimum`;
+    const sizes = parseSizes(f.size ?? sizeDefault, f.imix, {
+      ...lim, why: `${f.iface ? `${f.iface} (MTU ${mtu})` : `a pcap file (MTU ${mtu}: no -i given)`}: ${lim.min} = ${minWhy}, ` +
+        `${lim.max} = MTU ${mtu} + ${lim.max - mtu} bytes of Ethernet header${f.vlan !== undefined ? ' and 802.1Q tag' : ''}`,
     });
     const startAt = f.startAt !== undefined ? parseStartAt(f.startAt) : undefined;
     if (startAt && BigInt(startAt.sec) * 1_000_000_000n + BigInt(startAt.nsec) <= realtimeNowNs()) {
@@ -150,9 +162,21 @@ export function register(program: Command): void {
     const opts = {
       ...senderOptionsFromFlags({ ...f, size: undefined, write: undefined, udpChecksum: f.udpChecksum }),
       writePcap: f.write, pcapNano: !!f.pcapNano,
+      // IPv6 has no IP ID (refuseOverIpv6 refused a given one): nothing to count.
+      ...(v6 ? { ipId: undefined } : {}),
     };
-    let srcIps: number[] | undefined;
-    if (f.srcIp !== undefined) {
+    // One family per run, said before anything is opened (the sender would say it too, but after the native socket).
+    const gw = opts.gateway;
+    for (const [opt, given, fam] of [['--from', f.from, opts.from?.family ?? 4], ['--gateway', f.gateway, typeof gw === 'object' ? gw.family : 4]] as const) {
+      if (given !== undefined && fam !== family) {
+        throw new UsageError(`${opt} ${given} is IPv${fam} but --to ${f.to} is IPv${family}: give an IPv${family} ${opt} (or an IPv${fam} --to)`);
+      }
+    }
+    if (!v6 && opts.flowLabel) throw new UsageError(`--flow-label ${f.flowLabel} is IPv6 only (the IPv4 header has no flow label) and --to ${f.to} is IPv4`);
+    let srcIps: BlastAddr[] | undefined;
+    if (f.srcIp !== undefined && v6) srcIps = parseIpv6Range(f.srcIp);
+    else if (f.srcIp !== undefined) {
+      if (f.srcIp.includes(':')) throw new UsageError(`bad --src-ip '${f.srcIp}': an IPv6 source, but --to ${f.to} is IPv4; give IPv4 addresses like 10.0.0.1-10.0.0.16 (or an IPv6 --to)`);
       const [lo, hi] = rangeArg(f.srcIp, '--src-ip', 0, 0xffffffff, (x) => parseIpv4(x, '--src-ip'), formatIpv4);
       if (hi - lo >= 65536) throw new UsageError(`--src-ip range ${f.srcIp} is too wide: at most 65536 addresses`);
       srcIps = Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
@@ -161,13 +185,16 @@ export function register(program: Command): void {
     const distinct = distinctSizes(sizes);
     const unfit = distinct.find((s) => s < lim.min || s > lim.max); // --imix alone: the simple IMIX's own sizes
     if (unfit !== undefined) parseSizes(String(unfit), undefined, { ...lim, why: `${f.iface ?? 'a pcap file'} (MTU ${mtu}; from the simple IMIX)` });
-    const flowsPlanned = makeFlows({ srcIps: srcIps ?? [0], srcPorts, dstPorts, flows: flowsN }).length;
+    const flowsPlanned = makeFlows({ srcIps: srcIps ?? [v6 ? Buffer.alloc(IPV6_ADDR_LEN) : 0], srcPorts, dstPorts, flows: flowsN }).length;
     if (flowsPlanned * distinct.length > 1 << 20) {
       throw new UsageError(`${flowsPlanned} flows × ${distinct.length} sizes is too many templates (max 1048576): narrow --flows or --size`);
     }
 
     checkDropFiles(f.relinquishPrivileges, { write: f.write });
-    const from = opts.from ?? (srcIps ? { ip: srcIps[0] } : undefined);
+    const from = opts.from ?? (srcIps ? (v6 ? { family: 6 as const, ip6: srcIps[0] as Buffer } : { ip: srcIps[0] as number }) : undefined);
+    const target = to.addr.family === 6
+      ? { family: 6 as const, ip6: to.addr.ip6, port: dstPorts[0], ...(to.addr.zone !== undefined ? { zone: to.addr.zone } : {}) }
+      : { ip: dstIp, port: dstPorts[0] };
     // From here on a signal stops the run, not the process (one that comes during ARP takes effect when ARP is done).
     let interrupted = null as StopSignal | null;
     let stopRun = () => {};
@@ -181,7 +208,7 @@ export function register(program: Command): void {
     let nativeLink: NativeLink | undefined;
     try {
       if (engine === 'native' && !toFile) nativeLink = NativeLink.open(f.iface!, { qdiscBypass: !!f.qdiscBypass });
-      sender = await UdpSender.open({ ...opts, to: { ip: dstIp, port: dstPorts[0] }, srcPort: srcPorts[0], from, link: nativeLink });
+      sender = await UdpSender.open({ ...opts, to: target, srcPort: srcPorts[0], from, link: nativeLink });
     } catch (e) {
       unlisten();
       throw e;
@@ -190,10 +217,11 @@ export function register(program: Command): void {
     let gone = false;
     try {
       await relinquishPrivileges(f.relinquishPrivileges);
-      const flows = makeFlows({ srcIps: srcIps ?? [sender.srcIp], srcPorts, dstPorts, flows: flowsN });
+      const dst: BlastAddr = v6 ? sender.dstIp6! : dstIp;
+      const flows = makeFlows({ srcIps: srcIps ?? [v6 ? sender.srcIp6! : sender.srcIp], srcPorts, dstPorts, flows: flowsN });
       const templates = buildTemplates({
-        srcMac: sender.srcMac, dstMac: sender.dstMac, dstIp, flows, sizes, seq, mtu: sender.mtu,
-        ttl: opts.ttl, tos: opts.tos, df: opts.df, vlan: opts.vlan, ipChecksum: opts.ipChecksum, udpChecksum: opts.udpChecksum,
+        srcMac: sender.srcMac, dstMac: sender.dstMac, dstIp: dst, flows, sizes, seq, mtu: sender.mtu,
+        ttl: opts.ttl, tos: opts.tos, df: opts.df, flowLabel: opts.flowLabel, vlan: opts.vlan, ipChecksum: opts.ipChecksum, udpChecksum: opts.udpChecksum,
         ipId: opts.ipId ?? 'counter',
       });
       const tty = process.stderr.isTTY && f.progress !== false && !f.json;
@@ -229,7 +257,8 @@ export function register(program: Command): void {
       await sender.close();
       const d = { dstMac: formatMac(sender.dstMac), via: sender.nextHop ? sender.nextHop.via : 'given' };
       const summary = {
-        ...result, engine: toFile ? 'pcap-file' : result.engine, iface: f.iface ?? null, pcapFile: f.write ?? null, flows: flows.length, flowDesc: describeFlows(flows, dstIp), dstMac: d.dstMac, via: d.via,
+        ...result, engine: toFile ? 'pcap-file' : result.engine, iface: f.iface ?? null, pcapFile: f.write ?? null, flows: flows.length, flowDesc: describeFlows(flows, dst), family,
+        dst: formatEndpoint({ ...addrOf(dst), port: dstPorts[0] }), dstMac: d.dstMac, via: d.via,
         arpMs: sender.arpMs === null ? null : Math.round(sender.arpMs * 1000) / 1000,
         meanFrameBytes: Math.round(templates.meanLen * 100) / 100, maxRssKiB: process.resourceUsage().maxRSS, onLinkDown,
         interrupted,
@@ -269,13 +298,34 @@ export function register(program: Command): void {
   });
 }
 
-/** A short human label for a flow list: "10.0.0.1:10000-10015 -> 10.0.0.2:9 (16 flows)". */
-export function describeFlows(flows: Flow[], dstIp: number): string {
-  const r = (xs: number[], f: (x: number) => string = String) => {
+function addrOf(a: BlastAddr): IpAddress {
+  return typeof a === 'number' ? { family: 4, ip: a } : { family: 6, ip6: a };
+}
+
+/**
+ * A short human label for a flow list: "10.0.0.1:10000-10015 -> 10.0.0.2:9 (16 flows)"; over IPv6 the addresses in
+ * brackets, as an endpoint is written: "[fd00::10-fd00::1f]:9 -> [fd00::2]:9 (16 flows)".
+ */
+export function describeFlows(flows: Flow[], dstIp: BlastAddr): string {
+  const r = (xs: number[]) => {
     const lo = Math.min(...xs);
     const hi = Math.max(...xs);
-    return lo === hi ? f(lo) : `${f(lo)}-${f(hi)}`;
+    return lo === hi ? String(lo) : `${lo}-${hi}`;
   };
-  const srcIps = r(flows.map((f) => f.srcIp), formatIpv4);
-  return `${srcIps}:${r(flows.map((f) => f.srcPort))} -> ${formatIpv4(dstIp)}:${r(flows.map((f) => f.dstPort))} (${flows.length} flow${flows.length === 1 ? '' : 's'})`;
+  let srcIps: string;
+  let dst: string;
+  if (typeof dstIp === 'number') {
+    const ips = flows.map((f) => f.srcIp as number);
+    const lo = Math.min(...ips);
+    const hi = Math.max(...ips);
+    srcIps = lo === hi ? formatIpv4(lo) : `${formatIpv4(lo)}-${formatIpv4(hi)}`;
+    dst = formatIpv4(dstIp);
+  } else {
+    const ips = flows.map((f) => f.srcIp as Buffer).sort(Buffer.compare);
+    const lo = ips[0];
+    const hi = ips[ips.length - 1];
+    srcIps = `[${lo.equals(hi) ? formatIpv6Addr(lo) : `${formatIpv6Addr(lo)}-${formatIpv6Addr(hi)}`}]`;
+    dst = `[${formatIpv6Addr(dstIp)}]`;
+  }
+  return `${srcIps}:${r(flows.map((f) => f.srcPort))} -> ${dst}:${r(flows.map((f) => f.dstPort))} (${flows.length} flow${flows.length === 1 ? '' : 's'})`;
 }

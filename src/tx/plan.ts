@@ -6,7 +6,8 @@
  * apply_counter / apply_csum16); unlike trafgen, checksums are not re-summed over their range but updated by RFC 1624
  * from the template's own value, so a 1514-byte frame costs what a 60-byte one does.
  *
- * Every offset comes from wire/ (IPV4_FIELD, UDP_FIELD) and proto/pktgen (PKTGEN_FIELD); every checksum rule from
+ * Every offset comes from wire/ (IPV4_FIELD, UDP_FIELD; the templates' ipOff/udpOff from the header lengths there) and
+ * proto/pktgen (PKTGEN_FIELD); every checksum rule from
  * wire/ (finishUdpChecksum, corruptChecksum): the templates carry correct checksums, and a deliberately bad one is
  * made per frame as the last step, on the right value.
  */
@@ -70,18 +71,25 @@ export interface PatchPlan {
  */
 export function planFor(t: Templates): PatchPlan {
   const ip = t.ipOff;
-  const udp = ip + IPV4_FIELD.HEADER_LEN;
+  // IPv6 (RFC 8200 §3) has no header checksum and no ID: its plan is the UDP checksum and what feeds it. The UDP
+  // checksum's pseudo-header (addresses, length, next header) is constant per template, so it sits in the template's
+  // checksum and so in templatePartials: nothing in the plan, or in the C loop, knows the family.
+  const v4 = t.family === 4;
+  if (!v4 && (t.ipIdStart >= 0 || t.ipChecksum === 'bad' || t.udpChecksum === 'none')) {
+    throw new RangeError('IPv6 templates have no IP ID or header checksum to patch, and a UDP checksum always');
+  }
+  const udp = t.udpOff;
   const ipCsum = ip + IPV4_FIELD.checksum;
   const udpCsum = udp + UDP_FIELD.checksum;
   const udpFed = t.udpChecksum !== 'none' ? udpCsum : null;
-  const ipBad = t.ipChecksum === 'bad';
+  const ipBad = v4 && t.ipChecksum === 'bad';
   const udpBad = t.udpChecksum === 'bad';
   const checksums: ChecksumField[] = [];
   const patches: Patch[] = [];
   // A checksum is in the plan when a field it covers changes, or to be made bad (then in every frame).
-  if (t.ipIdStart >= 0 || ipBad) checksums.push({ offset: ipCsum, rule: 'ipv4', corrupt: ipBad });
+  if (v4 && (t.ipIdStart >= 0 || ipBad)) checksums.push({ offset: ipCsum, rule: 'ipv4', corrupt: ipBad });
   if ((t.seqOff >= 0 && udpFed !== null) || udpBad) checksums.push({ offset: udpCsum, rule: 'udp', corrupt: udpBad });
-  if (t.ipIdStart >= 0) patches.push({ offset: ip + IPV4_FIELD.id, width: 2, source: 'ipId', checksum: ipCsum });
+  if (v4 && t.ipIdStart >= 0) patches.push({ offset: ip + IPV4_FIELD.id, width: 2, source: 'ipId', checksum: ipCsum });
   if (t.seqOff >= 0) {
     const h = t.seqOff;
     patches.push({ offset: h + PKTGEN_FIELD.seq, width: 4, source: 'flowSeq', checksum: udpFed });
