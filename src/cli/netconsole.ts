@@ -2,9 +2,9 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { Command } from 'commander';
 import { LinkGoneError, RuntimeError, UsageError } from '../errors.js';
 import { ifaceInfo, listInterfaces } from '../link/iface.js';
-import { NETCONSOLE_DST_PORT, NETCONSOLE_SRC_PORT, parseNetconsoleConfig } from '../proto/netconsole.js';
-import { runNetconsole, SYSDATA_FIELDS, type NetconsoleTargetOptions, type SysdataField } from '../tx/netconsole.js';
-import { parseEndpoint } from '../wire/addr.js';
+import { NETCONSOLE_DST_PORT, NETCONSOLE_SRC_PORT } from '../proto/netconsole.js';
+import { parseNetconsoleConfigAny, runNetconsole, SYSDATA_FIELDS, type NetconsoleTargetOptions, type SysdataField } from '../tx/netconsole.js';
+import { parseEndpointAny } from '../wire/endpoint.js';
 import { MAC_BROADCAST, formatMac } from '../wire/mac.js';
 import { dropPrivileges } from '../host/privdrop.js';
 import {
@@ -44,10 +44,11 @@ export function register(program: Command): void {
       'Basic format: the text itself. Extended format (--extended, the kernel\'s \'+\'): ' +
       '`<prio>,<seq>,<usec>,<flag>;<text>` with escaping; longer messages are split with ncfrag=<offset>/<total> ' +
       'exactly as the kernel does.\n\n' +
-      'The target MAC is ARP-resolved (the kernel would broadcast: --broadcast does that). Runs until the input ends ' +
+      'The target MAC is ARP-resolved, or NDP-resolved over IPv6 (the kernel would broadcast: --broadcast does that). Runs until the input ends ' +
       '(stdin) or until SIGINT/SIGTERM (--follow, --kmsg), then prints a summary.')
-    .option('--to <IP[:PORT]>', `target address (port default ${NETCONSOLE_DST_PORT})`)
-    .option('--config <STRING>', "the kernel's netconsole= syntax: [+][r][src-port]@[src-ip]/[dev],[tgt-port]@<tgt-ip>/[tgt-mac], several targets separated by ';'")
+    .option('--to <IP[:PORT]>', `target address (port default ${NETCONSOLE_DST_PORT}): 10.0.0.9, 10.0.0.9:6666, fd00::9 or [fd00::9]:6666`)
+    .option('--config <STRING>', "the kernel's netconsole= syntax: [+][r][src-port]@[src-ip]/[dev],[tgt-port]@<tgt-ip>/[tgt-mac], several targets separated by ';'; " +
+      'IPv6 addresses bare as the kernel writes them (@fd00::7/eth1,@fd00::9/); dev may be the local interface\'s MAC')
     .option('--extended', "extended format (the kernel's '+')")
     .option('--release', "prepend the kernel release (uname -r) to every extended message (the kernel's 'r')")
     .option('--kmsg', 'forward the kernel log from /dev/kmsg (its own level, seq and timestamp), from now on')
@@ -66,11 +67,13 @@ export function register(program: Command): void {
   cmd.addHelpText('after', '\nExamples:\n' +
     '  dmesg | sudo rawpoll netconsole -i eth1 --to 10.0.0.9\n' +
     "  sudo rawpoll netconsole --config '+r6665@10.0.0.7/eth1,6666@10.0.0.9/02:00:00:00:00:09' < app.log\n" +
+    "  dmesg | sudo rawpoll netconsole -i eth1 --to '[fd00::9]:6666'\n" +
+    "  sudo rawpoll netconsole --config '+@fd00::7/02:00:00:00:00:07,6666@fd00::9/' < app.log   (dev given by its MAC)\n" +
     '  sudo rawpoll netconsole -i eth1 --to 10.0.0.9 --extended --kmsg --userdata dc=fra1 --sysdata\n' +
     '  sudo rawpoll netconsole -i eth1 --to 10.0.0.9 --follow /var/log/app.log\n' +
     'Receive with: nc -u -l 6666, socat -u udp-recv:6666 -, or rawpoll collect --netconsole 6666.\n\n' +
     'Exit codes: 0 done, or stopped by SIGINT/SIGTERM while following (--follow, --kmsg without --count);\n' +
-    '1 runtime failure (no ARP reply, no permission); 2 bad usage (nothing sent); 130 (SIGINT) or 143 (SIGTERM)\n' +
+    '1 runtime failure (no ARP/NDP reply, no permission); 2 bad usage (nothing sent); 130 (SIGINT) or 143 (SIGTERM)\n' +
     'when a signal cut short standard input or a --count run (after the summary).');
   cmd.action(async (f: NetconsoleFlags) => run(f));
 }
@@ -128,12 +131,12 @@ function planTargets(f: NetconsoleFlags): NetconsoleTargetOptions[] {
   const bcast = f.broadcast ? MAC_BROADCAST : undefined;
   if (f.config !== undefined) {
     if (f.to !== undefined) throw new UsageError('give the target with --to or --config, not both');
-    return parseNetconsoleConfig(f.config).map((t) => {
+    return parseNetconsoleConfigAny(f.config).map((t) => {
       const iface = t.dev ?? (t.devMac ? ifaceByMac(t.devMac) : f.iface);
       if (!iface) throw new UsageError(`--config '${f.config}' names no interface: put it after the source IP (…@IP/eth1,…) or add -i IF`);
-      const from = t.srcIp !== null ? { ip: t.srcIp, port: t.srcPort } : base.from;
+      const from = t.src !== null ? { ...t.src, port: t.srcPort } : base.from;
       return {
-        sender: { ...base, iface, from, srcPort: t.srcPort, to: { ip: t.dstIp, port: t.dstPort }, dstMac: t.dstMac ?? bcast ?? base.dstMac },
+        sender: { ...base, iface, from, srcPort: t.srcPort, to: { ...t.dst, port: t.dstPort }, dstMac: t.dstMac ?? bcast ?? base.dstMac },
         extended: t.extended || !!f.extended,
         release: t.release || !!f.release,
       };
@@ -142,7 +145,7 @@ function planTargets(f: NetconsoleFlags): NetconsoleTargetOptions[] {
   if (f.to === undefined) throw new UsageError('no target: give --to IP[:PORT] (with -i IF) or --config STRING');
   if (!f.iface && !f.write) throw new UsageError('no interface: give -i IF (or use --config with the device in it)');
   return [{
-    sender: { ...base, to: parseEndpoint(f.to, '--to', NETCONSOLE_DST_PORT), srcPort: base.from?.port ?? NETCONSOLE_SRC_PORT, dstMac: bcast ?? base.dstMac },
+    sender: { ...base, to: parseEndpointAny(f.to, '--to', NETCONSOLE_DST_PORT), srcPort: base.from?.port ?? NETCONSOLE_SRC_PORT, dstMac: bcast ?? base.dstMac },
     extended: !!f.extended,
     release: !!f.release,
   }];

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { LinkGoneError, RuntimeError, UsageError } from '../errors.js';
 import { parseIpv4, parseSource, parsePort } from '../wire/addr.js';
+import { parseSourceAny } from '../wire/endpoint.js';
 import { parseMac } from '../wire/mac.js';
 import { DEBUGNET_RETRIES, DEBUGNET_ROUND_MS, NETDUMP_PORT } from '../proto/netdump.js';
 import { bufferSource, fileSource, netdump, type NetdumpProgress, type NetdumpSource } from '../tx/netdump.js';
@@ -73,6 +74,10 @@ export function register(program: Command): void {
       '130 (SIGINT) or 143 (SIGTERM) interrupted before the dump was complete.');
   addDropOption(cmd, 'once the link and the ACK capture are open and the server resolved (before the herald)');
   cmd.action(async (f: NetdumpFlags) => {
+      // debugnet (sys/net/debugnet.c) speaks IPv4 only, and so do FreeBSD's netdumpd and rawpoll netdump-server.
+      refuseIpv6(f.server, '--server');
+      if (f.gateway !== undefined) refuseIpv6(f.gateway, '--gateway');
+      if (f.from !== undefined) refuseIpv6(f.from, '--from');
       const server = parseIpv4(f.server, '--server');
       // Every address and port before the file is read and anything is sent: port 0 is no one's to herald to.
       const serverPort = parsePort(f.port, '--port');
@@ -168,4 +173,16 @@ async function readStdin(signal: AbortSignal): Promise<NetdumpSource | null> {
 function outages(s: { linkOutages: number; linkDownMs: number }): string {
   if (!s.linkOutages) return '';
   return `; ${s.linkOutages} link outage${s.linkOutages === 1 ? '' : 's'}, ${(s.linkDownMs / 1000).toFixed(2)} s down`;
+}
+
+/**
+ * An IPv6 address where netdump needs IPv4: the usage error says why, rather than "bad address" (the other senders
+ * take IPv6; this one cannot, by design of the protocol it speaks).
+ */
+function refuseIpv6(v: string, what: string): void {
+  let six = false;
+  try {
+    six = parseSourceAny(v, what).family === 6;
+  } catch { /* not an address of either family: the IPv4 parser names what is wrong with it */ }
+  if (six) throw new UsageError(`netdump is IPv4-only, as FreeBSD's debugnet is: ${what} ${v} is IPv6; give an IPv4 address`);
 }

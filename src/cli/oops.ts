@@ -4,7 +4,7 @@ import { NETOOPS_PORT, NETOOPS_RETRANSMIT_COUNT } from '../proto/netoops.js';
 import { bootIdFromUuid } from '../host/hostinfo.js';
 import { buildOopsReport, readOopsLog, rearmOneShot, sendOops } from '../tx/oops.js';
 import { parseRateLimit, type RateLimit } from '../tx/oopsstate.js';
-import { parseEndpoint } from '../wire/addr.js';
+import { parseEndpointAny } from '../wire/endpoint.js';
 import {
   addFrameOptions, addLinkOptions, checkInputFile, checkOutputFile, interruptedExitCode, intArg, onStopSignal, senderOptionsFromFlags, type FrameFlags, type StopSignal,
 } from './common.js';
@@ -50,8 +50,10 @@ export function register(program: Command): void {
       'log each, newest chunk first (packet_no 0 = the tail), the whole set repeated --retransmit times (no ACKs).\n' +
       'arch is 2 on x86/x86-64 (CPU identity + zeroed registers: user space has no trap frame); any other machine\n' +
       'sends arch 0 with no arch data (data_offset = arch_offset).\n' +
-      'Receive with `rawpoll collect --oops`.')
-    .option('--to <IP[:PORT]>', `collector address (port default ${NETOOPS_PORT})`)
+      'Receive with `rawpoll collect --oops`.\n\n' +
+      'IPv6 (--to fd00::9 or [fd00::9]:2004) is rawpoll\'s extension: netoops only ever sent IPv4. The same datagrams\n' +
+      'go in Ethernet/IPv6/UDP frames (the next hop\'s MAC from NDP).')
+    .option('--to <IP[:PORT]>', `collector address (port default ${NETOOPS_PORT}): 10.0.0.9, fd00::9 or [fd00::9]:${NETOOPS_PORT} (IPv6: rawpoll's extension)`)
     .option('--log <FILE>', 'the log to send ("-" for standard input)')
     .option('--kmsg', 'send the current kernel log (/dev/kmsg, read to its end without waiting), as <level>[secs.usecs] lines')
     .addOption(new Option('--type <TYPE>', 'report type: soft (type 3, a diagnostic) or oops (type 1, a real crash)').choices(['soft', 'oops']).default('soft'))
@@ -72,6 +74,7 @@ export function register(program: Command): void {
   addFrameOptions(cmd);
   cmd.addHelpText('after', '\nExamples:\n' +
     '  sudo rawpoll oops -i eth1 --to 10.0.0.9 --log dmesg.txt\n' +
+    '  sudo rawpoll oops -i eth1 --to fd00::9 --log dmesg.txt             (IPv6: rawpoll\'s extension of netoops)\n' +
     '  sudo rawpoll oops -i eth1 --to 10.0.0.9 --kmsg --soft --gap-us 200 --retransmit 3\n' +
     '  sudo rawpoll oops -i eth1 --to 10.0.0.9 --kmsg --type oops --one-shot /var/lib/rawpoll/armed\n' +
     '  rawpoll oops --one-shot /var/lib/rawpoll/armed --rearm\n' +
@@ -110,8 +113,8 @@ export function register(program: Command): void {
       }
     }
     if (!haveLog) throw new UsageError('no log: give --log FILE (or - for standard input) or --kmsg');
-    if (!f.to) throw new UsageError('no collector: give --to IP[:PORT]');
-    const to = parseEndpoint(f.to, '--to', NETOOPS_PORT);
+    if (!f.to) throw new UsageError('no collector: give --to IP[:PORT] (or [IPv6]:PORT)');
+    const to = parseEndpointAny(f.to, '--to', NETOOPS_PORT);
     const opts = senderOptionsFromFlags(f);
 
     const { log, kmsg: kmsgInfo } = readOopsLog(f.kmsg ? { kmsg: true } : { file: f.log! });

@@ -14,7 +14,7 @@ import {
   NETOOPS_ARCH_X86, NETOOPS_PORT, NETOOPS_TYPE_OOPS, NETOOPS_TYPE_SOFT, NetoopsEncoder, encodeUserBlob, netoopsTypeName,
 } from '../proto/netoops.js';
 import { OopsStateFile, decide, recordSent, type RateLimit } from './oopsstate.js';
-import { UdpSender, type SenderOptions } from './sender.js';
+import { UdpSender, type SenderOptions, type SenderTarget } from './sender.js';
 
 /** The log a report carries, and when it came from /dev/kmsg, how many records it held and how many were lost. */
 export interface OopsLog {
@@ -110,7 +110,8 @@ export async function rearmOneShot(file: string): Promise<void> {
 }
 
 export interface OopsSendOptions extends Omit<SenderOptions, 'to' | 'srcPort' | 'payloadLen'> {
-  to: { ip: number; port: number };
+  /** IPv4, or IPv6 (rawpoll's extension: netoops itself never had IPv6). */
+  to: SenderTarget;
   report: OopsReport;
   /** Times the whole set is sent (the patch: 3). */
   retransmit: number;
@@ -204,7 +205,7 @@ export async function sendOops(o: OopsSendOptions): Promise<OopsHeldBack | OopsS
     const d = sender.describe();
     return {
       sent: !cut, heldBack: false, interrupted: cut, datagrams, total, datagramBytes: enc.buf.length,
-      src: `${d.srcIp}:${d.srcPort}`, dst: `${d.dstIp}:${d.dstPort}`, dstMac: d.dstMac,
+      src: d.src, dst: d.dst, dstMac: d.dstMac,
       arpMs: sender.arpMs === null ? null : Math.round(sender.arpMs * 1000) / 1000,
       iface: sender.iface?.name ?? null, disarmed: !!sf?.oneShot && !report.soft && !cut,
     };
