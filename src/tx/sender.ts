@@ -184,11 +184,13 @@ export class UdpSender {
     // Nothing on the wire: a file takes what the NIC would have, so the interface's state does not matter.
     const toFile = !!o.writePcap || o.link instanceof PcapFileWriter;
     const offline = !o.iface;
+    // A link-local target without -i is told why it needs one, before the general "no interface" below.
+    if (family === 6 && offline) checkZones(o, null);
     if (offline && !((o.writePcap || o.link) && o.dstMac && o.srcMac && o.from)) {
       throw new UsageError('no interface given: use -i IF, or write a pcap file with -w FILE together with --dst-mac, --src-mac and --from');
     }
     const iface = o.iface ? ifaceInfo(o.iface) : null;
-    if (family === 6) checkZones(o, iface);
+    if (family === 6 && iface) checkZones(o, iface);
     if (iface && !iface.up && !toFile) {
       throw new RuntimeError(`interface ${iface.name} is down; bring it up with: ip link set ${iface.name} up`);
     }
