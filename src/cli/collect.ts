@@ -2,7 +2,7 @@ import { closeSync, constants, openSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { LinkGoneError, RuntimeError, UsageError } from '../errors.js';
-import { parseIpv4 } from '../wire/addr.js';
+import { formatIpAddress, parseIpAddress } from '../wire/endpoint.js';
 import { CollectServer, CollectEvent } from '../rx/collect.js';
 import { OOPS_DEFAULTS } from '../rx/oopscollect.js';
 import { NETCONSOLE_DEFAULTS } from '../rx/nclog.js';
@@ -97,7 +97,7 @@ export function register(program: Command): void {
     .requiredOption('-d, --dir <DIR>', 'where logs and dumps go (created if missing)')
     .option('--netconsole [PORT]', 'receive netconsole on this UDP port (kernel default target port: 6666)')
     .option('--oops [PORT]', 'receive netoops on this UDP port (netoops uses 2004)')
-    .option('--bind <IP>', 'listen on this local address only (default: all)')
+    .option('--bind <IP>', 'listen on this local address only, IPv4 or IPv6 (default: all: one dual-stack socket a port takes IPv6 and IPv4, as netconsd)')
     .option('--idle <S>', 'write an incomplete dump out (as partial) after S seconds without a new chunk', String(OOPS_DEFAULTS.idleMs / 1000))
     .option('--max-dumps <N>', `dumps reassembled at once; beyond, one gives way: a one-chunk dump first (dropped, evicted_unconfirmed), else the least recently active (written as partial) (default ${OOPS_DEFAULTS.maxOpenDumps})`)
     .option('--max-dumps-per-host <N>', `dumps reassembled at once per source address; beyond, that host's own least recently active dump gives way, one-chunk dumps first (default ${OOPS_DEFAULTS.maxDumpsPerHost})`)
@@ -170,7 +170,8 @@ Examples:
       if (netconsolePort !== null && netconsolePort === oopsPort && netconsolePort !== 0) {
         throw new UsageError(`--netconsole and --oops both name UDP port ${netconsolePort}: give each its own port (defaults: netconsole 6666, netoops 2004)`);
       }
-      if (f.bind !== undefined) parseIpv4(f.bind, '--bind');
+      // Normalised (RFC 5952 for IPv6): the listening line and the link watch compare it with the interfaces' addresses.
+      if (f.bind !== undefined) f.bind = formatIpAddress(parseIpAddress(f.bind, '--bind'));
       const syslog = f.syslog === undefined || f.syslog === false ? undefined : f.syslog === true ? SYSLOG_DEFAULT_PATH : f.syslog;
       if (syslog !== undefined && netconsolePort === null) throw new UsageError(`--syslog ${syslog} forwards netconsole records: add --netconsole [PORT]`);
       checkWatchedLinks(f.iface);
@@ -215,7 +216,8 @@ Examples:
       // SIGHUP, as logrotate's postrotate or the unit's ExecReload sends it: reopen the host logs (Node would exit).
       const onHup = () => server.reopenLogs();
       process.on('SIGHUP', onHup);
-      out({ event: 'listening', host: f.bind ?? '0.0.0.0', netconsole: server.ports.netconsole ?? undefined, oops: server.ports.oops ?? undefined, dir: f.dir });
+      out({ event: 'listening', host: f.bind ?? (server.familyWarning ? '0.0.0.0' : '::'), netconsole: server.ports.netconsole ?? undefined,
+        oops: server.ports.oops ?? undefined, dir: f.dir, ...(server.familyWarning ? { warning: server.familyWarning } : {}) });
       // Running until stopped is this command's job: a stop exits 0 after the summary (common.ts); a link named with
       // -i that is deleted ends the run too, with exit 1 (README, "When the link goes down").
       const { sig, gone } = await untilStopped(f.iface, f.bind, (e) => out({ host: '-', ...e } as CollectEvent));

@@ -1,6 +1,8 @@
 import { promises as fsp } from 'node:fs';
 import { RuntimeError } from '../errors.js';
-import { formatIpv4, parseIpv4 } from '../wire/addr.js';
+import { formatIpv4 } from '../wire/addr.js';
+import { formatIpAddress, parseIpAddress } from '../wire/endpoint.js';
+import { formatIpv6Addr } from '../wire/ipv6.js';
 import { OopsCollector, OopsEvent, OOPS_DEFAULTS, DiskWatch, removeStaleTemps } from './oopscollect.js';
 import { NetconsoleCollector } from './nclog.js';
 import { SyslogForwarder } from './syslog.js';
@@ -74,17 +76,36 @@ interface Receiver {
  */
 function listen(port: number, address: string | undefined, what: string, rx: Receiver, onError: (err: unknown) => void,
   got: { datagrams: number; bytes: number }): RxEngine<PayloadBatch> {
-  const bind = address !== undefined ? parseIpv4(address, '--bind') : 0;
+  // Dual-stack by default, as netconsd: one AF_INET6 socket takes IPv4 (v4-mapped) and IPv6. --bind IPv4 is an IPv4
+  // socket; --bind IPv6 a dual one on that address.
+  const a = address !== undefined ? parseIpAddress(address, '--bind') : null;
+  const where = a === null ? { family: 'dual' as const } : a.family === 4 ? { family: 'ipv4' as const, bind: a.ip } : { family: 'dual' as const, bind6: formatIpAddress(a) };
   let lastIp = -1;
   let lastAddr = '';
+  const last6 = new Uint8Array(16);
+  let last6Addr = '';
   try {
     // queue 4: while JavaScript is behind, at most 4 handed-over batches wait in memory (~1 MiB each of small
     // datagrams, 8 MiB at most); the rest waits in the kernel's buffer, where an overflow is counted.
-    return RxEngine.socket({ port, bind, mode: 'payload', timestamp: 'user', rcvbuf: RCVBUF, batchRecords: 1024, flushMs: 2, queue: 4 }, (b: PayloadBatch) => {
+    return RxEngine.socket({ port, ...where, mode: 'payload', timestamp: 'user', rcvbuf: RCVBUF, batchRecords: 1024, flushMs: 2, queue: 4 }, (b: PayloadBatch) => {
       try {
         got.datagrams += b.n;
         for (let i = 0; i < b.n; i++) {
           got.bytes += b.len[i];
+          if (b.af !== undefined && b.af[i] === 6) {
+            // An IPv6 source: its RFC 5952 text, made again only when the address changes.
+            const src = b.srcIp6!.subarray(i * 16, i * 16 + 16);
+            if (last6Addr === '' || !equal16(src, last6)) {
+              last6.set(src);
+              last6Addr = formatIpv6Addr(src);
+            }
+            try {
+              rx.handle(b.data.subarray(b.off[i], b.off[i] + b.len[i]), { address: last6Addr, port: b.srcPort[i] });
+            } catch (err) {
+              onError(err);
+            }
+            continue;
+          }
           if (b.srcIp[i] !== lastIp) {
             lastIp = b.srcIp[i];
             lastAddr = formatIpv4(lastIp);
@@ -105,13 +126,22 @@ function listen(port: number, address: string | undefined, what: string, rx: Rec
     });
   } catch (e) {
     const code = (e as { code?: string }).code;
-    throw new RuntimeError(`cannot listen on UDP ${address ?? '0.0.0.0'}:${port} for ${what}: ${code || (e as Error).message}` +
+    // An IPv4 socket on the port refuses the dual-stack one too: the engine says which half is taken.
+    const host = (e as { inUse?: string }).inUse === 'ipv4' ? '0.0.0.0' : a === null ? '[::]' : a.family === 6 ? `[${formatIpAddress(a)}]` : formatIpAddress(a);
+    throw new RuntimeError(`cannot listen on UDP ${host}:${port} for ${what}: ${code || (e as Error).message}` +
       (code === 'EADDRINUSE' ? ' (another collector running?)' : code === 'EADDRNOTAVAIL' ? ' (--bind must be an address of this host)' : ''));
   }
 }
 
+function equal16(a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = 0; i < 16; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 export class CollectServer {
   readonly ports: { netconsole: number | null; oops: number | null } = { netconsole: null, oops: null };
+  /** Set when the kernel has no IPv6 and the default dual-stack sockets fell back to IPv4: says so. */
+  familyWarning: string | null = null;
   readonly oops: OopsCollector | null = null;
   nc: NetconsoleCollector | null = null;
   readonly disk: DiskWatch;
@@ -164,12 +194,14 @@ export class CollectServer {
         const engine = listen(o.netconsolePort, o.bind, 'netconsole', { handle: (msg, from) => nc.add(msg, from), flush: () => nc.flush() }, (err) => s.receiverError(err), s.received.netconsole);
         s.engines.push({ proto: 'netconsole', engine });
         s.ports.netconsole = engine.handle.port;
+        s.familyWarning ??= engine.handle.familyWarning;
       }
       if (s.oops) {
         const oops = s.oops;
         const engine = listen(o.oopsPort!, o.bind, 'netoops', { handle: (msg, from) => oops.handle(msg, from) }, (err) => s.receiverError(err), s.received.netoops);
         s.engines.push({ proto: 'netoops', engine });
         s.ports.oops = engine.handle.port;
+        s.familyWarning ??= engine.handle.familyWarning;
       }
     } catch (err) {
       await s.close();

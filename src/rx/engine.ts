@@ -137,7 +137,7 @@ export class RxEngine<B> {
     } catch (e) {
       const err = e as Error & { code?: string };
       // The errno name stays on the error: a caller may word it its own way (collect names the protocol).
-      throw Object.assign(openError(p, err), { code: err.code });
+      throw Object.assign(openError(p, err), { code: err.code, inUse: (err as { inUse?: string }).inUse });
     }
   }
 

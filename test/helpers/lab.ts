@@ -96,6 +96,16 @@ export class Lab {
     must('ip', ['-n', ns, 'addr', 'add', cidr, 'dev', ifname]);
   }
 
+  /**
+   * IPv6 on one interface (ns() turns it off): on, with no router advertisements taken, no DAD (the addresses are
+   * usable at once: `nodad`), no automatic link-local address, then each CIDR added ('fd00:1::2/64', 'fe80::2/64').
+   */
+  addr6(ns: string, ifname: string, ...cidrs: string[]): void {
+    must('ip', ['netns', 'exec', ns, 'sysctl', '-qw', `net.ipv6.conf.${ifname}.addr_gen_mode=1`, `net.ipv6.conf.${ifname}.accept_ra=0`,
+      `net.ipv6.conf.${ifname}.accept_dad=0`, `net.ipv6.conf.${ifname}.disable_ipv6=0`]);
+    for (const c of cidrs) must('ip', ['-n', ns, 'addr', 'add', c, 'dev', ifname, 'nodad']);
+  }
+
   mac(ns: string, ifname: string): string {
     return must('ip', ['netns', 'exec', ns, 'cat', `/sys/class/net/${ifname}/address`]).trim();
   }

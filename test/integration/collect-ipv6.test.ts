@@ -1,0 +1,84 @@
+/**
+ * `rawpoll collect` is dual-stack by default, as netconsd is: one socket a port takes netconsole records from IPv6 and
+ * IPv4 senders, each host named by its address (RFC 5952 text for IPv6) with a log file of its own. `--bind IPv6`
+ * listens on that address only. The senders are the peer kernel's own UDP sockets (IPv6 and IPv4), in a namespace
+ * created here and always removed.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { nsRun, twoHosts, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { startCollector } from '../helpers/collector.js';
+
+const labs: TwoHostLab[] = [];
+const dirs: string[] = [];
+after(() => {
+  for (const h of labs) h.lab.destroy();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** Sends each line as one extended netconsole record (seq 0, 1, …) from the peer kernel's socket of `family`. */
+function sendRecords(ns: string, family: 4 | 6, to: string, port: number, tag: string, n: number): void {
+  const py = `import socket, sys
+s = socket.socket(socket.AF_INET6 if ${family} == 6 else socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(${n}):
+    s.sendto(("6,%d,%d,-;${tag} %d\\n" % (i, 1000 + i, i)).encode(), ("${to}", ${port}))
+`;
+  const r = nsRun(ns, ['python3', '-c', py]);
+  assert.equal(r.code, 0, r.stderr);
+}
+
+function v6Lab(): TwoHostLab & { a6: string; b6: string } {
+  const h = twoHosts();
+  labs.push(h);
+  h.lab.addr6(h.a, h.ifA, 'fd00:c011::1/64');
+  h.lab.addr6(h.b, h.ifB, 'fd00:c011::2/64');
+  return { ...h, a6: 'fd00:c011::1', b6: 'fd00:c011::2' };
+}
+
+function logLines(file: string, tag: string): string[] {
+  return existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l.includes(`${tag} `)) : [];
+}
+
+test('collect: one default socket takes netconsole over IPv6 and IPv4; each host by its address, a log each', async () => {
+  const h = v6Lab();
+  const dir = mkdtempSync(join(tmpdir(), 'rawpoll-c6-'));
+  dirs.push(dir);
+  const c = await startCollector(h.lab, h.b, dir, ['--netconsole', '6666']);
+  assert.equal(c.events[0].host, '::', 'the listening line names the dual-stack socket');
+  sendRecords(h.a, 6, h.b6, 6666, 'six', 50);
+  sendRecords(h.a, 4, h.ipB, 6666, 'four', 50);
+  const log6 = join(dir, 'netconsole', `${h.a6}.log`);
+  const log4 = join(dir, 'netconsole', `${h.ipA}.log`);
+  assert.ok(await waitFor(() => logLines(log6, 'six').length === 50 && logLines(log4, 'four').length === 50, 10000),
+    `50 records each: ${logLines(log6, 'six').length} IPv6, ${logLines(log4, 'four').length} IPv4; ${c.stderr()}`);
+  // The event lines go through a pipe, the logs are written at once: wait for both announcements.
+  assert.ok(await waitFor(() => c.events.filter((e) => e.event === 'new-host').length === 2, 5000), JSON.stringify(c.events));
+  const hosts = c.events.filter((e) => e.event === 'new-host').map((e) => e.host).sort();
+  assert.deepEqual(hosts, [h.a6, h.ipA].sort());
+  assert.equal(logLines(log6, 'four').length + logLines(log4, 'six').length, 0, 'each host in its own file');
+  assert.deepEqual(logLines(log6, 'six').map((l) => Number(/ (\d+)$/.exec(l)![1])), Array.from({ length: 50 }, (_, i) => i));
+  assert.equal(c.events.filter((e) => e.event === 'seq-gap').length, 0);
+  assert.equal(await c.stop(), 0, c.stderr());
+});
+
+test('collect --bind IPv6: that address only (records to another local address are not taken); bad --bind is exit 2', async () => {
+  const h = v6Lab();
+  h.lab.addr6(h.b, h.ifB, 'fd00:c011::3/64');
+  const dir = mkdtempSync(join(tmpdir(), 'rawpoll-c6b-'));
+  dirs.push(dir);
+  // Written unnormalised: the listening line gives RFC 5952 text.
+  const c = await startCollector(h.lab, h.b, dir, ['--netconsole', '6666', '--bind', 'FD00:C011:0:0::2']);
+  assert.equal(c.events[0].host, h.b6);
+  sendRecords(h.a, 6, 'fd00:c011::3', 6666, 'other', 5);
+  sendRecords(h.a, 6, h.b6, 6666, 'mine', 5);
+  const log6 = join(dir, 'netconsole', `${h.a6}.log`);
+  assert.ok(await waitFor(() => logLines(log6, 'mine').length === 5, 10000), c.stderr());
+  assert.equal(logLines(log6, 'other').length, 0, 'not bound to fd00:c011::3');
+  assert.equal(await c.stop(), 0, c.stderr());
+  const bad = nsRun(h.b, [process.execPath, join(process.cwd(), 'bin', 'rawpoll.js'), 'collect', '--dir', dir, '--netconsole', '--bind', 'fd00::zz']);
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /^rawpoll: bad --bind 'fd00::zz': expected an IPv6 address like fd00::2/);
+});
