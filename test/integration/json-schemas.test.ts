@@ -194,8 +194,8 @@ function stdoutOf(p: ChildProcess): { text: () => string; lines: () => string[];
 }
 
 /**
- * UDP datagrams from chosen source ports of one local address (python3, in a namespace): JSON on stdin, a list of
- * [dstIp, dstPort, srcPort, hexPayload], sent in order 10 ms apart.
+ * UDP datagrams from chosen source ports of one local address, IPv4 or IPv6 (python3, in a namespace): JSON on stdin,
+ * a list of [dstIp, dstPort, srcPort, hexPayload], sent in order 10 ms apart.
  */
 const UDP_SENDER = String.raw`
 import socket, sys, json, time
@@ -204,7 +204,7 @@ socks = {}
 for dst, port, sport, hexp in json.loads(sys.stdin.read()):
     s = socks.get(sport)
     if s is None:
-        s = socks[sport] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s = socks[sport] = socket.socket(socket.AF_INET6 if ':' in src else socket.AF_INET, socket.SOCK_DGRAM)
         s.bind((src, sport))
     s.sendto(bytes.fromhex(hexp), (dst, port))
     time.sleep(0.01)
@@ -233,6 +233,8 @@ describe('--json outputs validate against schemas/: collect and sink --serve (na
     const c = hosts();
     const ip3 = c.ipA.replace(/\.1$/, '.3');   // a second sender address in A: a host first seen by netconsole
     c.lab.addr(c.a, c.ifA, `${ip3}/24`);
+    c.lab.addr6(c.a, c.ifA, 'fd00:5c0::1/64');   // and an IPv6 one (collect's sockets are dual-stack)
+    c.lab.addr6(c.b, c.ifB, 'fd00:5c0::2/64');
     const dir = join(tmp, 'collect');
     mkdirSync(dir);
     writeFileSync(join(dir, '.oops-x.log.tmp-99999999'), 'left by a killed collector');   // no such pid: stale
@@ -281,6 +283,12 @@ describe('--json outputs validate against schemas/: collect and sink --serve (na
       [c.ipB, 2004, 7001, chunks[0]],
       [c.ipB, 2004, 7001, chunks[2]],
     ]);
+    // From IPv6: a record, a gap, a piece never finished.
+    udpSend(c.a, 'fd00:5c0::1', [
+      ['fd00:5c0::2', 6666, 7002, rec('6,0,3000,-', 'over IPv6')],
+      ['fd00:5c0::2', 6666, 7002, rec('6,2,3002,-', 'over IPv6, one lost')],
+      ['fd00:5c0::2', 6666, 7002, piece('6,3,3003,-,ncfrag=0/20', 'abcdefghij')],
+    ]);
     assert.ok(await seen(/"event":"dump-partial"/), `no dump-partial after --idle: ${o.text()}`);
 
     // Log rotation, then a link outage on the watched interface.
@@ -303,21 +311,23 @@ describe('--json outputs validate against schemas/: collect and sink --serve (na
     const docs = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     const of = (event: string) => docs.filter((d) => d.event === event);
     // Both new-host shapes, both dropped shapes (per piece; the counter reports of both protocols).
-    assert.deepEqual(of('new-host').map((d) => [d.host, d.proto ?? null, d.release ?? null]), [[c.ipA, 'netoops', null], [ip3, null, '6.1.0-schemas']]);
+    assert.deepEqual(of('new-host').map((d) => [d.host, d.proto ?? null, d.release ?? null]),
+      [[c.ipA, 'netoops', null], [ip3, null, '6.1.0-schemas'], ['fd00:5c0::1', null, null]]);
     assert.ok(of('dropped').some((d) => d.code === 'bad_range' && d.host === ip3 && d.seq === 11), o.text());
     assert.ok(of('dropped').some((d) => d.proto === 'netoops' && d.truncated === 1), o.text());
-    assert.ok(of('dropped').some((d) => d.proto === 'netconsole' && d.bad_range === 1 && d.shutdown === 1), o.text());
-    assert.deepEqual(of('seq-gap').map((d) => [d.expected, d.got, d.missing]), [[2, 5, 3]]);
+    assert.ok(of('dropped').some((d) => d.proto === 'netconsole' && d.bad_range === 1 && d.shutdown === 2), o.text());
+    assert.deepEqual(of('seq-gap').map((d) => [d.host, d.expected, d.got, d.missing]), [[ip3, 2, 5, 3], ['fd00:5c0::1', 1, 2, 1]]);
     assert.deepEqual(of('seq-late').map((d) => [d.expected, d.got]), [[6, 3]]);
     assert.deepEqual(of('seq-restart').map((d) => [d.got, d.release]), [[0, '6.1.0-schemas']]);
     assert.deepEqual(of('dump-partial').map((d) => [d.reason, d.missing]), [['idle', [1]]]);
-    assert.deepEqual(of('fragments-dropped').map((d) => [d.seq, d.code, d.have, d.total]), [[10, 'shutdown', 10, 20]]);
+    assert.deepEqual(of('fragments-dropped').map((d) => [d.host, d.port, d.seq, d.code, d.have, d.total]).sort(),
+      [[ip3, 7000, 10, 'shutdown', 10, 20], ['fd00:5c0::1', 7002, 3, 'shutdown', 10, 20]]);
     assert.deepEqual(of('hook').map((d) => d.result), ['ok']);
     const summary = docs.at(-1)!;
     assert.equal(summary.interrupted, 'SIGTERM');
     assert.deepEqual(Object.keys(summary).filter((k) => !['time', 'event', 'host', 'interrupted'].includes(k)).sort(),
       ['dumps_complete', 'dumps_partial', 'hooks', 'netconsole', 'netconsole_drops', 'oops_datagrams', 'oops_drops', 'syslog']);
-    assert.ok((summary.syslog as { sent: number }).sent >= 9, JSON.stringify(summary));
+    assert.ok((summary.syslog as { sent: number }).sent >= 11, JSON.stringify(summary));
   });
 
   test('collect --json: a full disk (disk-full, write-resumed) and a watched interface deleted (link-gone, summary with stopped, exit 1)', { skip: !hasPython && 'needs python3' }, async () => {
