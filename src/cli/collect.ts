@@ -1,7 +1,6 @@
-import { closeSync, constants, openSync, statSync, unlinkSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Command } from 'commander';
-import { LinkGoneError, RuntimeError, UsageError } from '../errors.js';
+import { LinkGoneError, UsageError } from '../errors.js';
 import { formatIpAddress, parseIpAddress } from '../wire/endpoint.js';
 import { CollectServer, CollectEvent } from '../rx/collect.js';
 import { OOPS_DEFAULTS } from '../rx/oopscollect.js';
@@ -9,7 +8,7 @@ import { NETCONSOLE_DEFAULTS } from '../rx/nclog.js';
 import { SYSLOG_DEFAULT_PATH, SYSLOG_MAX_BYTES } from '../rx/syslog.js';
 import { MetricsServer, ReceiverMetrics, collectMetrics, parseMetricsAddress } from '../rx/metrics.js';
 import { HOOK_DEFAULTS, checkHookProgram, parseHookTimeout } from '../rx/hook.js';
-import { addDropOption, addWatchOption, checkWatchedLinks, intArg, interruptedExitCode, relinquishPrivileges, untilStopped } from './common.js';
+import { addDropOption, addWatchOption, checkWatchedLinks, checkWritableDir, intArg, interruptedExitCode, relinquishPrivileges, untilStopped } from './common.js';
 
 interface CollectFlags {
   dir: string;
@@ -35,45 +34,6 @@ function portFlag(v: string | boolean | undefined, def: number, what: string): n
   if (v === undefined || v === false) return null;
   if (v === true) return def;
   return intArg(v, what, 0, 65535)!;
-}
-
-/**
- * A receiver's --dir, checked at start-up rather than at the first dump (which would fail after the sender was told
- * "listening"): it must be a directory we can create files in, or, with `create`, a missing one whose nearest
- * existing ancestor is. Writability is tried, not asked: creating a file is the one test that answers for permissions,
- * read-only mounts, immutable directories, LSMs and inode quotas alike; the probe is removed, nothing is left
- * behind. RuntimeError (exit 1).
- */
-export function checkWritableDir(dir: string, what: string, create: boolean): void {
-  let target = resolve(dir);
-  for (;;) {
-    let st;
-    try {
-      st = statSync(target);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' && create && dirname(target) !== target) {
-        target = dirname(target);
-        continue;
-      }
-      if (code === 'ENOENT') return; // not created here: the receiver's own check names it
-      throw new RuntimeError(`cannot use ${what} ${dir}: ${(e as Error).message}`);
-    }
-    if (!st.isDirectory()) {
-      // The wrong kind of path is bad usage (2), as for every command (README, exit codes); refused is runtime (1).
-      throw new UsageError(target === resolve(dir) ? `bad ${what} '${dir}': a file, not a directory`
-        : `bad ${what} '${dir}': ${target} is not a directory`);
-    }
-    break;
-  }
-  const probe = join(target, `.rawpoll-probe-${process.pid}`);
-  try {
-    closeSync(openSync(probe, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600));
-  } catch (e) {
-    const where = target === resolve(dir) ? `${what} ${dir} is not writable` : `cannot create ${what} ${dir}: ${target} is not writable`;
-    throw new RuntimeError(`${where} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); nothing was started`);
-  }
-  unlinkSync(probe);
 }
 
 /** One line per event: `time event host key=value …`, or the object itself with --json. */
@@ -189,7 +149,7 @@ Examples:
       const hook = f.hook !== undefined ? checkHookProgram(f.hook) : undefined;
       const hookTimeoutMs = Math.round(parseHookTimeout(f.hookTimeout) * 1000);
       // Last, after every flag: the directory (created if missing, by the server) must take files now.
-      checkWritableDir(f.dir, '--dir', true);
+      checkWritableDir(f.dir, '--dir', { create: true });
       const json = !!f.json;
       const out = (e: CollectEvent) => process.stdout.write(formatEvent(e, json) + '\n');
       // Bound before the sockets: a --metrics port in use fails the start (exit 1), not a scrape later.

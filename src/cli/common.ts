@@ -4,7 +4,7 @@ import { dropPrivileges, modeAllows, resolveDropUser, type Account } from '../ho
 import { parseIpAddress, parseSourceAny, type IpAddress } from '../wire/endpoint.js';
 import { parseMac } from '../wire/mac.js';
 import type { SenderOptions } from '../tx/sender.js';
-import { accessSync, chownSync, closeSync, constants as fsc, mkdirSync, openSync, statSync, unlinkSync } from 'node:fs';
+import { accessSync, chownSync, closeSync, constants as fsc, openSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join as joinPath, resolve as resolvePath } from 'node:path';
 import { networkInterfaces } from 'node:os';
 import type { IfaceInfo } from '../link/iface.js';
@@ -350,22 +350,51 @@ export function checkOutputFile(path: string, what: string): void {
   }
 }
 
-/**
- * A directory a receiver writes into (--dir): created with its parents when `create` (collect's mkdir -p), else it
- * must be there (netdump-server's); a file there is bad usage (2); not writable is a runtime failure (1), found at
- * start-up rather than at the first dump.
- */
-export function checkOutputDir(dir: string, what: string, o: { create?: boolean } = {}): void {
+/** Creates a file in `dir` and removes it: null when that works, else the error's code. */
+function probeWritable(dir: string): string | null {
+  const probe = joinPath(dir, `.rawpoll-probe-${process.pid}`);
   try {
-    if (o.create) mkdirSync(dir, { recursive: true });
-    if (!statSync(dir).isDirectory()) throw new UsageError(`bad ${what} '${dir}': a file, not a directory`);
-    accessSync(dir, fsc.W_OK | fsc.X_OK);
+    closeSync(openSync(probe, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o600));
   } catch (e) {
-    if (e instanceof UsageError) throw e;
-    const code = (e as NodeJS.ErrnoException).code;
-    // mkdir -p meeting a file on the way, or the path itself a file.
-    if (code === 'EEXIST' || code === 'ENOTDIR') throw new UsageError(`bad ${what} '${dir}': a file is in the way (not a directory)`);
-    throw pathError(e, what, dir);
+    return (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+  }
+  unlinkSync(probe);
+  return null;
+}
+
+/**
+ * A receiver's --dir, checked at start-up rather than at the first dump (which would fail after the sender was told
+ * "listening"): it must be a directory we can create files in, or, with `create` (collect makes it with its parents),
+ * a missing one whose nearest existing ancestor is. Not there without `create`, or a file in the way: bad usage (2).
+ * Writability is tried, not asked: creating a file is the one test that answers for permissions, read-only mounts,
+ * immutable directories, LSMs and inode quotas alike (root passes access(2) regardless); the probe is removed,
+ * nothing is left behind. Not writable: RuntimeError (1).
+ */
+export function checkWritableDir(dir: string, what: string, o: { create?: boolean } = {}): void {
+  let target = resolvePath(dir);
+  for (;;) {
+    let st;
+    try {
+      st = statSync(target);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' && o.create && dirname(target) !== target) {
+        target = dirname(target);
+        continue;
+      }
+      if (code === 'ENOENT') throw new UsageError(`bad ${what} '${dir}': no such directory (create it first)`);
+      throw pathError(e, what, dir);
+    }
+    if (!st.isDirectory()) {
+      throw new UsageError(target === resolvePath(dir) ? `bad ${what} '${dir}': a file, not a directory`
+        : `bad ${what} '${dir}': ${target} is not a directory`);
+    }
+    break;
+  }
+  const refused = probeWritable(target);
+  if (refused !== null) {
+    const where = target === resolvePath(dir) ? `${what} ${dir} is not writable` : `cannot create ${what} ${dir}: ${target} is not writable`;
+    throw new RuntimeError(`${where} (${refused}); nothing was started`);
   }
 }
 
@@ -435,13 +464,9 @@ export async function relinquishPrivileges(a: Account | undefined, release?: () 
     }
     dropPrivileges(a);
     for (const d of o.writable ?? []) {
-      const probe = joinPath(d, `.rawpoll-probe-${process.pid}`);
-      try {
-        closeSync(openSync(probe, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o600));
-        unlinkSync(probe);
-      } catch (e) {
-        throw new RuntimeError(`-Z ${a.name}: ${a.name} cannot create files in ${d} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ` +
-          `give it the directory (chown ${a.name} ${d}) or leave -Z out`);
+      const refused = probeWritable(d);
+      if (refused !== null) {
+        throw new RuntimeError(`-Z ${a.name}: ${a.name} cannot create files in ${d} (${refused}); give it the directory (chown ${a.name} ${d}) or leave -Z out`);
       }
     }
   } catch (e) {

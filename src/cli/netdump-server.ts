@@ -7,10 +7,9 @@ import {
   DEFAULT_HERALD_TIMEOUT_SEC, DEFAULT_MAX_DUMP_SIZE, DEFAULT_MAX_SESSIONS, MAX_DUMP_SIZE_LIMIT, MAX_SESSIONS_LIMIT,
   NetdumpServer, type DumpResult, type NetdumpDrops,
 } from '../rx/netdumpd.js';
-import { checkWritableDir } from './collect.js';
 import { MetricsServer, ReceiverMetrics, netdumpMetrics, parseMetricsAddress } from '../rx/metrics.js';
 import { HOOK_DEFAULTS, checkHookProgram, parseHookTimeout, type HookEvent } from '../rx/hook.js';
-import { addDropOption, addWatchOption, checkWatchedLinks, eventWriter, intArg, interruptedExitCode, relinquishPrivileges, untilStopped } from './common.js';
+import { addDropOption, addWatchOption, checkWatchedLinks, checkWritableDir, eventWriter, intArg, interruptedExitCode, relinquishPrivileges, untilStopped } from './common.js';
 
 interface ServerFlags {
   dir: string;
@@ -130,7 +129,7 @@ Exit codes: 0 stopped by a signal, 1 cannot listen or a link named with -i was d
       const metricsAt = f.metrics !== undefined ? parseMetricsAddress(f.metrics) : undefined;
       const hook = f.hook !== undefined ? checkHookProgram(f.hook) : undefined;
       const hookTimeoutMs = Math.round(parseHookTimeout(f.hookTimeout) * 1000);
-      checkWritableDir(f.dir, '--dir', false);
+      checkWritableDir(f.dir, '--dir');
       const print = (l: string) => process.stdout.write(l + '\n');
       const log = f.json ? () => {} : print;
       // Bound before the herald socket: a --metrics port in use fails the start (exit 1) before "Waiting for clients".

@@ -1,14 +1,15 @@
 /**
  * Paths named on the command line, in the exit-code table's terms: not there or the wrong kind is bad usage (2);
- * there but refused is a runtime failure (1). cli/common.ts pathError, checkInputFile.
+ * there but refused is a runtime failure (1). cli/common.ts pathError, checkInputFile, checkOutputFile, checkWritableDir.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RuntimeError, UsageError } from '../../src/errors.js';
-import { checkInputFile, checkOutputDir, checkOutputFile, pathError } from '../../src/cli/common.js';
+import { checkInputFile, checkWritableDir, checkOutputFile, pathError } from '../../src/cli/common.js';
 
 function usage(fn: () => unknown, message: string): void {
   assert.throws(fn, (e: unknown) => e instanceof UsageError && e.message === message && e.exitCode === 2);
@@ -54,22 +55,29 @@ test('checkOutputFile: the directory must be there (not created), the path must 
   assert.ok(!existsSync(join(tmp, 'no')), 'nothing created');
 });
 
-test('checkOutputDir: made with its parents when asked, else must be there; a file is bad usage (2); not writable is 1', () => {
+test('checkWritableDir: not there is bad usage unless create (then its nearest ancestor is probed); a file is 2; refused is 1; nothing left behind', () => {
   const d = join(tmp, 'out', 'deeper');
-  usage(() => checkOutputDir(d, '--dir'), `bad --dir '${d}': no such file or directory`);
-  assert.ok(!existsSync(join(tmp, 'out')), 'nothing created without create');
-  checkOutputDir(d, '--dir', { create: true });
-  assert.ok(statSync(d).isDirectory());
-  checkOutputDir(d, '--dir'); // there already: fine
+  usage(() => checkWritableDir(d, '--dir'), `bad --dir '${d}': no such directory (create it first)`);
+  checkWritableDir(d, '--dir', { create: true }); // tmp is writable: collect may make out/deeper
+  assert.ok(!existsSync(join(tmp, 'out')), 'a check creates nothing');
+  mkdirSync(d, { recursive: true });
+  checkWritableDir(d, '--dir');
+  assert.deepEqual(readdirSync(d), [], 'the probe file is removed');
   const f = join(tmp, 'plain');
   writeFileSync(f, '');
-  usage(() => checkOutputDir(f, '--dir'), `bad --dir '${f}': a file, not a directory`);
-  usage(() => checkOutputDir(f, '--dir', { create: true }), `bad --dir '${f}': a file is in the way (not a directory)`);
-  usage(() => checkOutputDir(join(f, 'sub'), '--dir', { create: true }), `bad --dir '${join(f, 'sub')}': a file is in the way (not a directory)`);
-  // Read-only for its owner: root passes access(W_OK) anyway, so this part runs for other users only.
-  if (process.getuid && process.getuid() !== 0) {
-    const ro = join(tmp, 'ro');
-    mkdirSync(ro, 0o555);
-    assert.throws(() => checkOutputDir(ro, '--dir'), (e: unknown) => e instanceof RuntimeError && /EACCES/.test(e.message));
+  usage(() => checkWritableDir(f, '--dir'), `bad --dir '${f}': a file, not a directory`);
+  usage(() => checkWritableDir(join(f, 'sub'), '--dir', { create: true }), `bad --dir '${join(f, 'sub')}': a part of the path is not a directory`);
+  // Refused: a file can't be created. As root, permissions don't refuse; an immutable directory does (chattr +i),
+  // where the file system allows it; otherwise a non-root user's read-only directory.
+  const ro = join(tmp, 'ro');
+  mkdirSync(ro, 0o555);
+  const immutable = process.getuid?.() === 0 && spawnSync('chattr', ['+i', ro]).status === 0;
+  try {
+    if (immutable || process.getuid?.() !== 0) {
+      assert.throws(() => checkWritableDir(ro, '--dir'), (e: unknown) => e instanceof RuntimeError &&
+        new RegExp(`^--dir ${ro} is not writable \\((EACCES|EPERM)\\); nothing was started$`).test((e as Error).message));
+    }
+  } finally {
+    if (immutable) spawnSync('chattr', ['-i', ro]);
   }
 });
