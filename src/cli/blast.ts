@@ -184,7 +184,10 @@ export function register(program: Command): void {
     // The flows and the template count before anything is opened.
     const distinct = distinctSizes(sizes);
     const unfit = distinct.find((s) => s < lim.min || s > lim.max); // --imix alone: the simple IMIX's own sizes
-    if (unfit !== undefined) parseSizes(String(unfit), undefined, { ...lim, why: `${f.iface ?? 'a pcap file'} (MTU ${mtu}; from the simple IMIX)` });
+    if (unfit !== undefined) {
+      const imix6 = v6 ? `; over IPv6 give the sizes, e.g. --size ${lim.min},576,${lim.max} --imix 7,4,1` : '';
+      parseSizes(String(unfit), undefined, { ...lim, why: `${f.iface ?? 'a pcap file'} (MTU ${mtu}; from the simple IMIX${imix6})` });
+    }
     const flowsPlanned = makeFlows({ srcIps: srcIps ?? [v6 ? Buffer.alloc(IPV6_ADDR_LEN) : 0], srcPorts, dstPorts, flows: flowsN }).length;
     if (flowsPlanned * distinct.length > 1 << 20) {
       throw new UsageError(`${flowsPlanned} flows × ${distinct.length} sizes is too many templates (max 1048576): narrow --flows or --size`);

@@ -1,7 +1,8 @@
 /**
  * `rawpoll blast`: test traffic at a given rate (pktgen's job, from user space). The frames are a few templates
- * (templates.ts: one per flow and size); per frame only the fields of the patch plan change (plan.ts: IP ID, pktgen seq
- * and timestamps, and the checksums they feed, by RFC 1624). Two engines run the same schedule (schedule.ts):
+ * (templates.ts: one per flow and size, IPv4 or IPv6); per frame only the fields of the patch plan change (plan.ts:
+ * IP ID, pktgen seq and timestamps, and the checksums they feed, by RFC 1624; over IPv6 no IP ID or header checksum).
+ * Two engines run the same schedule (schedule.ts):
  *   native  the loop in C (native/), sendmmsg batches on an AF_PACKET socket, no JS per packet;
  *   pcap    the schedule in JS (pcapengine.ts), a group at a time: the plan walked in C into one buffer, then
  *           Link.sendBatch (a PcapLink's pcap_inject per frame, in C): portable, answers ARP on the same handle.
