@@ -79,8 +79,8 @@ export function register(program: Command): void {
       'kept, a new flow replaces the oldest that has had only one datagram, 100 ms or more ago (counted as ' +
       '"flows-evicted": forged sources send one each); with none such, the new flow\'s datagrams are counted as ' +
       '"flows-over-budget", not accounted', String(DEFAULT_MAX_FLOWS))
-    .option('--json', 'print one JSON object with the report (every flow within --max-flows); with --serve, one JSON ' +
-      'event line per trial opened and closed')
+    .option('--json', 'print one JSON object with the report (every flow within --max-flows); with --serve, JSON lines: ' +
+      'serving, then one per trial opened and closed, then stopped')
     .option('--serve <[IP:]PORT>', 'run as a trial server: a tester (rawpoll rfc2544) opens, polls and closes trials over ' +
       'a TCP control channel on PORT (all addresses, as iperf3 -s) or IP:PORT (that address only); runs until SIGINT/SIGTERM')
     .option('--token <T>', '--serve: a client\'s hello must carry this shared secret (compared in constant time)')
@@ -363,6 +363,13 @@ async function serve(f: SinkFlags, c: Command): Promise<void> {
     }
     const a = await server.start();
     const shown = a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+    // With --json, readiness is a line on stdout too, so a script need not read stderr's text to know it may start.
+    if (f.json) {
+      process.stdout.write(JSON.stringify({
+        event: 'serving', at: new Date().toISOString(), control: shown, mode: server.mode, iface: server.mode === 'capture' ? f.iface ?? null : null,
+        clock: server.clock, token: token !== undefined,
+      }) + '\n');
+    }
     process.stderr.write(`rawpoll sink: serving trials on ${shown} (${server.mode}` +
       `${server.mode === 'capture' ? ` on ${f.iface}` : ''}; clock: ${server.clock}` +
       `${token !== undefined ? '; token required' : ''})\n`);
@@ -374,6 +381,7 @@ async function serve(f: SinkFlags, c: Command): Promise<void> {
     unlisten();
   }
   const n = server.trialsServed;
+  if (f.json) process.stdout.write(JSON.stringify({ event: 'stopped', at: new Date().toISOString(), interrupted: sig, trials: n }) + '\n');
   process.stderr.write(`rawpoll sink: stopped serving (${sig}): ${n} trial${n === 1 ? '' : 's'} served\n`);
 }
 

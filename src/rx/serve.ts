@@ -349,7 +349,16 @@ export interface TrialStatus extends FlowSums {
   seconds: number;
 }
 
-/** A control connection; `who` is its peer's ip:port. */
+/**
+ * A control peer as the rest of rawpoll writes endpoints: 10.0.0.1:40000, [fd00::1]:40000. A dual-stack listener
+ * sees an IPv4 peer as ::ffff:10.0.0.1: written as the IPv4 address it is.
+ */
+function peerName(socket: { remoteAddress?: string; remotePort?: number }): string {
+  const a = (socket.remoteAddress ?? '?').replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i, '$1');
+  return a.includes(':') ? `[${a}]:${socket.remotePort}` : `${a}:${socket.remotePort}`;
+}
+
+/** A control connection; `who` is its peer's ip:port ([ip]:port for IPv6). */
 class Connection {
   readonly who: string;
   authed = false;
@@ -360,7 +369,7 @@ class Connection {
   private pumping = false;
 
   constructor(readonly server: TrialServer, readonly socket: net.Socket) {
-    this.who = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.who = peerName(socket);
     this.splitter = new LineSplitter(server.limits.maxLineBytes);
     socket.setNoDelay(true);
     socket.setTimeout(server.limits.helloSeconds * 1000);
@@ -537,7 +546,7 @@ export class TrialServer {
   }
 
   private accept(socket: net.Socket): void {
-    const who = `${socket.remoteAddress}:${socket.remotePort}`;
+    const who = peerName(socket);
     if (this.stopping || this.conns.size >= this.limits.maxClients) {
       const why = this.stopping
         ? 'server stopping'

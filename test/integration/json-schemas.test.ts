@@ -380,7 +380,8 @@ describe('--json outputs validate against schemas/: collect and sink --serve (na
     const control = `${h.ipB}:7101`;
     const serve = h.lab.spawn(h.b, [process.execPath, RAWPOLL, 'sink', '--serve', control, '--token', 'schemas', '--json']);
     const o = stdoutOf(serve);
-    assert.ok(await waitFor(() => /serving trials/.test(o.err()), 10000), `sink --serve did not start: ${o.err()}`);
+    // Readiness on stdout: the serving line, for a script that reads only --json.
+    assert.ok(await waitFor(() => /"event":"serving"/.test(o.text()), 10000), `sink --serve did not start: ${o.err()}`);
     const r = await rawpollAsync(h.a, ['rfc2544', 'frame-loss', '-i', h.ifA, '--to', `${h.ipB}:9`, '--control', control, '--token', 'schemas',
       '--sizes', '64', '--trial', '0.3', '--settle', '0.1', '--max-rate', '2000', '--json']);
     assert.equal(r.code, 0, `rfc2544 frame-loss: ${r.stderr}`);
@@ -409,5 +410,12 @@ describe('--json outputs validate against schemas/: collect and sink --serve (na
     assert.ok(opened.some((d) => d.expect === null && d.midStream && d.timestamp === 'user'), "the client's trial");
     assert.ok(closed.some((d) => d.reason === 'closed'), 'closed by rfc2544');
     assert.equal(closed.at(-1)!.reason, 'server-stopped', o.text());
+    assert.deepEqual([kinds[0], kinds.at(-1)], ['serving', 'stopped'], kinds.join(','));
+    const served = JSON.parse(o.lines()[0]) as { control: string; token: boolean; mode: string };
+    assert.deepEqual([served.control, served.token, served.mode], [control, true, 'socket']);
+    const stop = JSON.parse(o.lines().at(-1)!) as { interrupted: string; trials: number };
+    assert.deepEqual([stop.interrupted, stop.trials], ['SIGTERM', opened.length]);
+    // The client is written as rawpoll writes endpoints (this listener is IPv4: a.b.c.d:port).
+    assert.ok(opened.every((d) => new RegExp(`^${h.ipA.replace(/\./g, '\\.')}:\\d+$`).test((d as { client?: string }).client ?? '')), JSON.stringify(opened));
   });
 });

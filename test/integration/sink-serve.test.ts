@@ -199,8 +199,8 @@ describe('rawpoll sink --serve: trials over a control channel, between two names
     const r2 = await drainAndClose(d, 'c1', t2, 3000);
     assert.equal(r2.report.totals.received, 3000);
     assert.equal(r2.report.totals.lost, 0);
-    await waitFor(() => server.events().length >= 4, 2000);
-    const ev = server.events().map((e) => `${e.event} ${e.trial} ${e.reason ?? ''}`.trim());
+    await waitFor(() => server.events().filter((e) => e.event.startsWith('trial-')).length >= 4, 2000);
+    const ev = server.events().filter((e) => e.event.startsWith('trial-')).map((e) => `${e.event} ${e.trial} ${e.reason ?? ''}`.trim());
     assert.deepEqual(ev, [`trial-opened ${t1}`, `trial-closed ${t1} closed`, `trial-opened ${t2}`, `trial-closed ${t2} closed`]);
   });
 
@@ -278,8 +278,9 @@ describe('rawpoll sink --serve: trials over a control channel, between two names
     server.proc.kill('SIGTERM');
     await exitOf(server.proc);
     assert.equal(await server.closed, 0, server.err());
-    const last = server.events().at(-1)!;
+    const [last, stop] = server.events().slice(-2);
     assert.deepEqual([last.event, last.trial, last.reason], ['trial-closed', t, 'server-stopped']);
+    assert.deepEqual([stop.event, stop.interrupted, stop.trials], ['stopped', 'SIGTERM', 5]);
     assert.match(server.err(), /rawpoll sink: stopped serving \(SIGTERM\): 5 trials served/);
     const after = await d.do({ do: 'status', name: 'c1', arg: t });
     assert.match(after.error!, /status: the connection closed \(server stopping: trials closed\)/);
