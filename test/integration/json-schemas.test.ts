@@ -60,6 +60,16 @@ describe('--json outputs validate against schemas/ (namespaces)', { timeout: 600
     assert.equal(s.flows[0].lastSeq, b.lastSeq[0], "blast's lastSeq is the sink's");
   });
 
+  test('sink --json --interval: the report carries the interval rows, which add up to its totals', async () => {
+    const sink = await startSink(h.lab, h.b, ['--json', '--interval', '0.2', '--idle', '1', '--port', '9']);
+    const bl = rawpoll(h.a, ['blast', '-i', h.ifA, '--to', `${h.ipB}:9`, '--count', '1000', '--rate', '4000pps', '--json']);
+    assert.equal(bl.code, 0, bl.stderr);
+    const s = valid<{ totals: { received: number }; intervals: { received: number }[] }>('sink', oneLine(await sink.output(), 'sink --interval'));
+    assert.ok(s.intervals.length >= 2, JSON.stringify(s.intervals));
+    assert.equal(s.intervals.reduce((a, r) => a + r.received, 0), s.totals.received);
+    assert.equal(s.totals.received, 1000);
+  });
+
   test('sink --json-stream: start, intervals, end', async () => {
     const sink = await startSink(h.lab, h.b, ['--json-stream', '--interval', '0.2', '--idle', '1', '--port', '9']);
     const bl = rawpoll(h.a, ['blast', '-i', h.ifA, '--to', `${h.ipB}:9`, '--count', '1000', '--rate', '4000pps', '--json']);
