@@ -36,6 +36,11 @@ function portFlag(v: string | boolean | undefined, def: number, what: string): n
   return intArg(v, what, 0, 65535)!;
 }
 
+/** bytesWritten → bytes_written: the event stream's keys are snake_case. */
+function snakeKeys(r: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(r).map(([k, v]) => [k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), v]));
+}
+
 /** One line per event: `time event host key=value …`, or the object itself with --json. */
 export function formatEvent(e: CollectEvent, json: boolean, now = new Date()): string {
   if (json) return JSON.stringify({ time: now.toISOString(), ...e });
@@ -191,7 +196,8 @@ Examples:
         event: 'summary', host: '-', interrupted: sig, ...(gone ? { stopped: `interface ${gone} disappeared` } : {}),
         ...(o ? { oops_datagrams: o.stats.datagrams, dumps_complete: o.stats.dumpsComplete, dumps_partial: o.stats.dumpsPartial, oops_drops: nonzero({ ...o.drops, socket_overflow: server.socketDrops('netoops') }) } : {}),
         ...(server.syslog ? { syslog: { path: server.syslog.path, ...nonzero(server.syslog.stats) } } : {}),
-        ...(server.nc ? { netconsole: nonzero(server.nc.stats as unknown as Record<string, number>), netconsole_drops: nonzero({ ...server.nc.drops, socket_overflow: server.socketDrops('netconsole') }) } : {}),
+        // snake_case as every other key of the event stream (the library's stats object keeps its camelCase).
+        ...(server.nc ? { netconsole: nonzero(snakeKeys(server.nc.stats as unknown as Record<string, number>)), netconsole_drops: nonzero({ ...server.nc.drops, socket_overflow: server.socketDrops('netconsole') }) } : {}),
         ...(Object.keys(failures).length ? { write_failures: { ...failures, failing_now: server.disk.failing } } : {}),
         ...(server.hook ? { hooks: nonzero(server.hook.counts) } : {}),
       });
