@@ -2,7 +2,8 @@
  * rawpoll blast over IPv6 (issue 15) on a real veth pair between namespaces we create and always remove: blast → sink
  * with 100,000 frames in 8 flows (a --sport range and an IPv6 --src-ip range, sources the host does not own) and not
  * one lost, each engine — the next hop's MAC found by our own NDP, the sink's --json report and blast's validated
- * against schemas/ with ajv; every kind of frame blast -w writes (IMIX sizes, 802.1Q, traffic class and flow label,
+ * against schemas/ with ajv; frames captured on the peer (802.1Q, IMIX, flows, a bad UDP checksum) equal byte for byte
+ * to what src/tx/plan.ts makes of the same templates, each engine, and --threads 2 sending every seq once; every kind of frame blast -w writes (IMIX sizes, 802.1Q, traffic class and flow label,
  * --no-seq, the 78-byte minimum) decoded by tshark with no expert info and the UDP checksum good (and exactly bad with
  * --bad-udp-checksum); and bad usage over IPv6 exits 2 with nothing on the wire (tcpdump on the peer as witness, which
  * sees the one frame of a good run that follows).
@@ -12,8 +13,15 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
+import { parseIpv6Range, parseSizes } from '../../src/cli/blast-args.js';
 import { nativeAvailable } from '../../src/link/native.js';
+import { planFor, PlanWriter } from '../../src/tx/plan.js';
+import { buildTemplates, makeFlows, templateFrame } from '../../src/tx/templates.js';
+import { parseIpv6Addr } from '../../src/wire/ipv6.js';
+import { parseMac } from '../../src/wire/mac.js';
+import { parsePcap } from '../../src/wire/pcapfile.js';
 import { labsForThisFile, must, rawpoll, rawpollAsync, ROOT, sh, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { onesSum } from '../helpers/bytes.js';
 import { startSink } from '../helpers/sink.js';
 
 const SCHEMAS = join(ROOT, 'schemas');
@@ -48,6 +56,31 @@ before(() => {
     must('ip', ['-n', ns, 'addr', 'add', `${mine}/64`, 'dev', ifname, 'nodad']);
   }
 });
+
+/** tcpdump on B while `run` runs, until `n` frames matched `filter`: the captured frames. */
+async function capture(n: number, filter: string, run: () => Promise<void>): Promise<Buffer[]> {
+  const file = join(tmp, `cap-${Math.random().toString(36).slice(2)}.pcap`);
+  const d = h.lab.spawn(h.b, ['tcpdump', '-n', '-i', h.ifB, '-B', '65536', '-U', '-c', String(n), '-w', file, filter]);
+  let err = '';
+  d.stderr!.on('data', (x: Buffer) => (err += x));
+  assert.ok(await waitFor(() => /listening on/.test(err), 10000), err);
+  await run();
+  const done = await new Promise<boolean>((res) => {
+    if (d.exitCode !== null) return res(true);
+    const t = setTimeout(() => { d.kill('SIGINT'); res(false); }, 15000);
+    d.on('exit', () => { clearTimeout(t); res(true); });
+  });
+  const recs = parsePcap(readFileSync(file)).records.map((r) => r.data);
+  assert.ok(done, `tcpdump saw ${recs.length} of ${n} frames`);
+  return recs;
+}
+
+/** The receiver's UDP check over IPv6 (RFC 8200 §8.1), summed here: 0xffff when right, 1 when made bad by one. */
+function udpSum(d: Buffer, ip: number): number {
+  const udp = ip + 40;
+  const len = d.readUInt16BE(udp + 4);
+  return onesSum(d, udp, udp + len, onesSum(Buffer.concat([d.subarray(ip + 8, ip + 40), Buffer.from([0, 0, len >> 8, len & 255, 0, 0, 0, 17])]), 0, 40));
+}
 
 /** tshark's fields of every frame of a pcap, one array per frame. */
 function tshark(file: string, fields: string[]): string[][] {
@@ -86,6 +119,57 @@ describe('blast over IPv6 (namespaces)', { timeout: 90000 }, () => {
         assert.ok(f, `no flow from [${src}]:${10000 + (k % 4)} in ${JSON.stringify(rep.flows.map((x) => x.src))}`);
         assert.deepEqual([f.dst, f.received, f.unique, f.lost, f.duplicates, f.firstSeq, f.lastSeq], [`[${B6}]:9`, n / 8, n / 8, 0, 0, 1, n / 8]);
       });
+    });
+  }
+
+  for (const engine of engines) {
+    test(`${engine}: on the wire over IPv6 with 802.1Q, IMIX, 4 sources × 2 ports, --bad-udp-checksum: the plan's bytes, each off by one exactly`, async () => {
+      const n = 2400;
+      const srcs = SRC.slice(0, 4);
+      const frames = await capture(n, `ether src ${h.macA} and vlan 7 and ip6 and udp`, async () => {
+        const r = await rawpollAsync(h.a, ['blast', '-i', h.ifA, '--to', `[${B6}]:9`, '--dst-mac', h.macB, '--vlan', '7:3', '--size', '82,576,1518',
+          '--imix', '7,4,1', '--src-ip', `${srcs[0]}-${srcs[3]}`, '--sport', '10000-10001', '--flows', '4', '--bad-udp-checksum',
+          '--count', String(n), '--rate', '20kpps', '--engine', engine, '--json']);
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(JSON.parse(r.stdout).lastSeq, [600, 600, 600, 600]);
+      });
+      // The same frames made here by the TS plan walker from the same templates, each with the time it carried.
+      const t = buildTemplates({
+        srcMac: parseMac(h.macA), dstMac: parseMac(h.macB), dstIp: parseIpv6Addr(B6, 'B'), mtu: 1500, seq: true, ipId: 'counter',
+        vlan: { vid: 7, pcp: 3 }, udpChecksum: 'bad', sizes: parseSizes('82,576,1518', '7,4,1'),
+        flows: makeFlows({ srcIps: parseIpv6Range(`${srcs[0]}-${srcs[3]}`), srcPorts: [10000, 10001], dstPorts: [9, 9], flows: 4 }),
+      });
+      const w = new PlanWriter(t, planFor(t));
+      const buf = Buffer.alloc(2048);
+      frames.forEach((d, i) => {
+        if (udpSum(d, 18) !== 1) assert.fail(`frame ${i}: the UDP check sums to ${udpSum(d, 18)}, not 1`);
+        const ti = t.order[i % t.order.length];
+        w.setTime(d.readUInt32BE(t.seqOff + 8), d.readUInt32BE(t.seqOff + 12));
+        w.write(buf, 0, ti, true);
+        const want = buf.subarray(0, templateFrame(t, ti).length);
+        if (!d.equals(want)) assert.deepEqual(d, want, `frame ${i}: not the plan's bytes`);
+      });
+    });
+  }
+
+  if (engines.includes('native')) {
+    test('native --threads 2 over IPv6: every per-flow seq goes out exactly once, every UDP checksum right', async () => {
+      const n = 6000;
+      const frames = await capture(n, `ether src ${h.macA} and ip6 and udp and src portrange 100-102`, async () => {
+        const r = await rawpollAsync(h.a, ['blast', '-i', h.ifA, '--to', `[${B6}]:9`, '--dst-mac', h.macB, '--count', String(n), '--threads', '2',
+          '--flows', '3', '--sport', '100-102', '--size', '78,100', '--json']);
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(JSON.parse(r.stdout).lastSeq, [2000, 2000, 2000]);
+      });
+      const seqs = new Map<number, number[]>();
+      for (const [i, d] of frames.entries()) {
+        if (udpSum(d, 14) !== 0xffff) assert.fail(`frame ${i}: UDP check sums to ${udpSum(d, 14)}`);
+        const sport = d.readUInt16BE(54);
+        seqs.set(sport, [...(seqs.get(sport) ?? []), d.readUInt32BE(66)]);
+      }
+      for (const port of [100, 101, 102]) {
+        assert.deepEqual((seqs.get(port) ?? []).sort((a, b) => a - b), Array.from({ length: 2000 }, (_, i) => i + 1), `flow ${port}`);
+      }
     });
   }
 
@@ -133,8 +217,9 @@ describe('blast over IPv6 (namespaces)', { timeout: 90000 }, () => {
 
   test('bad usage over IPv6: exit 2 naming the option and why, nothing on the wire', async () => {
     const file = join(tmp, 'witness.pcap');
-    // Frames from A that a blast would put out: UDP or a Neighbor Solicitation (the kernel's own MLD reports are not
-    // ours, nor its DAD probes from ::, left out below).
+    // Frames from A that a blast would put out: UDP or a Neighbor Solicitation. The kernel's own are left out: its MLD
+    // reports (not matched), its DAD probes (from ::) and its neighbour probes (from A's link-local address: blast's
+    // would come from its source, global here), left out below.
     const dump = h.lab.spawn(h.b, ['tcpdump', '-n', '-i', h.ifB, '--immediate-mode', '-U', '-w', file, `ether src ${h.macA} and (udp or (icmp6 and ip6[40] == 135))`]);
     let err = '';
     dump.stderr!.on('data', (d: Buffer) => (err += d));
@@ -164,7 +249,7 @@ describe('blast over IPv6 (namespaces)', { timeout: 90000 }, () => {
     await new Promise((res) => setTimeout(res, 1000));
     dump.kill('SIGINT');
     await new Promise((res) => dump.on('exit', res));
-    const seen = sh('tcpdump', ['-n', '-r', file]).stdout.toString().trim().split('\n').filter((l) => l && !/ IP6 :: > /.test(l));
+    const seen = sh('tcpdump', ['-n', '-r', file]).stdout.toString().trim().split('\n').filter((l) => l && !/ IP6 (::|fe80:[0-9a-f:]*) > /.test(l));
     assert.equal(seen.length, 1, `frames on the wire from a refused run:\n${seen.join('\n')}`);
     assert.match(seen[0], new RegExp(`${A6}\\.4242 > ${B6}\\.9: UDP, length 16`));
   });
