@@ -1,12 +1,13 @@
 /**
  * The frames a blast cycles through: one template per (flow, size), built once by the foundation's framers (UdpFramer,
- * Udp6Framer: Ethernet[/802.1Q]/IPv4 or IPv6/UDP) — and the order in which a run visits them. Per
- * frame only the fields of the patch plan change (src/tx/plan.ts), which also applies a deliberately bad checksum: the
- * templates' own are always correct. A flow's addresses and ports are in its own templates (and so in their
+ * Udp6Framer: Ethernet[/802.1Q]/IPv4 or IPv6/UDP), and the order in which a run visits them. Per frame only the fields
+ * of the patch plan change (src/tx/plan.ts), which also applies a deliberately bad checksum: the templates' own are
+ * always correct. A flow's addresses and ports are in its own templates (and so in their
  * checksums' constant part): a --src-ip range, IPv4 or IPv6, costs nothing per frame.
  */
 import { UsageError } from '../errors.js';
 import { PKTGEN_HDR_LEN, writePktgenHeader } from '../proto/pktgen.js';
+import type { IpFamily } from '../wire/endpoint.js';
 import { ETH_HEADER_LEN, ETH_MIN_FRAME } from '../wire/ethernet.js';
 import { IPV4_HEADER_LEN } from '../wire/ipv4.js';
 import { IPV6_ADDR_LEN, IPV6_HEADER_LEN } from '../wire/ipv6.js';
@@ -19,8 +20,6 @@ import { VLAN_TAG_LEN } from '../wire/vlan.js';
  * One run is one family: every flow's source and the destination alike.
  */
 export type BlastAddr = number | Buffer;
-
-export type IpFamily = 4 | 6;
 
 export function familyOf(a: BlastAddr): IpFamily {
   return typeof a === 'number' ? 4 : 6;
