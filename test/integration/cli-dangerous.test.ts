@@ -22,7 +22,9 @@ const scratch = (): string => {
 /** tcpdump on B, every frame (no filter: ARP counts); `stop()` ends it and says how many frames it captured. */
 async function peerCapture(h: TwoHostLab): Promise<{ stop: () => Promise<number> }> {
   const file = join(tmp, `peer-${n++}.pcap`);
-  const p = h.lab.spawn(h.b, ['tcpdump', '-n', '-i', h.ifB, '-U', '-w', file]);
+  // --immediate-mode: without it a frame can wait in libpcap's ring block past the SIGINT below and never be written
+  // (counted "received by filter" only), and a run that did send would look silent.
+  const p = h.lab.spawn(h.b, ['tcpdump', '-n', '-i', h.ifB, '--immediate-mode', '-U', '-w', file]);
   await new Promise<void>((res) => p.stderr!.on('data', (d: Buffer) => { if (/listening on/.test(d.toString())) res(); }));
   return {
     stop: async () => {
@@ -47,6 +49,13 @@ function offline(args: string[], cwd: string) {
   const r = spawnSync(process.execPath, [RAWPOLL, ...args], { cwd, maxBuffer: 64 << 20 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
 }
+
+test('the witness: quiet() sees the frames of a run that is allowed (ARP and the datagram), so its zeros below mean silence', async () => {
+  const h = hosts();
+  const r = await quiet(h, ['send', '-i', h.ifA, '--to', `${h.ipB}:9`, '--data', 'x']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(r.frames >= 2, `the peer's capture saw ${r.frames} frames of an allowed send (who-has and the datagram at least)`);
+});
 
 const MACS = ['--dst-mac', '02:00:00:00:00:02', '--src-mac', '02:00:00:00:00:01', '--from', '10.9.9.1'];
 const SEND = ['send', '--to', '10.9.9.2:9', '--data', 'hi', ...MACS];
