@@ -83,6 +83,16 @@ export function makeFramer(opts: UdpFrameOptions | Udp6FrameOptions, maxPayload:
   return opts.family === 6 ? new Udp6Framer(opts, maxPayload) : new UdpFramer(opts, maxPayload);
 }
 
+/** push_eth: Ethernet, and the 802.1Q tag in front of `ethertype` when there is one, at the start of `buf`. */
+function emitLinkHeader(buf: Buffer, o: { srcMac: Buffer; dstMac: Buffer; vlan?: VlanTag }, ethertype: number): void {
+  let type = ethertype;
+  if (o.vlan) {
+    VlanRepr.emit({ pcp: o.vlan.pcp ?? 0, dei: false, vid: o.vlan.vid, ethertype: type }, new VlanView(buf, ETH_HEADER_LEN));
+    type = ETHERTYPE_VLAN;
+  }
+  EthernetRepr.emit({ dst: o.dstMac, src: o.srcMac, ethertype: type }, new EthernetView(buf, 0));
+}
+
 /**
  * Builds Ethernet[/802.1Q]/IPv4/UDP frames the way netpoll does (push_udp, push_ipv4, push_eth): one pre-sized buffer,
  * the headers emitted once by the wire/ codecs, inside out, and per datagram only the payload, lengths, IP ID and the
@@ -137,12 +147,7 @@ export class UdpFramer implements Framer {
     }, this.ip);
     this.ip.checksum = 0;
     this.ipConstSum = onesSum(this.buf, this.ipOff, this.ipOff + IPV4_HEADER_LEN);
-    let type = ETHERTYPE_IPV4;
-    if (o.vlan) {
-      VlanRepr.emit({ pcp: o.vlan.pcp ?? 0, dei: false, vid: o.vlan.vid, ethertype: type }, new VlanView(this.buf, ETH_HEADER_LEN));
-      type = ETHERTYPE_VLAN;
-    }
-    EthernetRepr.emit({ dst: o.dstMac, src: o.srcMac, ethertype: type }, new EthernetView(this.buf, 0));
+    emitLinkHeader(this.buf, o, ETHERTYPE_IPV4);
   }
 
   setPorts(srcPort: number, dstPort: number): void {
@@ -236,12 +241,7 @@ export class Udp6Framer implements Framer {
     Ipv6Repr.emit({
       trafficClass: o.tos, flowLabel: o.flowLabel, payloadLength: 0, nextHeader: IPPROTO_UDP, hopLimit: o.ttl, src: o.srcIp6, dst: o.dstIp6,
     }, this.ip);
-    let type = ETHERTYPE_IPV6;
-    if (o.vlan) {
-      VlanRepr.emit({ pcp: o.vlan.pcp ?? 0, dei: false, vid: o.vlan.vid, ethertype: type }, new VlanView(this.buf, ETH_HEADER_LEN));
-      type = ETHERTYPE_VLAN;
-    }
-    EthernetRepr.emit({ dst: o.dstMac, src: o.srcMac, ethertype: type }, new EthernetView(this.buf, 0));
+    emitLinkHeader(this.buf, o, ETHERTYPE_IPV6);
   }
 
   setPorts(srcPort: number, dstPort: number): void {
