@@ -1,9 +1,9 @@
 import { Command } from 'commander';
 import { LinkGoneError, UsageError } from '../errors.js';
-import { ifaceInfo } from '../link/iface.js';
+import { hostOwnsIpv6Address, ifaceInfo, ifaceIpv6Addrs } from '../link/iface.js';
 import { PcapLink } from '../link/pcap.js';
 import {
-  hostOwnsIpv6Address, ifaceIpv6Addrs, ndpResolve, NdpResponder, ndpSolicitFilter, sameIpv6Prefix, type NdpAnswer,
+  ndpResolve, NdpResponder, ndpSolicitFilter, sameIpv6Prefix, type NdpAnswer,
 } from '../resolve/ndp.js';
 import { AddressError } from '../wire/addr.js';
 import { formatIpv6Addr, isIpv6LinkLocal, isIpv6Multicast, isIpv6Unspecified, parseIpv6Addr, splitIpv6Zone } from '../wire/ipv6.js';

@@ -41,7 +41,7 @@ export function ifaceInfo(name: string): IfaceInfo {
   const ipv4 = (networkInterfaces()[name] ?? [])
     .filter((a) => a.family === 'IPv4')
     .map((a) => ({ addr: parseIpv4(a.address, 'interface address'), prefix: cidrPrefix(a.cidr, 32) }));
-  const ipv6 = ifaceIpv6(name);
+  const ipv6 = ifaceIpv6Addrs(name);
   let mac: Buffer;
   try {
     mac = parseMac(read('address'));
@@ -56,11 +56,25 @@ function cidrPrefix(cidr: string | null, whole: number): number {
   return m ? Number(m[1]) : whole;
 }
 
-/** The IPv6 addresses of `name` (the zone of a link-local one dropped: it is this interface). */
-function ifaceIpv6(name: string): { addr: Buffer; prefix: number }[] {
+/** An IPv6 address configured on an interface in this namespace (os.networkInterfaces, i.e. getifaddrs). */
+export interface Ipv6IfAddr {
+  addr: Buffer;
+  prefix: number;
+}
+
+/** The IPv6 addresses of `name`, link-local ones included (their zone dropped: it is this interface), in the kernel's order. */
+export function ifaceIpv6Addrs(name: string): Ipv6IfAddr[] {
   return (networkInterfaces()[name] ?? [])
     .filter((a) => a.family === 'IPv6')
     .map((a) => ({ addr: parseIpv6Addr(a.address.replace(/%.*$/, ''), 'interface address'), prefix: cidrPrefix(a.cidr, 128) }));
+}
+
+/** True when some interface in this namespace has the IPv6 address: then the host's stack answers for it. */
+export function hostOwnsIpv6Address(ip: Buffer): boolean {
+  for (const name of Object.keys(networkInterfaces())) {
+    if (ifaceIpv6Addrs(name).some((a) => a.addr.equals(ip))) return true;
+  }
+  return false;
 }
 
 /** True when some interface in this namespace has the address: then the host's stack owns it. */

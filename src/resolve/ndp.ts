@@ -5,7 +5,6 @@
  * answerer for an address the host's stack does not own (rawpoll's --from), replying to Solicitations with a solicited
  * Advertisement (S and O set, the target link-layer option), as the kernel's ndisc_recv_ns/ndisc_send_na do.
  */
-import { networkInterfaces } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { LinkDownError, LinkGoneError, RuntimeError } from '../errors.js';
 import { PcapLink } from '../link/pcap.js';
@@ -216,27 +215,6 @@ export class NdpResponder {
   stop(): void {
     this.off();
   }
-}
-
-/** An IPv6 address configured on an interface in this namespace (os.networkInterfaces, i.e. getifaddrs). */
-export interface Ipv6IfAddr {
-  addr: Buffer;
-  prefix: number;
-}
-
-/** The interface's IPv6 addresses (link-local ones included), in the order the kernel lists them. */
-export function ifaceIpv6Addrs(iface: string): Ipv6IfAddr[] {
-  return (networkInterfaces()[iface] ?? [])
-    .filter((a) => a.family === 'IPv6')
-    .map((a) => ({ addr: parseIpv6Addr(a.address.replace(/%.*$/, ''), 'interface address'), prefix: Number(/\/(\d+)$/.exec(a.cidr ?? '')?.[1] ?? 128) }));
-}
-
-/** True when some interface in this namespace has the IPv6 address: then the host's stack answers for it. */
-export function hostOwnsIpv6Address(ip: Buffer): boolean {
-  for (const name of Object.keys(networkInterfaces())) {
-    if (ifaceIpv6Addrs(name).some((a) => a.addr.equals(ip))) return true;
-  }
-  return false;
 }
 
 /** True when a and b share their first `prefix` bits. */

@@ -1,11 +1,11 @@
 import { RuntimeError, UsageError } from '../errors.js';
-import { hostOwnsAddress, ifaceInfo, type IfaceInfo } from '../link/iface.js';
+import { hostOwnsAddress, hostOwnsIpv6Address, ifaceInfo, type IfaceInfo } from '../link/iface.js';
 import type { Link } from '../link/link.js';
 import { PcapLink } from '../link/pcap.js';
 import { linkStatus } from '../link/watch.js';
 import { PcapFileWriter } from '../link/pcapwriter.js';
 import { arpRequestFilter, arpResolve, ArpResponder } from '../resolve/arp.js';
-import { hostOwnsIpv6Address, ndpResolve, NdpResponder, ndpSolicitFilter } from '../resolve/ndp.js';
+import { ndpResolve, NdpResponder, ndpSolicitFilter } from '../resolve/ndp.js';
 import { chooseNextHop, chooseNextHop6, type NextHop } from '../resolve/nexthop.js';
 import { formatEndpoint, formatIpAddress, type IpAddress } from '../wire/endpoint.js';
 import { formatIpv6Addr, isIpv6LinkLocal, isIpv6Multicast, isIpv6Unspecified, ipv6MulticastMac } from '../wire/ipv6.js';
