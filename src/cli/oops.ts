@@ -5,11 +5,16 @@ import { bootIdFromUuid } from '../host/hostinfo.js';
 import { buildOopsReport, readOopsLog, rearmOneShot, sendOops } from '../tx/oops.js';
 import { parseRateLimit, type RateLimit } from '../tx/oopsstate.js';
 import { parseEndpointAny } from '../wire/endpoint.js';
+import { statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import type { Account } from '../host/privdrop.js';
 import {
-  addFrameOptions, addLinkOptions, checkInputFile, checkOutputFile, interruptedExitCode, intArg, onStopSignal, senderOptionsFromFlags, type FrameFlags, type StopSignal,
+  addDropOption, addFrameOptions, addLinkOptions, checkDropFiles, checkInputFile, checkOutputFile, interruptedExitCode, intArg, onStopSignal,
+  relinquishPrivileges, senderOptionsFromFlags, type FrameFlags, type StopSignal,
 } from './common.js';
 
 interface OopsFlags extends FrameFlags {
+  relinquishPrivileges?: Account;
   to?: string;
   log?: string;
   kmsg?: boolean;
@@ -72,6 +77,8 @@ export function register(program: Command): void {
     .addOption(new Option('--layout <V>', 'header layout: v3 (default) or v2 (the v1 patch: SMBIOS strings in the header)').choices(['v2', 'v3']).default('v3'));
   addLinkOptions(cmd);
   addFrameOptions(cmd);
+  addDropOption(cmd, 'once the interface is open and the next hop resolved (before the first datagram); a --one-shot/--state ' +
+    'file is then written as USER, so its directory must be USER\'s to write (and not sticky, as /tmp is)');
   cmd.addHelpText('after', '\nExamples:\n' +
     '  sudo rawpoll oops -i eth1 --to 10.0.0.9 --log dmesg.txt\n' +
     '  sudo rawpoll oops -i eth1 --to fd00::9 --log dmesg.txt             (IPv6: rawpoll\'s extension of netoops)\n' +
@@ -104,6 +111,14 @@ export function register(program: Command): void {
     // so is a state file in a directory that is not there (it used to be created, typo and all).
     if (f.log !== undefined) checkInputFile(f.log, '--log');
     if (stateFile !== undefined) checkOutputFile(stateFile, f.oneShot !== undefined ? '--one-shot' : '--state');
+    const user = f.relinquishPrivileges;
+    checkDropFiles(user, { write: f.write });
+    // After the drop the state file is replaced (temp file + rename) and its lock removed as USER: in a sticky
+    // directory only a file's owner may do either, and the lock was made before the drop.
+    if (user && stateFile !== undefined && (statSync(dirname(resolve(stateFile))).mode & 0o1000)) {
+      throw new UsageError(`-Z ${user.name} and ${f.oneShot !== undefined ? '--one-shot' : '--state'} ${stateFile}: its directory is sticky ` +
+        `(as /tmp), where ${user.name} could not replace the state file or remove its lock; keep it in a directory of ${user.name}'s`);
+    }
 
     if (f.rearm) {
       await rearmOneShot(f.oneShot!);
@@ -130,6 +145,7 @@ export function register(program: Command): void {
       ...opts, to, report, retransmit, gapUs, state: stateFile ? { file: stateFile, oneShot: !!f.oneShot, rate } : undefined,
       // Once the report may go, a signal stops the sending (one during ARP takes effect after it), not the process.
       interrupt: (stop) => onStopSignal(stop),
+      onOpen: () => relinquishPrivileges(user, undefined, { writable: stateFile !== undefined ? [dirname(resolve(stateFile))] : [] }),
     });
     if (r.heldBack) {
       print({ sent: false, reason: r.reason, detail: r.detail, retryAt: r.retryAt, stateFile },

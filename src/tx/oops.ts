@@ -123,6 +123,11 @@ export interface OopsSendOptions extends Omit<SenderOptions, 'to' | 'srcPort' | 
    */
   state?: { file: string; oneShot: boolean; rate?: RateLimit };
   /**
+   * Called once the link is open and the next hop resolved, before the first datagram: where `rawpoll oops -Z` gives
+   * up root. If it throws, the link is closed and nothing is sent.
+   */
+  onOpen?: () => void | Promise<void>;
+  /**
    * Subscribes to what may interrupt the sending (SIGINT/SIGTERM in the CLI); returns the unsubscribe. Called once
    * the state file has let the report go, before the target is resolved: an interrupt during ARP takes effect when
    * ARP is done, and the datagrams sent so far are the summary's.
@@ -178,6 +183,13 @@ export async function sendOops(o: OopsSendOptions): Promise<OopsHeldBack | OopsS
     try {
       sender = await UdpSender.open({ ...o, srcPort: o.from?.port ?? NETOOPS_PORT, payloadLen: enc.buf.length });
     } catch (e) {
+      unlisten();
+      throw e;
+    }
+    try {
+      await o.onOpen?.();
+    } catch (e) {
+      sender.abort();
       unlisten();
       throw e;
     }

@@ -281,3 +281,48 @@ test('arp -Z nobody: drops once its capture handle is open, before the first who
   assert.equal(r.code, 0, r.stderr);
   assert.equal(JSON.parse(r.stdout).mac, h.macB);
 });
+
+test('oops -Z nobody: drops once the link is open, before the first datagram; the one-shot state is written as nobody', async () => {
+  const h = hosts();
+  const dir = join(tmp, 'oops-state');
+  mkdirSync(dir);
+  chownSync(dir, NOBODY!.uid, NOBODY!.gid);
+  const state = join(dir, 'armed');
+  const log = join(tmp, 'oops.log');
+  // ~3 KiB of log: 4 datagrams (the chunks) × 3 rounds, 150 ms apart: over a second of sending to read /proc in.
+  writeFileSync(log, Array.from({ length: 60 }, (_, i) => `<4>[  ${i}.000000] oops line ${i} ${'x'.repeat(30)}`).join('\n') + '\n');
+  const rx = await udpReceiver(h.lab, h.b, 2004, 12, 20000);
+  const p = spawn('ip', ['netns', 'exec', h.a, process.execPath, RAWPOLL, 'oops', '-i', h.ifA, '--to', h.ipB, '--log', log, '--type', 'oops',
+    '--one-shot', state, '--gap-us', '150000', '-Z', 'nobody', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  procs.push(p);
+  let out = '';
+  let err = '';
+  p.stdout!.on('data', (d) => (out += d));
+  p.stderr!.on('data', (d) => (err += d));
+  const exited = new Promise<number | null>((r) => p.on('close', (code) => r(code)));
+  let pid = 0;
+  assert.ok(await waitFor(() => {
+    try {
+      pid = rawpollPid(p.pid!);
+      return processCredentials(String(pid)).uid[0] === NOBODY!.uid;
+    } catch {
+      return false;
+    }
+  }, 10000), `oops never became nobody: ${err}`);
+  assertDropped(pid);
+  assert.equal(await exited, 0, err);
+  const r = JSON.parse(out) as { sent: boolean; datagrams: number; disarmed: boolean };
+  assert.deepEqual([r.sent, r.datagrams, r.disarmed], [true, 12, true]);
+  assert.equal((await rx.done()).length, 12);
+  assert.equal(JSON.parse(readFileSync(state, 'utf8')).armed, false, 'disarmed');
+  assert.equal(statSync(state).uid, NOBODY!.uid, 'the state file was written as nobody');
+  assert.deepEqual(readdirSync(dir), ['armed'], 'no lock or temp file left');
+  // A sticky state directory (as /tmp) is refused before anything is opened: nobody could not replace the file there.
+  const sticky = join(tmp, 'sticky');
+  mkdirSync(sticky);
+  chmodSync(sticky, 0o1777);
+  const s = rawpoll(h.a, ['oops', '-i', h.ifA, '--to', h.ipB, '--log', log, '--one-shot', join(sticky, 'armed'), '-Z', 'nobody']);
+  assert.equal(s.code, 2, s.stderr);
+  assert.match(s.stderr, /^rawpoll: -Z nobody and --one-shot \S+: its directory is sticky \(as \/tmp\)/);
+  assert.deepEqual(readdirSync(sticky), []);
+});
