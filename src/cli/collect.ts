@@ -91,7 +91,8 @@ protocol, when the counts changed, at most every 10 s, and at the end) and in th
   netconsole  too_big (ncfrag total over ${NETCONSOLE_DEFAULTS.maxRecordBytes}), bad_range, too_many_fragments (--max-fragments),
               evicted (over ${NETCONSOLE_DEFAULTS.maxOpenFragments} records or ${NETCONSOLE_DEFAULTS.maxBytesPerHost} bytes per host in reassembly), superseded, shutdown, error,
               syslog_busy / syslog_down / syslog_error (--syslog: the daemon's queue was full / it was gone / other;
-              the record is in the log all the same)
+              the record is in the log all the same); an ncfrag piece refused on arrival is also a 'fragment-rejected'
+              line (host, port, seq, code, reason), pieces of a record given up a 'fragments-dropped' line
 
 Budgets under a flood: each datagram costs bounded memory and CPU; the write queue is bounded in dumps and bytes, and
 a complete dump is written before any partial one. A dump with one chunk is on probation: over --max-dumps or

@@ -186,7 +186,7 @@ export class NetconsoleCollector {
           this.stats.dropped++;
           this.drops[res.code]++;
           // One line for a record over its fragment budget, not one per piece of the flood: the count has them all.
-          if (!res.repeat) this.emit({ event: 'dropped', host, port: from.port, seq: dg.seq, code: res.code, reason: res.reason });
+          if (!res.repeat) this.emit({ event: 'fragment-rejected', host, port: from.port, seq: dg.seq, code: res.code, reason: res.reason });
           break;
         case 'duplicate':
           this.emit({ event: 'duplicate-fragment', host, port: from.port, seq: dg.seq, offset: dg.frag?.offset });
@@ -198,7 +198,7 @@ export class NetconsoleCollector {
       // A receiver bug must not kill the receiver (write failures are the DiskWatch's); say so and go on.
       this.stats.dropped++;
       this.drops.error++;
-      this.emit({ event: 'error', host, reason: (err as Error).message });
+      this.emit({ event: 'error', host, error: (err as Error).message });
     }
   }
 

@@ -315,7 +315,7 @@ describe('--json outputs validate against schemas/: collect and sink --serve (na
     assert.equal(kinds[1], 'listening', o.text());
     assert.equal(kinds.at(-1), 'summary', o.text());
     for (const k of ['new-host', 'dump-complete', 'hook', 'reassembled', 'seq-gap', 'seq-late', 'seq-restart', 'duplicate-fragment',
-      'dropped', 'dump-partial', 'logs-reopened', 'link-down', 'link-up', 'fragments-dropped']) {
+      'dropped', 'fragment-rejected', 'dump-partial', 'logs-reopened', 'link-down', 'link-up', 'fragments-dropped']) {
       assert.ok(kinds.includes(k), `no ${k} line: ${o.text()}`);
     }
     const docs = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -323,7 +323,7 @@ describe('--json outputs validate against schemas/: collect and sink --serve (na
     // Both new-host shapes, both dropped shapes (per piece; the counter reports of both protocols).
     assert.deepEqual(of('new-host').map((d) => [d.host, d.proto ?? null, d.release ?? null]),
       [[c.ipA, 'netoops', null], [ip3, null, '6.1.0-schemas'], ['fd00:5c0::1', null, null]]);
-    assert.ok(of('dropped').some((d) => d.code === 'bad_range' && d.host === ip3 && d.seq === 11), o.text());
+    assert.ok(of('fragment-rejected').some((d) => d.code === 'bad_range' && d.host === ip3 && d.seq === 11), o.text());
     assert.ok(of('dropped').some((d) => d.proto === 'netoops' && d.truncated === 1), o.text());
     assert.ok(of('dropped').some((d) => d.proto === 'netconsole' && d.bad_range === 1 && d.shutdown === 2), o.text());
     assert.deepEqual(of('seq-gap').map((d) => [d.host, d.expected, d.got, d.missing]), [[ip3, 2, 5, 3], ['fd00:5c0::1', 1, 2, 1]]);

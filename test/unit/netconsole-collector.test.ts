@@ -119,7 +119,7 @@ test('garbage: random datagrams, absurd ncfrag totals, many sources — keeps ru
     c.handle(Buffer.from('6,2,0,-;still alive\n'), B);
     await c.close();
     assert.equal(readFileSync(join(dir, 'netconsole', '10.9.0.2.log')).toString().endsWith('6,2,0,-;still alive\n'), true);
-    const dropped = events.filter((e) => e.event === 'dropped');
+    const dropped = events.filter((e) => e.event === 'fragment-rejected');
     assert.ok(dropped.some((e) => /limit/.test(String(e.reason))));
     assert.ok(dropped.some((e) => /runs past/.test(String(e.reason))));
     assert.ok(events.filter((e) => e.event === 'fragments-dropped').length >= 300 - 16);
