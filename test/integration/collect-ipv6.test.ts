@@ -1,15 +1,16 @@
 /**
  * `rawpoll collect` is dual-stack by default, as netconsd is: one socket a port takes netconsole records from IPv6 and
  * IPv4 senders, each host named by its address (RFC 5952 text for IPv6) with a log file of its own. `--bind IPv6`
- * listens on that address only. The senders are the peer kernel's own UDP sockets (IPv6 and IPv4), in a namespace
- * created here and always removed.
+ * listens on that address only. The senders are the peer kernel's own UDP sockets (IPv6 and IPv4) and rawpoll
+ * netconsole over IPv6, in namespaces created here and always removed; tshark decodes the IPv6 capture with
+ * contrib/wireshark/rawpoll.lua.
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nsRun, twoHosts, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { nsRun, rawpoll, ROOT, sh, twoHosts, waitFor, type TwoHostLab } from '../helpers/lab.js';
 import { startCollector } from '../helpers/collector.js';
 
 const labs: TwoHostLab[] = [];
@@ -81,4 +82,35 @@ test('collect --bind IPv6: that address only (records to another local address a
   const bad = nsRun(h.b, [process.execPath, join(process.cwd(), 'bin', 'rawpoll.js'), 'collect', '--dir', dir, '--netconsole', '--bind', 'fd00::zz']);
   assert.equal(bad.code, 2, bad.stderr);
   assert.match(bad.stderr, /^rawpoll: bad --bind 'fd00::zz': expected an IPv6 address like fd00::2/);
+});
+
+test('rawpoll netconsole --extended over IPv6 into collect: a fragmented record reassembled; the capture decodes with rawpoll.lua', async () => {
+  const h = v6Lab();
+  const dir = mkdtempSync(join(tmpdir(), 'rawpoll-c6n-'));
+  dirs.push(dir);
+  const c = await startCollector(h.lab, h.b, dir, ['--netconsole', '6666']);
+  const pcap = join(dir, 'nc6.pcap');
+  const td = h.lab.spawn(h.b, ['tcpdump', '-n', '-i', h.ifB, '--immediate-mode', '-U', '-w', pcap, 'ip6 and udp port 6666']);
+  let tdErr = '';
+  td.stderr!.on('data', (d) => (tdErr += d));
+  assert.ok(await waitFor(() => /listening on/.test(tdErr), 5000), tdErr);
+  const long = 'L'.repeat(2500);
+  const r = rawpoll(h.a, ['netconsole', '-i', h.ifA, '--to', `[${h.b6}]:6666`, '--extended', '--json'], `short line\n${long}\n`);
+  assert.equal(r.code, 0, r.stderr);
+  const log6 = join(dir, 'netconsole', `${h.a6}.log`);
+  assert.ok(await waitFor(() => existsSync(log6) && readFileSync(log6, 'utf8').includes(long), 10000), c.stderr());
+  assert.ok(await c.wait((e) => e.event === 'reassembled' && e.host === h.a6), JSON.stringify(c.events));
+  assert.match(readFileSync(log6, 'utf8'), /^\d+,0,\d+,-;short line\n\d+,1,\d+,-;L{2500}\n$/);
+  await new Promise((res) => setTimeout(res, 300));
+  td.kill('SIGINT');
+  await new Promise((res) => td.once('exit', res));
+  assert.equal(await c.stop(), 0, c.stderr());
+  // Wireshark (tshark with contrib/wireshark/rawpoll.lua) on the IPv6 capture: every datagram decoded, no expert info.
+  const t = sh('tshark', ['-n', '-r', pcap, '-X', `lua_script:${join(ROOT, 'contrib', 'wireshark', 'rawpoll.lua')}`, '-T', 'fields',
+    '-e', 'ipv6.src', '-e', 'netconsole.seq', '-e', 'netconsole.frag.offset', '-e', '_ws.expert']);
+  assert.equal(t.status, 0, t.stderr.toString());
+  const rows = t.stdout.toString().replace(/\n+$/, '').split('\n').map((l) => l.split('\t'));
+  assert.ok(rows.length >= 4, `1 + at least 3 ncfrag pieces: ${t.stdout}`);
+  assert.ok(rows.every((f) => f[0] === h.a6 && /^\d+$/.test(f[1]) && (f[3] ?? '') === ''), t.stdout.toString());
+  assert.deepEqual(rows.filter((f) => f[2] !== '').map((f) => f[1]), rows.slice(1).map(() => '1'), 'the pieces of record 1');
 });
