@@ -2,8 +2,8 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { Command } from 'commander';
 import { LinkGoneError, RuntimeError, UsageError } from '../errors.js';
 import { ifaceInfo, listInterfaces } from '../link/iface.js';
-import { NETCONSOLE_DST_PORT, NETCONSOLE_SRC_PORT } from '../proto/netconsole.js';
-import { parseNetconsoleConfigAny, runNetconsole, SYSDATA_FIELDS, type NetconsoleTargetOptions, type SysdataField } from '../tx/netconsole.js';
+import { NETCONSOLE_DST_PORT, NETCONSOLE_SRC_PORT, parseNetconsoleConfig } from '../proto/netconsole.js';
+import { runNetconsole, SYSDATA_FIELDS, type NetconsoleTargetOptions, type SysdataField } from '../tx/netconsole.js';
 import { parseEndpointAny } from '../wire/endpoint.js';
 import { MAC_BROADCAST, formatMac } from '../wire/mac.js';
 import { dropPrivileges } from '../host/privdrop.js';
@@ -131,7 +131,7 @@ function planTargets(f: NetconsoleFlags): NetconsoleTargetOptions[] {
   const bcast = f.broadcast ? MAC_BROADCAST : undefined;
   if (f.config !== undefined) {
     if (f.to !== undefined) throw new UsageError('give the target with --to or --config, not both');
-    return parseNetconsoleConfigAny(f.config).map((t) => {
+    return parseNetconsoleConfig(f.config).map((t) => {
       const iface = t.dev ?? (t.devMac ? ifaceByMac(t.devMac) : f.iface);
       if (!iface) throw new UsageError(`--config '${f.config}' names no interface: put it after the source IP (…@IP/eth1,…) or add -i IF`);
       const from = t.src !== null ? { ...t.src, port: t.srcPort } : base.from;

@@ -7,7 +7,9 @@
  * send_msg_fragmented / send_fragmented_body), and the receiving half: datagram parser + ncfrag reassembler.
  */
 import { UsageError } from '../errors.js';
-import { parseIpv4 } from '../wire/addr.js';
+import { AddressError, parseIpv4 } from '../wire/addr.js';
+import type { IpAddress } from '../wire/endpoint.js';
+import { parseIpv6Addr } from '../wire/ipv6.js';
 import { parseMac } from '../wire/mac.js';
 
 export const NETCONSOLE_SRC_PORT = 6665;
@@ -22,11 +24,11 @@ export interface NetconsoleTarget {
   extended: boolean;
   release: boolean;
   srcPort: number;
-  srcIp: number | null;      // null: the interface's own address
+  src: IpAddress | null;     // null: the interface's own address (of the target's family)
   dev: string | null;        // null: not given (the kernel would use eth0; rawpoll makes the user say -i)
   devMac: Buffer | null;     // newer kernels accept the local interface's MAC in place of its name
   dstPort: number;
-  dstIp: number;
+  dst: IpAddress;            // IPv4, or IPv6 written bare as the kernel takes it (netpoll_parse_options)
   dstMac: Buffer | null;     // null: not given (kernel: broadcast; rawpoll: ARP unless --broadcast)
 }
 
@@ -42,12 +44,14 @@ function configPort(whole: string, s: string, what: string): number {
   return Number(s);
 }
 
-function configIp(whole: string, s: string, what: string): number {
-  if (s.includes(':')) throw configError(whole, s, `${what} is IPv6; rawpoll speaks IPv4 only`);
+/** netpoll_parse_options: an address with a ':' is IPv6 (bare: no brackets; no zone, the device names the link). */
+function configIp(whole: string, s: string, what: string): IpAddress {
   try {
-    return parseIpv4(s, what);
-  } catch {
-    throw configError(whole, s, `${what} must be a dotted-quad IPv4 address`);
+    return s.includes(':') ? { family: 6, ip6: parseIpv6Addr(s, what) } : { family: 4, ip: parseIpv4(s, what) };
+  } catch (e) {
+    if (!(e instanceof AddressError)) throw e;
+    throw configError(whole, s, `${what} must be an IPv4 address like 10.0.0.9 or an IPv6 one like fd00::9, written bare ` +
+      '(no brackets, no zone: the device names the link)');
   }
 }
 
@@ -59,13 +63,13 @@ function configMac(whole: string, s: string, what: string): Buffer {
   }
 }
 
-/** One target, same grammar and defaults as the kernel (6665, 6666), IPv4 only. */
+/** One target, same grammar and defaults as the kernel (6665, 6666), IPv4 or IPv6 (one family for both addresses). */
 export function parseNetconsoleTarget(spec: string): NetconsoleTarget {
   const whole = spec;
   let cur = spec.trim();
   const t: NetconsoleTarget = {
-    extended: false, release: false, srcPort: NETCONSOLE_SRC_PORT, srcIp: null, dev: null, devMac: null,
-    dstPort: NETCONSOLE_DST_PORT, dstIp: 0, dstMac: null,
+    extended: false, release: false, srcPort: NETCONSOLE_SRC_PORT, src: null, dev: null, devMac: null,
+    dstPort: NETCONSOLE_DST_PORT, dst: { family: 4, ip: 0 }, dstMac: null,
   };
   if (cur.startsWith('+')) {
     t.extended = true;
@@ -84,7 +88,8 @@ export function parseNetconsoleTarget(spec: string): NetconsoleTarget {
   // [src-ip]/
   let slash = cur.indexOf('/');
   if (slash < 0) throw configError(whole, cur, "missing '/' after the source IP");
-  if (slash > 0) t.srcIp = configIp(whole, cur.slice(0, slash), 'source IP');
+  const srcText = cur.slice(0, slash);
+  if (slash > 0) t.src = configIp(whole, srcText, 'source IP');
   cur = cur.slice(slash + 1);
   // [dev],
   const comma = cur.indexOf(',');
@@ -103,7 +108,12 @@ export function parseNetconsoleTarget(spec: string): NetconsoleTarget {
   slash = cur.indexOf('/');
   if (slash < 0) throw configError(whole, cur, "missing '/' after the target IP (write '/' even without a MAC)");
   if (slash === 0) throw configError(whole, cur, 'the target IP is required');
-  t.dstIp = configIp(whole, cur.slice(0, slash), 'target IP');
+  const dstText = cur.slice(0, slash);
+  t.dst = configIp(whole, dstText, 'target IP');
+  if (t.src && t.src.family !== t.dst.family) {
+    throw new UsageError(`bad netconsole config '${whole}': source IP ${srcText} and target IP ${dstText} are different families; ` +
+      'both IPv4 or both IPv6 (the kernel\'s netpoll_parse_options refuses a mix too)');
+  }
   const mac = cur.slice(slash + 1);
   if (mac) t.dstMac = configMac(whole, mac, 'target MAC');
   return t;

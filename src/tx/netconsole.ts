@@ -15,7 +15,7 @@ import { LinkDownError, LinkGoneError, RuntimeError, UsageError } from '../error
 import { WireError } from '../wire/error.js';
 import { currentCpu, taskName } from '../host/hostinfo.js';
 import type { LinkWatch } from '../link/watch.js';
-import { NetconsoleFormatter, parseNetconsoleTarget, type NetconsoleFormatOptions, type NetconsoleTarget } from '../proto/netconsole.js';
+import { NetconsoleFormatter, type NetconsoleFormatOptions } from '../proto/netconsole.js';
 import { AddressError } from '../wire/addr.js';
 import type { IpAddress } from '../wire/endpoint.js';
 import { parseIpv6Addr } from '../wire/ipv6.js';
@@ -294,57 +294,3 @@ export async function runNetconsole(o: NetconsoleOptions): Promise<NetconsoleSum
 // netpoll_parse_ip_addr — in4_pton unless it holds a ':', else in6_pton — written bare, as in `@/,@fd00:1:2:3::1/`:
 // the grammar's delimiters ('@', '/', ',') never occur in an IPv6 address, so the fields split as for IPv4. Both
 // addresses must be of one family (netpoll_parse_options fails the string otherwise).
-
-/** A config target with addresses of either family (proto/netconsole.ts' NetconsoleTarget is IPv4's). */
-export type NetconsoleTargetAny = Omit<NetconsoleTarget, 'srcIp' | 'dstIp'> & {
-  /** null: the interface's own address (of the target's family). */
-  src: IpAddress | null;
-  dst: IpAddress;
-};
-
-const CONFIG_FIELDS = /^(\s*\+?r?[^@]*@)([^/]*)(\/[^,]*,[^@]*@)([^/]*)(\/.*)$/s;
-const CONFIG_SYNTAX = '[+][r][src-port]@[src-ip]/[dev],[tgt-port]@<tgt-ip>/[tgt-mac]';
-
-function configIp6(whole: string, s: string, what: string): Buffer {
-  try {
-    return parseIpv6Addr(s, what);
-  } catch (e) {
-    if (!(e instanceof AddressError)) throw e;
-    throw new UsageError(`bad netconsole config '${whole}' at '${s}': ${what} must be an IPv4 address like 10.0.0.9 or an IPv6 one like fd00::9, ` +
-      `written bare (no brackets, no zone: the device names the link) (syntax ${CONFIG_SYNTAX})`);
-  }
-}
-
-/** One target of the kernel's grammar, IPv4 or IPv6; the ports, flags, device and MACs are read by proto's parser. */
-export function parseNetconsoleTargetAny(spec: string): NetconsoleTargetAny {
-  const m = CONFIG_FIELDS.exec(spec);
-  const six = m !== null && (m[2].includes(':') || m[4].includes(':'));
-  if (!six) {
-    const t = parseNetconsoleTarget(spec);
-    const { srcIp, dstIp, ...rest } = t;
-    return { ...rest, src: srcIp === null ? null : { family: 4, ip: srcIp }, dst: { family: 4, ip: dstIp } };
-  }
-  // IPv4 stand-ins where the IPv6 addresses were, so that every other field is read (and refused) as for IPv4.
-  const t = parseNetconsoleTarget(m[1] + (m[2] ? '0.0.0.0' : '') + m[3] + (m[4] ? '0.0.0.1' : '') + m[5]);
-  const src = m[2] ? m[2].trim() : '';
-  const dst = m[4].trim();
-  if ((src && !src.includes(':')) || !dst.includes(':')) {
-    throw new UsageError(`bad netconsole config '${spec}': source IP ${src} and target IP ${dst} are different families; ` +
-      'both IPv4 or both IPv6 (the kernel\'s netpoll_parse_options refuses a mix too)');
-  }
-  const { srcIp: _s, dstIp: _d, ...rest } = t;
-  return {
-    ...rest,
-    src: src ? { family: 6, ip6: configIp6(spec, src, 'source IP') } : null,
-    dst: { family: 6, ip6: configIp6(spec, dst, 'target IP') },
-  };
-}
-
-/** The kernel's module option with either family: several targets separated by ';'. */
-export function parseNetconsoleConfigAny(s: string): NetconsoleTargetAny[] {
-  const parts = String(s).split(';');
-  if (parts.some((p) => p.trim() === '')) {
-    throw new UsageError(`bad netconsole config '${s}': empty target (syntax ${CONFIG_SYNTAX}, targets separated by ';')`);
-  }
-  return parts.map(parseNetconsoleTargetAny);
-}

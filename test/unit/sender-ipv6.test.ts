@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { UsageError } from '../../src/errors.js';
 import { UdpSender } from '../../src/tx/sender.js';
-import { parseNetconsoleConfigAny } from '../../src/tx/netconsole.js';
+import { parseNetconsoleConfig } from '../../src/proto/netconsole.js';
 import { parseIpv6Addr } from '../../src/wire/ipv6.js';
 import { parseMac } from '../../src/wire/mac.js';
 import { Udp6Framer } from '../../src/wire/udpframe.js';
@@ -77,12 +77,12 @@ test('UdpSender.open: families must agree, link-local targets need -i, before an
 });
 
 test('netconsole config with IPv6: bare addresses as the kernel writes them, defaults, dev as a MAC, several targets', () => {
-  const [t] = parseNetconsoleConfigAny('@/,@fd00:1:2:3::1/');
+  const [t] = parseNetconsoleConfig('@/,@fd00:1:2:3::1/');
   assert.deepEqual({ ...t, dstMac: t.dstMac, devMac: t.devMac }, {
     extended: false, release: false, srcPort: 6665, src: null, dev: null, devMac: null, dstPort: 6666,
     dst: { family: 6, ip6: parseIpv6Addr('fd00:1:2:3::1', 'x') }, dstMac: null,
   });
-  const [u, v] = parseNetconsoleConfigAny('+r4444@fd00::7/02:00:00:00:00:07,9353@fd00::9/12:34:56:78:9a:bc;@10.0.0.1/eth0,@10.0.0.2/');
+  const [u, v] = parseNetconsoleConfig('+r4444@fd00::7/02:00:00:00:00:07,9353@fd00::9/12:34:56:78:9a:bc;@10.0.0.1/eth0,@10.0.0.2/');
   assert.deepEqual([u.extended, u.release, u.srcPort, u.dstPort], [true, true, 4444, 9353]);
   assert.deepEqual(u.src, { family: 6, ip6: parseIpv6Addr('fd00::7', 'x') });
   assert.deepEqual(u.dst, { family: 6, ip6: parseIpv6Addr('fd00::9', 'x') });
@@ -104,6 +104,6 @@ test('netconsole config with IPv6: refused as the kernel refuses, each error nam
     ['@/,@fd00::2/;', /empty target/],
   ];
   for (const [s, re] of cases) {
-    assert.throws(() => parseNetconsoleConfigAny(s), (e: unknown) => e instanceof UsageError && re.test(e.message), s);
+    assert.throws(() => parseNetconsoleConfig(s), (e: unknown) => e instanceof UsageError && re.test(e.message), s);
   }
 });
