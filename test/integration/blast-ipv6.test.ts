@@ -20,7 +20,7 @@ import { buildTemplates, makeFlows, templateFrame } from '../../src/tx/templates
 import { parseIpv6Addr } from '../../src/wire/ipv6.js';
 import { parseMac } from '../../src/wire/mac.js';
 import { parsePcap } from '../../src/wire/pcapfile.js';
-import { labsForThisFile, must, rawpoll, rawpollAsync, ROOT, sh, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { labsForThisFile, rawpoll, rawpollAsync, ROOT, sh, waitFor, type TwoHostLab } from '../helpers/lab.js';
 import { onesSum } from '../helpers/bytes.js';
 import { startSink } from '../helpers/sink.js';
 
@@ -49,12 +49,9 @@ const SRC = Array.from({ length: 8 }, (_, i) => `fd00:${p}::${(0x10 + i).toStrin
 
 before(() => {
   h = hosts();
-  for (const [ns, ifname, mine] of [[h.a, h.ifA, A6], [h.b, h.ifB, B6]]) {
-    // lab.ns() turns IPv6 off (no autoconf chatter); this file needs it on, with addresses that skip DAD (nodad).
-    must('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=0', 'net.ipv6.conf.default.disable_ipv6=0',
-      `net.ipv6.conf.${ifname}.disable_ipv6=0`]);
-    must('ip', ['-n', ns, 'addr', 'add', `${mine}/64`, 'dev', ifname, 'nodad']);
-  }
+  // lab.ns() turns IPv6 off (no autoconf chatter); this file needs it on the veth pair, with addresses that skip DAD.
+  h.lab.addr6(h.a, h.ifA, `${A6}/64`);
+  h.lab.addr6(h.b, h.ifB, `${B6}/64`);
 });
 
 /** tcpdump on B while `run` runs, until `n` frames matched `filter`: the captured frames. */

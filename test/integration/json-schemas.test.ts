@@ -181,10 +181,8 @@ describe('--json outputs validate against schemas/ (namespaces)', { timeout: 600
 
   test('ndp --json (a lab of its own with IPv6 on, so the shared one stays quiet) and ndp --answer --json', () => {
     const v6 = hosts();
-    for (const [ns, dev, n] of [[v6.a, v6.ifA, 1], [v6.b, v6.ifB, 2]] as const) {
-      must('ip', ['netns', 'exec', ns, 'sysctl', '-qw', `net.ipv6.conf.${dev}.addr_gen_mode=1`, `net.ipv6.conf.${dev}.accept_ra=0`, `net.ipv6.conf.${dev}.disable_ipv6=0`]);
-      must('ip', ['-n', ns, 'addr', 'add', `fd00:5c::${n}/64`, 'dev', dev, 'nodad']);
-    }
+    v6.lab.addr6(v6.a, v6.ifA, 'fd00:5c::1/64');
+    v6.lab.addr6(v6.b, v6.ifB, 'fd00:5c::2/64');
     const r = rawpoll(v6.a, ['ndp', '-i', v6.ifA, 'fd00:5c::2', '--json']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(valid<{ mac: string }>('ndp', oneLine(r.stdout, 'ndp')).mac, v6.macB);

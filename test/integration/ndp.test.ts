@@ -26,14 +26,8 @@ let count = 1;
 function v6hosts(): V6Lab {
   const h = hosts();
   const net = `fd${(process.pid % 250).toString(16).padStart(2, '0')}:${(count++).toString(16)}::`;
-  for (const [ns, dev] of [[h.a, h.ifA], [h.b, h.ifB]]) {
-    must('ip', ['netns', 'exec', ns, 'sysctl', '-qw', `net.ipv6.conf.${dev}.addr_gen_mode=1`, `net.ipv6.conf.${dev}.accept_ra=0`,
-      `net.ipv6.conf.${dev}.accept_dad=0`, `net.ipv6.conf.${dev}.disable_ipv6=0`]);
-  }
-  for (const [ns, dev, n] of [[h.a, h.ifA, 1], [h.b, h.ifB, 2]] as const) {
-    must('ip', ['-n', ns, 'addr', 'add', `${net}${n}/64`, 'dev', dev, 'nodad']);
-    must('ip', ['-n', ns, 'addr', 'add', `fe80::${n}/64`, 'dev', dev, 'nodad']);
-  }
+  h.lab.addr6(h.a, h.ifA, `${net}1/64`, 'fe80::1/64');
+  h.lab.addr6(h.b, h.ifB, `${net}2/64`, 'fe80::2/64');
   return { ...h, net };
 }
 

@@ -60,14 +60,10 @@ const B6x = `fd00:${p}::3`; // a second address of B's
 
 before(() => {
   h = hosts();
-  for (const [ns, ifname, mine] of [[h.a, h.ifA, A6], [h.b, h.ifB, B6]]) {
-    // lab.ns() turns IPv6 off (no autoconf chatter); this file needs it on, with addresses that skip DAD (nodad).
-    must('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=0', 'net.ipv6.conf.default.disable_ipv6=0',
-      `net.ipv6.conf.${ifname}.disable_ipv6=0`]);
-    must('ip', ['-n', ns, 'addr', 'add', `${mine}/64`, 'dev', ifname, 'nodad']);
-  }
-  // A second local address on B, for --bind to leave out.
-  must('ip', ['-n', h.b, 'addr', 'add', `${B6x}/64`, 'dev', h.ifB, 'nodad']);
+  // lab.ns() turns IPv6 off (no autoconf chatter); this file needs it on the veth pair, with addresses that skip DAD.
+  // B has a second local address, for --bind to leave out.
+  h.lab.addr6(h.a, h.ifA, `${A6}/64`);
+  h.lab.addr6(h.b, h.ifB, `${B6}/64`, `${B6x}/64`);
   // Neighbours resolved before any test datagram: the first ones must not wait in (or fall out of) the ND/ARP queue.
   for (const dst of [B6, B6x, h.ipB]) must('ip', ['netns', 'exec', h.a, 'ping', '-c', '1', '-W', '2', dst]);
 });
