@@ -194,15 +194,18 @@ export interface Datagram {
 
 /**
  * Starts a kernel UDP socket on `port` in `ns` and resolves once it is bound. `done()` waits for it to exit
- * (after `count` datagrams or `timeoutMs`) and returns what it received.
+ * (after `count` datagrams or `timeoutMs`) and returns what it received. `family`: 4 (the default, 0.0.0.0), 6 ([::]
+ * with IPV6_V6ONLY: IPv6 only) or 'dual' ([::] taking IPv4 too, as v4-mapped addresses).
  */
-export async function udpReceiver(lab: Lab, ns: string, port: number, count: number, timeoutMs = 5000): Promise<{ done: () => Promise<Datagram[]> }> {
-  const p = lab.spawn(ns, [process.execPath, UDPRECV, String(port), String(count), String(timeoutMs)]);
+export async function udpReceiver(lab: Lab, ns: string, port: number, count: number, timeoutMs = 5000,
+  opts: { family?: 4 | 6 | 'dual' } = {}): Promise<{ done: () => Promise<Datagram[]> }> {
+  const family = opts.family ?? 4;
+  const p = lab.spawn(ns, [process.execPath, UDPRECV, String(port), String(count), String(timeoutMs), String(family)]);
   let out = '';
   p.stdout!.on('data', (d) => (out += d));
   const exited = new Promise<void>((res) => p.on('close', () => res()));
   const ok = await waitFor(() => out.startsWith('ready\n'), 5000);
-  if (!ok) throw new Error(`UDP receiver on ${ns}:${port} did not start`);
+  if (!ok) throw new Error(`UDP receiver (family ${family}) on ${ns}:${port} did not start`);
   return {
     done: async () => {
       await exited;

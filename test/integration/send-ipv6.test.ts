@@ -11,10 +11,10 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { Lab, labsForThisFile, must, rawpoll, RAWPOLL, ROOT, sh, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { Lab, labsForThisFile, must, rawpoll, RAWPOLL, ROOT, sh, udpReceiver, waitFor, type TwoHostLab } from '../helpers/lab.js';
 import { parsePcap } from '../../src/wire/pcapfile.js';
 
 const { tmp, hosts } = labsForThisFile('rawpoll-send6-');
@@ -29,54 +29,19 @@ const schema = (name: string) => ajv.getSchema(`https://rawpoll.invalid/schemas/
 const sendSchema = schema('send');
 const netconsoleSchema = schema('netconsole');
 const oopsSchema = schema('oops');
-const UDPRECV6 = resolve(ROOT, 'dist', 'test', 'helpers', 'udprecv6.js');
 
 interface V6Lab extends TwoHostLab {
   /** fdXX:N:: — A is ${net}1, B is ${net}2 (a /64); fe80::1 and fe80::2 link-local. */
   net: string;
 }
 
-/** IPv6 on for one link's end: no autoconf address, no RA, no DAD (the lab turns IPv6 off everywhere). */
-function enableIpv6(ns: string, dev: string): void {
-  must('ip', ['netns', 'exec', ns, 'sysctl', '-qw', `net.ipv6.conf.${dev}.addr_gen_mode=1`, `net.ipv6.conf.${dev}.accept_ra=0`,
-    `net.ipv6.conf.${dev}.accept_dad=0`, `net.ipv6.conf.${dev}.disable_ipv6=0`]);
-}
-
 let count = 1;
 function v6hosts(): V6Lab {
   const h = hosts();
   const net = `fd${(process.pid % 250).toString(16).padStart(2, '0')}:${(count++).toString(16)}::`;
-  enableIpv6(h.a, h.ifA);
-  enableIpv6(h.b, h.ifB);
-  for (const [ns, dev, n] of [[h.a, h.ifA, 1], [h.b, h.ifB, 2]] as const) {
-    must('ip', ['-n', ns, 'addr', 'add', `${net}${n}/64`, 'dev', dev, 'nodad']);
-    must('ip', ['-n', ns, 'addr', 'add', `fe80::${n}/64`, 'dev', dev, 'nodad']);
-  }
+  h.lab.addr6(h.a, h.ifA, `${net}1/64`, 'fe80::1/64');
+  h.lab.addr6(h.b, h.ifB, `${net}2/64`, 'fe80::2/64');
   return { ...h, net };
-}
-
-interface Datagram {
-  from: string;
-  port: number;
-  data: Buffer;
-}
-
-/** A kernel UDPv6 socket on [::]:port in ns (IPv6 only); done() waits for `n` datagrams or the timeout. */
-async function udp6Receiver(lab: Lab, ns: string, port: number, n: number, timeoutMs = 5000): Promise<{ done: () => Promise<Datagram[]> }> {
-  const p = lab.spawn(ns, [process.execPath, UDPRECV6, String(port), String(n), String(timeoutMs)]);
-  let out = '';
-  p.stdout!.on('data', (d) => (out += d));
-  const exited = new Promise<void>((res) => p.on('close', () => res()));
-  if (!(await waitFor(() => out.startsWith('ready\n'), 5000))) throw new Error(`UDPv6 receiver on ${ns}:${port} did not start`);
-  return {
-    done: async () => {
-      await exited;
-      return out.split('\n').slice(1).filter(Boolean).map((l) => {
-        const j = JSON.parse(l);
-        return { from: j.from, port: j.port, data: Buffer.from(j.hex, 'hex') };
-      });
-    },
-  };
 }
 
 let caps = 0;
@@ -127,7 +92,7 @@ test('send over IPv6: 1, 100 and 1452 (MTU - 40 - 8) bytes byte-exact at a kerne
   const h = v6hosts();
   const cap = await capture(h.lab, h.b, h.ifB);
   const payloads = [randomBytes(1), randomBytes(100), randomBytes(1452)];
-  const rx = await udp6Receiver(h.lab, h.b, 9000, payloads.length, 8000);
+  const rx = await udpReceiver(h.lab, h.b, 9000, payloads.length, 8000, { family: 6 });
   for (const p of payloads) {
     const file = join(tmp, `p6-${p.length}.bin`);
     writeFileSync(file, p);
@@ -205,7 +170,7 @@ test('an unowned --from: while rawpoll runs, the peer kernel\'s NS for it is ans
   const h = v6hosts();
   const src = `${h.net}77`;
   const cap = await capture(h.lab, h.b, h.ifB, 'icmp6');
-  const rx = await udp6Receiver(h.lab, h.b, 6666, 1, 8000);
+  const rx = await udpReceiver(h.lab, h.b, 6666, 1, 8000, { family: 6 });
   // --dst-mac: no Solicitation of ours, so the peer can only learn our MAC from our answer to its own.
   const p = spawn('ip', ['netns', 'exec', h.a, process.execPath, RAWPOLL, 'netconsole', '-i', h.ifA, '--to', `${h.net}2`, '--from', `${src}/64`,
     '--dst-mac', h.macB, '--json'], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -253,20 +218,16 @@ test('send --gateway through an IPv6 router namespace (forwarding on): delivered
   const ifC = `${lab.tag}c`.slice(-15);
   lab.veth(a, ifA, r, ifRa);
   lab.veth(r, ifRc, c, ifC);
-  for (const [ns, dev] of [[a, ifA], [r, ifRa], [r, ifRc], [c, ifC]]) enableIpv6(ns, dev);
   const p = `fd${(process.pid % 250).toString(16).padStart(2, '0')}:`;
-  must('ip', ['-n', a, 'addr', 'add', `${p}a::1/64`, 'dev', ifA, 'nodad']);
-  must('ip', ['-n', r, 'addr', 'add', `${p}a::fe/64`, 'dev', ifRa, 'nodad']);
-  must('ip', ['-n', r, 'addr', 'add', `${p}c::fe/64`, 'dev', ifRc, 'nodad']);
-  must('ip', ['-n', c, 'addr', 'add', `${p}c::2/64`, 'dev', ifC, 'nodad']);
-  // The router's kernel solicits its next hop from a link-local source only (ndisc_send_ns via ipv6_get_lladdr): without
-  // one it never asks for C, and forwards nothing.
-  for (const [ns, dev, ll] of [[r, ifRa, 'fe80::fe'], [r, ifRc, 'fe80::fe'], [c, ifC, 'fe80::2'], [a, ifA, 'fe80::1']]) {
-    must('ip', ['-n', ns, 'addr', 'add', `${ll}/64`, 'dev', dev, 'nodad']);
-  }
+  // Each end a global and a link-local address: the router's kernel solicits its next hop from a link-local source only
+  // (ndisc_send_ns via ipv6_get_lladdr): without one it never asks for C, and forwards nothing.
+  lab.addr6(a, ifA, `${p}a::1/64`, 'fe80::1/64');
+  lab.addr6(r, ifRa, `${p}a::fe/64`, 'fe80::fe/64');
+  lab.addr6(r, ifRc, `${p}c::fe/64`, 'fe80::fe/64');
+  lab.addr6(c, ifC, `${p}c::2/64`, 'fe80::2/64');
   must('ip', ['netns', 'exec', r, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1']);
   const cap = await capture(lab, c, ifC, 'udp');
-  const rx = await udp6Receiver(lab, c, 9300, 1, 8000);
+  const rx = await udpReceiver(lab, c, 9300, 1, 8000, { family: 6 });
   const s = rawpoll(a, ['send', '-i', ifA, '--to', `[${p}c::2]:9300`, '--gateway', `${p}a::fe`, '--data', 'routed', '--json']);
   assert.equal(s.code, 0, s.stderr);
   const j = JSON.parse(s.stdout);
@@ -283,13 +244,13 @@ test('send --gateway through an IPv6 router namespace (forwarding on): delivered
 test('send --bad-udp-checksum over IPv6: the peer kernel drops it and counts Udp6InCsumErrors exactly; a link-local target with -i', async () => {
   const h = v6hosts();
   const before = snmp6(h.b, 'Udp6InCsumErrors');
-  const rx = await udp6Receiver(h.lab, h.b, 9400, 1, 1500);
+  const rx = await udpReceiver(h.lab, h.b, 9400, 1, 1500, { family: 6 });
   const r = rawpoll(h.a, ['send', '-i', h.ifA, '--to', `[${h.net}2]:9400`, '--data', 'corrupt', '--bad-udp-checksum', '-c', '3']);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(await rx.done(), [], 'nothing may be delivered');
   assert.equal(snmp6(h.b, 'Udp6InCsumErrors') - before, 3);
   // Link-local: the interface is the zone; the source is A's link-local address, as netpoll_setup picks it.
-  const rx2 = await udp6Receiver(h.lab, h.b, 9400, 2, 6000);
+  const rx2 = await udpReceiver(h.lab, h.b, 9400, 2, 6000, { family: 6 });
   assert.equal(rawpoll(h.a, ['send', '-i', h.ifA, '--to', '[fe80::2]:9400', '--data', 'fine']).code, 0);
   const z = rawpoll(h.a, ['send', '-i', h.ifA, '--to', `[fe80::2%${h.ifA}]:9400`, '--data', 'zoned', '--json']);
   assert.equal(z.code, 0, z.stderr);
@@ -329,7 +290,7 @@ test('bad usage over IPv6 exits 2 with one line naming the value, and nothing re
 
 test('netconsole over IPv6 (--to bare address, --config in the kernel\'s IPv6 syntax with dev given as a MAC) and oops over IPv6 into kernel UDPv6 sockets', async () => {
   const h = v6hosts();
-  const rx = await udp6Receiver(h.lab, h.b, 6666, 2, 8000);
+  const rx = await udpReceiver(h.lab, h.b, 6666, 2, 8000, { family: 6 });
   const a = rawpoll(h.a, ['netconsole', '-i', h.ifA, '--to', `${h.net}2`], 'basic over IPv6\n');
   assert.equal(a.code, 0, a.stderr);
   assert.match(a.stdout, new RegExp(`to \\[${h.net}2\\]:6666 `));
@@ -344,7 +305,7 @@ test('netconsole over IPv6 (--to bare address, --config in the kernel\'s IPv6 sy
 
   const log = join(tmp, 'oops6.log');
   writeFileSync(log, 'BUG: rawpoll over IPv6\n');
-  const orx = await udp6Receiver(h.lab, h.b, 2004, 1, 8000);
+  const orx = await udpReceiver(h.lab, h.b, 2004, 1, 8000, { family: 6 });
   const o = rawpoll(h.a, ['oops', '-i', h.ifA, '--to', `${h.net}2`, '--log', log, '--retransmit', '1', '--json']);
   assert.equal(o.code, 0, o.stderr);
   const j = JSON.parse(o.stdout) as Record<string, unknown> & { datagramBytes: number };
