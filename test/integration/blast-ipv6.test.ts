@@ -10,9 +10,8 @@
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Ajv2020 } from 'ajv/dist/2020.js';
 import { parseIpv6Range, parseSizes } from '../../src/cli/blast-args.js';
 import { nativeAvailable } from '../../src/link/native.js';
 import { planFor, PlanWriter } from '../../src/tx/plan.js';
@@ -20,20 +19,10 @@ import { buildTemplates, makeFlows, templateFrame } from '../../src/tx/templates
 import { parseIpv6Addr } from '../../src/wire/ipv6.js';
 import { parseMac } from '../../src/wire/mac.js';
 import { parsePcap } from '../../src/wire/pcapfile.js';
-import { labsForThisFile, rawpoll, rawpollAsync, ROOT, sh, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { labsForThisFile, rawpoll, rawpollAsync, sh, waitFor, type TwoHostLab } from '../helpers/lab.js';
 import { onesSum } from '../helpers/bytes.js';
+import { valid } from '../helpers/schemas.js';
 import { startSink } from '../helpers/sink.js';
-
-const SCHEMAS = join(ROOT, 'schemas');
-const ajv = new Ajv2020({ strict: true, allErrors: true, allowUnionTypes: true });
-for (const f of readdirSync(SCHEMAS).filter((n) => n.endsWith('.schema.json'))) ajv.addSchema(JSON.parse(readFileSync(join(SCHEMAS, f), 'utf8')));
-
-function valid<T>(name: string, doc: unknown): T {
-  const v = ajv.getSchema(`https://rawpoll.invalid/schemas/${name}.schema.json`);
-  assert.ok(v, `no schema ${name}`);
-  if (!v(doc)) assert.fail(`${name}.schema.json rejects:\n${ajv.errorsText(v.errors, { separator: '\n' })}\n${JSON.stringify(doc).slice(0, 2000)}`);
-  return doc as T;
-}
 
 interface SinkFlow { src: string; dst: string; srcIp: string; received: number; unique: number; lost: number; duplicates: number; firstSeq: number; lastSeq: number }
 interface SinkReport { socketDrops: number | null; totals: { received: number; lost: number; nonPktgen: number }; flows: SinkFlow[] }

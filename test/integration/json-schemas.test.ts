@@ -6,33 +6,15 @@
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Ajv2020 } from 'ajv/dist/2020.js';
 import { exitOf, flap, labsForThisFile, must, nsRun, rawpoll, rawpollAsync, RAWPOLL, ROOT, sh, udpReceiver, waitFor, type TwoHostLab } from '../helpers/lab.js';
 import { startSink } from '../helpers/sink.js';
 import { oopsDatagrams } from '../helpers/netoops.js';
-
-const SCHEMAS = join(ROOT, 'schemas');
-const BASE = 'https://rawpoll.invalid/schemas/';
-
-const ajv = new Ajv2020({ strict: true, allErrors: true, allowUnionTypes: true });
-for (const f of readdirSync(SCHEMAS).filter((n) => n.endsWith('.schema.json'))) ajv.addSchema(JSON.parse(readFileSync(join(SCHEMAS, f), 'utf8')));
-
-/** Parses one line of `--json` output and validates it against schemas/<name>.schema.json; returns the document. */
-function valid<T = Record<string, unknown>>(name: string, line: string): T {
-  const v = ajv.getSchema(`${BASE}${name}.schema.json`);
-  assert.ok(v, `no schema ${name}.schema.json in ${SCHEMAS}`);
-  let doc: unknown;
-  try {
-    doc = JSON.parse(line);
-  } catch {
-    assert.fail(`${name}: output is not one JSON document: ${JSON.stringify(line.slice(0, 500))}`);
-  }
-  if (!v(doc)) assert.fail(`${name}.schema.json rejects the output:\n${ajv.errorsText(v.errors, { separator: '\n' })}\n${line.slice(0, 2000)}`);
-  return doc as T;
-}
+// valid('<name>', line): one line of --json output against schemas/<name>.schema.json (test/unit/json-schemas.test.ts
+// checks that every schema has such a call here).
+import { validLine as valid } from '../helpers/schemas.js';
 
 /** stdout of a --json run: exactly one non-empty line. */
 function oneLine(stdout: string, what: string): string {

@@ -7,14 +7,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Ajv2020 } from 'ajv/dist/2020.js';
-import { exitOf, labsForThisFile, must, nsRun, rawpoll, RAWPOLL, ROOT, sh, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { valid } from '../helpers/schemas.js';
+import { exitOf, labsForThisFile, must, nsRun, rawpoll, RAWPOLL, sh, waitFor, type TwoHostLab } from '../helpers/lab.js';
 
 const { tmp, hosts } = labsForThisFile('rawpoll-ndp-');
-const ajv = new Ajv2020({ strict: true, allErrors: true, allowUnionTypes: true });
-const ndpSchema = ajv.compile(JSON.parse(readFileSync(join(ROOT, 'schemas', 'ndp.schema.json'), 'utf8')));
 
 interface V6Lab extends TwoHostLab {
   /** fdXX::1 on A, ::2 on B (a /64 of this test's own), fe80::1 and fe80::2 link-local. */
@@ -42,7 +39,7 @@ test('ndp: resolves the peer kernel\'s MAC (a global and a link-local target), -
   const r = rawpoll(h.a, ['ndp', '-i', h.ifA, `${h.net}2`, '--json']);
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout) as Record<string, unknown> & { ms: number };
-  assert.ok(ndpSchema(j), JSON.stringify(ndpSchema.errors));
+  valid('ndp', j);
   assert.deepEqual({ ...j, ms: 0 }, { ip: `${h.net}2`, mac: h.macB, iface: h.ifA, via: 'direct', nextHop: `${h.net}2`, ms: 0, tries: 1, router: false });
   assert.ok(j.ms > 0);
   // Our Solicitation carried our MAC (source link-layer option): the peer kernel learnt it from that alone.
@@ -114,7 +111,7 @@ test('ndp --answer: the peer kernel\'s Solicitation for an address the host does
   assert.equal(err, `rawpoll ndp: answering Neighbor Solicitations for ${spoke} on ${h.ifA} as ${h.macA}\n`);
   const r = { stdout: out };
   const j = JSON.parse(r.stdout) as { answer: string; answered: number; unanswered: number };
-  assert.ok(ndpSchema(j), JSON.stringify(ndpSchema.errors));
+  valid('ndp', j);
   assert.equal(j.answer, spoke);
   assert.ok(j.answered >= 1, r.stdout);
   assert.equal(j.unanswered, 0);
@@ -173,7 +170,7 @@ test('ndp --answer defends the address against the peer kernel\'s duplicate addr
   const { code } = await exitOf(p, 10000);
   assert.equal(code, 0, 'answering until stopped: being stopped is how it ends');
   const j = JSON.parse(out) as { answered: number; interrupted: string };
-  assert.ok(ndpSchema(j), JSON.stringify(ndpSchema.errors));
+  valid('ndp', j);
   assert.ok(j.answered >= 1);
   assert.equal(j.interrupted, 'SIGINT');
 });

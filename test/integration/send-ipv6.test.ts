@@ -10,11 +10,11 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Ajv2020 } from 'ajv/dist/2020.js';
-import { Lab, labsForThisFile, must, rawpoll, RAWPOLL, ROOT, sh, udpReceiver, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { Lab, labsForThisFile, must, rawpoll, RAWPOLL, sh, udpReceiver, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { valid } from '../helpers/schemas.js';
 import { parsePcap } from '../../src/wire/pcapfile.js';
 
 const { tmp, hosts } = labsForThisFile('rawpoll-send6-');
@@ -22,13 +22,6 @@ const extraLabs: Lab[] = [];
 after(() => {
   for (const l of extraLabs) l.destroy();
 });
-const ajv = new Ajv2020({ strict: true, allErrors: true, allowUnionTypes: true });
-// Every schema first: netconsole's refers to link-event's.
-for (const f of readdirSync(join(ROOT, 'schemas')).filter((n) => n.endsWith('.schema.json'))) ajv.addSchema(JSON.parse(readFileSync(join(ROOT, 'schemas', f), 'utf8')));
-const schema = (name: string) => ajv.getSchema(`https://rawpoll.invalid/schemas/${name}.schema.json`)!;
-const sendSchema = schema('send');
-const netconsoleSchema = schema('netconsole');
-const oopsSchema = schema('oops');
 
 interface V6Lab extends TwoHostLab {
   /** fdXX:N:: — A is ${net}1, B is ${net}2 (a /64); fe80::1 and fe80::2 link-local. */
@@ -100,7 +93,7 @@ test('send over IPv6: 1, 100 and 1452 (MTU - 40 - 8) bytes byte-exact at a kerne
     const r = rawpoll(h.a, ['send', '-i', h.ifA, '--to', `[${h.net}2]:9000`, '--file', file, '--json']);
     assert.equal(r.code, 0, r.stderr);
     const j = JSON.parse(r.stdout) as Record<string, unknown> & { arpMs: number };
-    assert.ok(sendSchema(j), JSON.stringify(sendSchema.errors));
+    valid('send', j);
     assert.deepEqual([j.src, j.dst, j.dstMac, j.via, j.sent, j.payloadBytes, j.bytes], [`[${h.net}1]:6665`, `[${h.net}2]:9000`, h.macB, 'direct', 1, p.length, Math.max(60, 62 + p.length)]);
     assert.ok(j.arpMs > 0, 'the MAC came from our NDP');
   }
@@ -193,7 +186,7 @@ test('an unowned --from: while rawpoll runs, the peer kernel\'s NS for it is ans
   const got = await rx.done();
   assert.equal(got.length, 1);
   assert.deepEqual([got[0].from, got[0].port, got[0].data.toString()], [src, 6665, 'from an address the host does not have\n']);
-  for (const line of out.trim().split('\n')) assert.ok(netconsoleSchema(JSON.parse(line)), JSON.stringify(netconsoleSchema.errors));
+  for (const line of out.trim().split('\n')) valid('netconsole', JSON.parse(line));
   // Our Advertisement as tshark reads it: solicited, override, target = the address, checksum good, no expert info.
   const rows = tshark(await cap.stop(), ['eth.src', 'icmpv6.type', 'icmpv6.nd.na.target_address', 'icmpv6.nd.na.flag.s', 'icmpv6.checksum.status', '_ws.expert']);
   const ours = rows.filter((r) => r[0] === h.macA && r[1] === '136');
@@ -309,7 +302,7 @@ test('netconsole over IPv6 (--to bare address, --config in the kernel\'s IPv6 sy
   const o = rawpoll(h.a, ['oops', '-i', h.ifA, '--to', `${h.net}2`, '--log', log, '--retransmit', '1', '--json']);
   assert.equal(o.code, 0, o.stderr);
   const j = JSON.parse(o.stdout) as Record<string, unknown> & { datagramBytes: number };
-  assert.ok(oopsSchema(j), JSON.stringify(oopsSchema.errors));
+  valid('oops', j);
   assert.deepEqual([j.src, j.dst, j.dstMac, j.datagrams], [`[${h.net}1]:2004`, `[${h.net}2]:2004`, h.macB, 1]);
   const [d] = await orx.done();
   assert.deepEqual([d.from, d.port, d.data.length], [`${h.net}1`, 2004, j.datagramBytes]);

@@ -8,23 +8,13 @@
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Ajv2020 } from 'ajv/dist/2020.js';
 import { labsForThisFile, must, nsRun, RAWPOLL, ROOT, sh, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { valid } from '../helpers/schemas.js';
 import { startSink } from '../helpers/sink.js';
 
-const SCHEMAS = join(ROOT, 'schemas');
 const SENDER = join(ROOT, 'test', 'helpers', 'pktgen6.py');
-const ajv = new Ajv2020({ strict: true, allErrors: true, allowUnionTypes: true });
-for (const f of readdirSync(SCHEMAS).filter((n) => n.endsWith('.schema.json'))) ajv.addSchema(JSON.parse(readFileSync(join(SCHEMAS, f), 'utf8')));
-
-function valid<T>(name: string, doc: unknown): T {
-  const v = ajv.getSchema(`https://rawpoll.invalid/schemas/${name}.schema.json`);
-  assert.ok(v, `no schema ${name}`);
-  if (!v(doc)) assert.fail(`${name}.schema.json rejects:\n${ajv.errorsText(v.errors, { separator: '\n' })}\n${JSON.stringify(doc).slice(0, 2000)}`);
-  return doc as T;
-}
 
 interface Flow { src: string; dst: string; srcIp: string; dstIp: string; received: number; unique: number; lost: number; duplicates: number; firstSeq: number; lastSeq: number }
 interface Report {

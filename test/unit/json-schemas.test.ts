@@ -5,23 +5,14 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Ajv2020 } from 'ajv/dist/2020.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT } from '../helpers/lab.js';
+import { ajvWithAll, SCHEMAS, schemaFiles } from '../helpers/schemas.js';
 
-// Compiled to dist/test/unit/: the repository root is three levels up.
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const SCHEMAS = join(ROOT, 'schemas');
-const files = readdirSync(SCHEMAS).filter((n) => n.endsWith('.schema.json')).sort();
+const files = schemaFiles();
 type Schema = Record<string, unknown>;
 const schemas = new Map<string, Schema>(files.map((f) => [f, JSON.parse(readFileSync(join(SCHEMAS, f), 'utf8')) as Schema]));
-
-function ajvWithAll(): InstanceType<typeof Ajv2020> {
-  const ajv = new Ajv2020({ strict: true, allErrors: true, allowUnionTypes: true });
-  for (const s of schemas.values()) ajv.addSchema(s);
-  return ajv;
-}
 
 /** Every subschema with its JSON pointer. */
 function* walk(s: unknown, at: string): Generator<[Schema, string]> {
