@@ -277,3 +277,35 @@ export function qdiscDrops(ns: string, dev: string): number {
   if (!d) throw new Error(`no drop counter in: ${s}`);
   return Number(d[1]);
 }
+
+export interface Tcpdump {
+  /** tcpdump's stderr so far (its summary, "N packets dropped by kernel", once it has exited). */
+  err: () => string;
+  /** Waits `settleMs` (a frame in flight reaches the capture), ends tcpdump with SIGINT, waits for it to exit: the file. */
+  stop: (settleMs?: number) => Promise<string>;
+}
+
+/**
+ * tcpdump -w FILE on IF in NS, resolved once it listens. Always `--immediate-mode -U`: without immediate mode TPACKET_V3
+ * hands frames over a block at a time (up to a second late), and a frame still in libpcap's ring block at SIGINT is
+ * counted "received by filter" but never written. `filter` is a pcap filter ('' for every frame); `extra` more options
+ * (e.g. ['-B', '65536']).
+ */
+export async function startTcpdump(lab: Lab, ns: string, ifname: string, file: string, filter = '', extra: string[] = []): Promise<Tcpdump> {
+  const p = lab.spawn(ns, ['tcpdump', '-n', '-i', ifname, '--immediate-mode', '-U', ...extra, '-w', file, ...(filter ? [filter] : [])]);
+  let err = '';
+  p.stderr!.on('data', (d: Buffer) => (err += d));
+  const closed = new Promise<void>((res) => p.on('close', () => res()));
+  if (!(await waitFor(() => /listening on/.test(err) || p.exitCode !== null, 10000)) || p.exitCode !== null) {
+    throw new Error(`tcpdump on ${ns}/${ifname} did not start: ${err}`);
+  }
+  return {
+    err: () => err,
+    stop: async (settleMs = 300) => {
+      await new Promise((r) => setTimeout(r, settleMs));
+      p.kill('SIGINT');
+      await closed;
+      return file;
+    },
+  };
+}

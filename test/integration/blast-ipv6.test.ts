@@ -19,7 +19,7 @@ import { buildTemplates, makeFlows, templateFrame } from '../../src/tx/templates
 import { parseIpv6Addr } from '../../src/wire/ipv6.js';
 import { parseMac } from '../../src/wire/mac.js';
 import { parsePcap } from '../../src/wire/pcapfile.js';
-import { labsForThisFile, rawpoll, rawpollAsync, sh, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { labsForThisFile, rawpoll, rawpollAsync, sh, startTcpdump, waitFor, type TwoHostLab } from '../helpers/lab.js';
 import { onesSum } from '../helpers/bytes.js';
 import { valid } from '../helpers/schemas.js';
 import { startSink } from '../helpers/sink.js';
@@ -206,10 +206,7 @@ describe('blast over IPv6 (namespaces)', { timeout: 90000 }, () => {
     // Frames from A that a blast would put out: UDP or a Neighbor Solicitation. The kernel's own are left out: its MLD
     // reports (not matched), its DAD probes (from ::) and its neighbour probes (from A's link-local address: blast's
     // would come from its source, global here), left out below.
-    const dump = h.lab.spawn(h.b, ['tcpdump', '-n', '-i', h.ifB, '--immediate-mode', '-U', '-w', file, `ether src ${h.macA} and (udp or (icmp6 and ip6[40] == 135))`]);
-    let err = '';
-    dump.stderr!.on('data', (d: Buffer) => (err += d));
-    assert.ok(await waitFor(() => /listening on/.test(err), 10000), err);
+    const dump = await startTcpdump(h.lab, h.b, h.ifB, file, `ether src ${h.macA} and (udp or (icmp6 and ip6[40] == 135))`);
     const cases: [string[], RegExp][] = [
       [['--df'], /--df is IPv4 only and --to \[.*\]:9 is IPv6: IPv6 has no Don't Fragment bit/],
       [['--ip-id', '7'], /--ip-id is IPv4 only .*no IP ID field/],
@@ -232,9 +229,7 @@ describe('blast over IPv6 (namespaces)', { timeout: 90000 }, () => {
     // The witness works: one good run's one frame is all it saw.
     const ok = rawpoll(h.a, ['blast', '-i', h.ifA, '--to', `[${B6}]:9`, '--dst-mac', h.macB, '--sport', '4242', '--count', '1']);
     assert.equal(ok.code, 0, ok.stderr);
-    await new Promise((res) => setTimeout(res, 1000));
-    dump.kill('SIGINT');
-    await new Promise((res) => dump.on('exit', res));
+    await dump.stop(1000);
     const seen = sh('tcpdump', ['-n', '-r', file]).stdout.toString().trim().split('\n').filter((l) => l && !/ IP6 (::|fe80:[0-9a-f:]*) > /.test(l));
     assert.equal(seen.length, 1, `frames on the wire from a refused run:\n${seen.join('\n')}`);
     assert.match(seen[0], new RegExp(`${A6}\\.4242 > ${B6}\\.9: UDP, length 16`));

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { labsForThisFile, rawpoll, RAWPOLL, type TwoHostLab } from '../helpers/lab.js';
+import { labsForThisFile, rawpoll, RAWPOLL, startTcpdump, type TwoHostLab } from '../helpers/lab.js';
 import { parsePcap } from '../../src/wire/pcapfile.js';
 
 const { tmp, hosts } = labsForThisFile('rawpoll-dangerous-');
@@ -21,20 +21,10 @@ const scratch = (): string => {
 
 /** tcpdump on B, every frame (no filter: ARP counts); `stop()` ends it and says how many frames it captured. */
 async function peerCapture(h: TwoHostLab): Promise<{ stop: () => Promise<number> }> {
-  const file = join(tmp, `peer-${n++}.pcap`);
-  // --immediate-mode: without it a frame can wait in libpcap's ring block past the SIGINT below and never be written
-  // (counted "received by filter" only), and a run that did send would look silent.
-  const p = h.lab.spawn(h.b, ['tcpdump', '-n', '-i', h.ifB, '--immediate-mode', '-U', '-w', file]);
-  await new Promise<void>((res) => p.stderr!.on('data', (d: Buffer) => { if (/listening on/.test(d.toString())) res(); }));
-  return {
-    stop: async () => {
-      await new Promise((r) => setTimeout(r, 300)); // a frame in flight reaches the capture
-      const exited = new Promise((r) => p.once('exit', r));
-      p.kill('SIGINT');
-      await exited;
-      return parsePcap(readFileSync(file)).records.length;
-    },
-  };
+  // startTcpdump's --immediate-mode: without it a frame could wait in libpcap's ring block past the SIGINT and never be
+  // written, and a run that did send would look silent.
+  const td = await startTcpdump(h.lab, h.b, h.ifB, join(tmp, `peer-${n++}.pcap`));
+  return { stop: async () => parsePcap(readFileSync(await td.stop())).records.length };
 }
 
 /** Runs rawpoll in A with tcpdump on B: returns the result and the frames B saw. */

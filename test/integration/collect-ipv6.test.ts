@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nsRun, rawpoll, ROOT, sh, twoHosts, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { nsRun, rawpoll, ROOT, sh, startTcpdump, twoHosts, waitFor, type TwoHostLab } from '../helpers/lab.js';
 import { startCollector } from '../helpers/collector.js';
 
 const labs: TwoHostLab[] = [];
@@ -90,10 +90,7 @@ test('rawpoll netconsole --extended over IPv6 into collect: a fragmented record 
   dirs.push(dir);
   const c = await startCollector(h.lab, h.b, dir, ['--netconsole', '6666']);
   const pcap = join(dir, 'nc6.pcap');
-  const td = h.lab.spawn(h.b, ['tcpdump', '-n', '-i', h.ifB, '--immediate-mode', '-U', '-w', pcap, 'ip6 and udp port 6666']);
-  let tdErr = '';
-  td.stderr!.on('data', (d) => (tdErr += d));
-  assert.ok(await waitFor(() => /listening on/.test(tdErr), 5000), tdErr);
+  const td = await startTcpdump(h.lab, h.b, h.ifB, pcap, 'ip6 and udp port 6666');
   const long = 'L'.repeat(2500);
   const r = rawpoll(h.a, ['netconsole', '-i', h.ifA, '--to', `[${h.b6}]:6666`, '--extended', '--json'], `short line\n${long}\n`);
   assert.equal(r.code, 0, r.stderr);
@@ -101,9 +98,7 @@ test('rawpoll netconsole --extended over IPv6 into collect: a fragmented record 
   assert.ok(await waitFor(() => existsSync(log6) && readFileSync(log6, 'utf8').includes(long), 10000), c.stderr());
   assert.ok(await c.wait((e) => e.event === 'reassembled' && e.host === h.a6), JSON.stringify(c.events));
   assert.match(readFileSync(log6, 'utf8'), /^\d+,0,\d+,-;short line\n\d+,1,\d+,-;L{2500}\n$/);
-  await new Promise((res) => setTimeout(res, 300));
-  td.kill('SIGINT');
-  await new Promise((res) => td.once('exit', res));
+  await td.stop(300);
   assert.equal(await c.stop(), 0, c.stderr());
   // Wireshark (tshark with contrib/wireshark/rawpoll.lua) on the IPv6 capture: every datagram decoded, no expert info.
   const t = sh('tshark', ['-n', '-r', pcap, '-X', `lua_script:${join(ROOT, 'contrib', 'wireshark', 'rawpoll.lua')}`, '-T', 'fields',

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { valid } from '../helpers/schemas.js';
-import { exitOf, labsForThisFile, must, nsRun, rawpoll, RAWPOLL, sh, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { exitOf, labsForThisFile, must, nsRun, rawpoll, RAWPOLL, sh, startTcpdump, waitFor, type TwoHostLab } from '../helpers/lab.js';
 
 const { tmp, hosts } = labsForThisFile('rawpoll-ndp-');
 
@@ -85,10 +85,7 @@ test('ndp: nobody answers -> exit 1 with "no NDP reply from X on IF after N trie
 test('ndp --answer: the peer kernel\'s Solicitation for an address the host does not own is answered (its neighbour table has our MAC); tshark decodes our NS and NA with no expert info, checksums good', async () => {
   const h = v6hosts();
   const pcap = join(tmp, 'ndp.pcap');
-  const td = h.lab.spawn(h.b, ['tcpdump', '-i', h.ifB, '-U', '-w', pcap, 'icmp6']);
-  let tdErr = '';
-  td.stderr!.on('data', (d) => (tdErr += d));
-  assert.ok(await waitFor(() => /listening on/.test(tdErr), 5000), `tcpdump did not start: ${tdErr}`);
+  const td = await startTcpdump(h.lab, h.b, h.ifB, pcap, 'icmp6');
 
   // Our Solicitation (resolve), captured at the peer.
   assert.equal(rawpoll(h.a, ['ndp', '-i', h.ifA, `${h.net}2`]).code, 0);
@@ -116,9 +113,7 @@ test('ndp --answer: the peer kernel\'s Solicitation for an address the host does
   assert.ok(j.answered >= 1, r.stdout);
   assert.equal(j.unanswered, 0);
 
-  await new Promise((res) => setTimeout(res, 200));
-  td.kill('SIGINT');
-  await new Promise((res) => td.once('close', res));
+  await td.stop(200);
   const t = sh('tshark', ['-r', pcap, '-T', 'json', '-Y', `eth.src == ${h.macA} && (icmpv6.type == 135 || icmpv6.type == 136)`]);
   assert.equal(t.status, 0, t.stderr.toString());
   const frames = (JSON.parse(t.stdout.toString()) as { _source: { layers: Record<string, Record<string, unknown>> } }[]).map((f) => f._source.layers);

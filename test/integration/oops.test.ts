@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { twoHosts, rawpollAsync, udpReceiver, waitFor, sh, RAWPOLL, Lab } from '../helpers/lab.js';
+import { twoHosts, rawpollAsync, startTcpdump, udpReceiver, waitFor, sh, RAWPOLL, Lab } from '../helpers/lab.js';
 import { startCollector as startCollectorWith } from '../helpers/collector.js';
 
 const startCollector = (lab: Lab, ns: string, dir: string, extra: string[] = []) => startCollectorWith(lab, ns, dir, ['--oops', '2004', ...extra]);
@@ -191,11 +191,7 @@ test('oops under 30% loss: 3 rounds deliver the log, or the sidecar names exactl
     const runs = 4;
     for (let run = 0; run < runs; run++) {
       const cap = join(dir, `cap${run}.pcap`);
-      const td = h.lab.spawn(h.b, ['tcpdump', '--immediate-mode', '-B', '65536', '-U', '-n', '-i', h.ifB, '-w', cap, 'udp dst port 2004']);
-      let tdErr = '';
-      td.stderr!.on('data', (d) => (tdErr += d));
-      const tdExit = new Promise<void>((r) => td.on('close', () => r()));
-      assert.ok(await waitFor(() => tdErr.includes('listening on'), 10000), tdErr);
+      const td = await startTcpdump(h.lab, h.b, h.ifB, cap, 'udp dst port 2004', ['-B', '65536']);
       const log = textLog(50 * 1024, `lossy${run}`);
       const logFile = join(dir, `in${run}.log`);
       writeFileSync(logFile, log);
@@ -204,17 +200,15 @@ test('oops under 30% loss: 3 rounds deliver the log, or the sidecar names exactl
       sentDatagrams += JSON.parse(r.stdout).datagrams;
       const ev = await col.wait((e) => (e.event === 'dump-complete' || e.event === 'dump-partial') && e.dump_id === 100 + run, 20000);
       assert.ok(ev, `no dump event for run ${run}: ${JSON.stringify(col.events)}`);
-      await new Promise((r) => setTimeout(r, 300)); // let tcpdump write the last frames before it stops
-      td.kill('SIGINT');
-      await tdExit;
-      assert.match(tdErr, /\n0 packets dropped by kernel/, `the capture is the truth here: it must be whole (${tdErr})`);
+      await td.stop(300); // let tcpdump write the last frames before it stops
+      assert.match(td.err(), /\n0 packets dropped by kernel/, `the capture is the truth here: it must be whole (${td.err()})`);
       // What reached B's link after the lossy router, from the capture: packet_no at UDP payload offset 16 (LE).
       const payloads = pcapUdpPayloads(cap).filter((p) => p.length >= 24 && p.readUInt16LE(2) === 100 + run);
       arrivedDatagrams += payloads.length;
       const seen = new Set(payloads.map((p) => p.readUInt32LE(16)));
       const expectMissing = [...Array(50).keys()].filter((k) => !seen.has(k)).sort((x, y) => y - x);
       const meta = JSON.parse(readFileSync(ev.sidecar as string, 'utf8'));
-      assert.deepEqual(meta.missing_packet_no, expectMissing, `run ${run}: ${payloads.length} captured (${pcapUdpPayloads(cap).length} UDP frames, ${readFileSync(cap).length} bytes), event ${JSON.stringify(ev)}, tcpdump: ${tdErr}`);
+      assert.deepEqual(meta.missing_packet_no, expectMissing, `run ${run}: ${payloads.length} captured (${pcapUdpPayloads(cap).length} UDP frames, ${readFileSync(cap).length} bytes), event ${JSON.stringify(ev)}, tcpdump: ${td.err()}`);
       // The .log holds exactly the delivered chunks, oldest first.
       const parts: Buffer[] = [];
       for (let k = 49; k >= 0; k--) if (seen.has(k)) parts.push(log.subarray((49 - k) * 1024, (50 - k) * 1024));

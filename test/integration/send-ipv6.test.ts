@@ -13,7 +13,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Lab, labsForThisFile, must, rawpoll, RAWPOLL, sh, udpReceiver, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { Lab, labsForThisFile, must, rawpoll, RAWPOLL, sh, startTcpdump, udpReceiver, waitFor, type TwoHostLab } from '../helpers/lab.js';
 import { valid } from '../helpers/schemas.js';
 import { parsePcap } from '../../src/wire/pcapfile.js';
 
@@ -43,20 +43,11 @@ let caps = 0;
  * are left out: the kernels send them for their own groups whenever they like, and they are not the test's.
  */
 async function capture(lab: Lab, ns: string, dev: string, filter = ''): Promise<{ stop: () => Promise<string> }> {
-  const file = join(tmp, `cap-${caps++}.pcap`);
-  const f = `not (ip6 and ip6[6] = 0)${filter ? ` and (${filter})` : ''}`;
-  // --immediate-mode: without it TPACKET_V3 hands frames over a block at a time (up to a second late), and those still
-  // in the ring when SIGINT comes are counted "received by filter" but never written.
-  const p = lab.spawn(ns, ['tcpdump', '-n', '--immediate-mode', '-i', dev, '-U', '-w', file, f]);
-  let errText = '';
-  await new Promise<void>((res) => p.stderr!.on('data', (d: Buffer) => { errText += d; if (/listening on/.test(d.toString())) res(); }));
+  const td = await startTcpdump(lab, ns, dev, join(tmp, `cap-${caps++}.pcap`), `not (ip6 and ip6[6] = 0)${filter ? ` and (${filter})` : ''}`);
   return {
     stop: async () => {
-      await new Promise((r) => setTimeout(r, 300)); // a frame in flight reaches the capture
-      const exited = new Promise((r) => p.once('exit', r));
-      p.kill('SIGINT');
-      await exited;
-      if (process.env.CAPDEBUG) console.error(errText, sh('tcpdump', ['-n', '-r', file]).stdout.toString());
+      const file = await td.stop();
+      if (process.env.CAPDEBUG) console.error(td.err(), sh('tcpdump', ['-n', '-r', file]).stdout.toString());
       return file;
     },
   };
