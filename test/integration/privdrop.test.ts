@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { flap, labsForThisFile, RAWPOLL, rawpoll, sh, udpReceiver, waitFor } from '../helpers/lab.js';
 import { startCollector } from '../helpers/collector.js';
+import { startSink } from '../helpers/sink.js';
 import { lookupUser, modeAllows, processCredentials } from '../../src/host/privdrop.js';
 
 const { tmp, hosts } = labsForThisFile('rawpoll-privdrop-');
@@ -147,20 +148,11 @@ test('netdump -Z nobody to netdump-server -Z nobody: the dump arrives byte-exact
 
 test('sink -Z nobody counts what blast sends; with --serve (each trial opens its own socket) -Z is bad usage', async () => {
   const h = hosts();
-  const sink = spawn('ip', ['netns', 'exec', h.b, process.execPath, RAWPOLL, 'sink', '--port', '9000', '--count', '200', '--json', '-Z', 'nobody'],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.push(sink);
-  let out = '';
-  let err = '';
-  sink.stdout!.on('data', (d) => (out += d));
-  sink.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((r) => sink.on('close', (code) => r(code)));
-  assert.ok(await waitFor(() => err.includes('listening on'), 10000), `sink did not start: ${err}`);
-  assertDropped(rawpollPid(sink.pid!));
+  const sink = await startSink(h.lab, h.b, ['--port', '9000', '--count', '200', '--json', '-Z', 'nobody']);
+  assertDropped(rawpollPid(sink.proc.pid!));
   const b = rawpoll(h.a, ['blast', '-i', h.ifA, '--to', `${h.ipB}:9000`, '--count', '200', '--rate', '20000']);
   assert.equal(b.code, 0, b.stderr);
-  assert.equal(await exited, 0, err);
-  const report = JSON.parse(out);
+  const report = JSON.parse(await sink.output());
   assert.equal(report.flows[0].received, 200);
   const serve = rawpoll(h.b, ['sink', '--serve', '5201', '-Z', 'nobody']);
   assert.equal(serve.code, 2);

@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
-import { exitOf, labsForThisFile, must, RAWPOLL, rawpoll, rawpollAsync, ROOT, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { exitOf, labsForThisFile, must, rawpoll, rawpollAsync, ROOT, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { startSink, type RunningSink } from '../helpers/sink.js';
 
 const { hosts } = labsForThisFile('rawpoll-sink-serve-');
 const CONTROL = pathToFileURL(resolve(ROOT, 'dist', 'src', 'exp', 'control.js')).href;
@@ -120,25 +121,14 @@ class Driver {
   }
 }
 
-interface Server {
-  proc: ChildProcess;
-  out: () => string;
-  err: () => string;
+interface Server extends RunningSink {
   events: () => Record<string, any>[];
-  /** The exit code once the process has exited and its stdout/stderr were read to the end. */
-  closed: Promise<number | null>;
 }
 
 /** `rawpoll sink --serve …` in B; resolves once it says where it serves. */
 async function startServer(L: TwoHostLab, args: string[]): Promise<Server> {
-  const proc = L.lab.spawn(L.b, [process.execPath, RAWPOLL, 'sink', '--json', ...args]);
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (err += d));
-  const closed = new Promise<number | null>((res) => proc.on('close', (code) => res(code)));
-  assert.ok(await waitFor(() => err.includes('serving trials on'), 10000), `server did not start: ${err}`);
-  return { proc, out: () => out, err: () => err, events: () => out.split('\n').filter(Boolean).map((l) => JSON.parse(l)), closed };
+  const s = await startSink(L.lab, L.b, ['--json', ...args], { ready: 'serving trials on' });
+  return { ...s, events: () => s.out().split('\n').filter(Boolean).map((l) => JSON.parse(l)) };
 }
 
 const hello = (token = TOKEN) => JSON.stringify({ op: 'hello', id: 1, version: 1, token });
@@ -277,7 +267,7 @@ describe('rawpoll sink --serve: trials over a control channel, between two names
     const t = await d.ok({ do: 'open', name: 'c1', arg: { port: 9 } });
     server.proc.kill('SIGTERM');
     await exitOf(server.proc);
-    assert.equal(await server.closed, 0, server.err());
+    await server.output(); // exits 0
     const [last, stop] = server.events().slice(-2);
     assert.deepEqual([last.event, last.trial, last.reason], ['trial-closed', t, 'server-stopped']);
     assert.deepEqual([stop.event, stop.interrupted, stop.trials], ['stopped', 'SIGTERM', 5]);
@@ -309,7 +299,7 @@ describe('rawpoll sink --serve --capture, and usage', () => {
     }
     server.proc.kill('SIGINT');
     await exitOf(server.proc);
-    assert.equal(await server.closed, 0, server.err());
+    await server.output(); // exits 0
   });
 
   test('--serve with a single run\'s flag is bad usage (exit 2) naming the conflict, before anything listens', () => {
