@@ -307,7 +307,8 @@ async function serve(f: SinkFlags, c: Command): Promise<void> {
     port: where.port,
     token,
     trial: {
-      bind: f.bind !== undefined ? parseIpv4(f.bind, '--bind') : undefined,
+      bind: f.bind !== undefined && !f.bind.includes(':') ? parseIpv4(f.bind, '--bind') : undefined,
+      bind6: f.bind !== undefined && f.bind.includes(':') ? parseIpv6(f.bind, '--bind') : undefined,
       capture: f.capture ? { iface: f.iface!, bufferBytes: intArg(f.bufferSize, '--buffer-size', 1, 4096)! * (1 << 20) } : undefined,
       iface: f.capture ? undefined : f.iface,
       timestamp: f.timestamp as TimestampSource,

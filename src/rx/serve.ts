@@ -286,7 +286,7 @@ export function tokenMatches(presented: string | undefined, expected: string): b
 // The server.
 
 /** The Sink options every trial shares (the server's flags); a trial's request adds port, expect, midStream, timestamp. */
-export type TrialDefaults = Pick<SinkOptions, 'bind' | 'capture' | 'iface' | 'rcvbuf' | 'timestamp' | 'maxFlows'>;
+export type TrialDefaults = Pick<SinkOptions, 'bind' | 'bind6' | 'capture' | 'iface' | 'rcvbuf' | 'timestamp' | 'maxFlows'>;
 
 export interface TrialServerOptions {
   /** Where to listen: no host = every address (as `iperf3 -s`); port 0 = a free one (address() says which). */
@@ -508,7 +508,9 @@ export class TrialServer {
     // Socket: a free port on the --bind address (or loopback); capture: a filter no frame passes ('less 1').
     const probe = t.capture
       ? RxEngine.capture({ ...common, port: 9, iface: t.capture.iface, filter: 'less 1', bufferSize: 1 << 20 }, () => {})
-      : RxEngine.socket({ ...common, port: 0, bind: t.bind ?? 0x7f000001, iface: t.iface }, () => {});
+      : t.bind6 !== undefined
+        ? RxEngine.socket({ ...common, port: 0, family: 'dual', bind6: t.bind6, iface: t.iface }, () => {})
+        : RxEngine.socket({ ...common, port: 0, bind: t.bind ?? 0x7f000001, iface: t.iface }, () => {});
     this.clock = probe.handle.clock;
     this.clockWarning = probe.handle.warning;
     await probe.stop();
