@@ -309,3 +309,34 @@ export async function startTcpdump(lab: Lab, ns: string, ifname: string, file: s
     },
   };
 }
+
+export interface RunningRawpoll {
+  proc: ChildProcess;
+  /** stdout and stderr so far. */
+  out: () => string;
+  err: () => string;
+  /** The stdout lines that are JSON objects (`--json` events), parsed. */
+  events: () => Record<string, unknown>[];
+  /** true once `ready` matches stdout + stderr; false if rawpoll exited first (or 10 s passed). */
+  up: Promise<boolean>;
+  /** SIGINT, then its exit code. */
+  stop: () => Promise<number | null>;
+}
+
+/** A long-running `rawpoll ARGS` (a receiver) in the background in NS, killed by lab.destroy() if still running. */
+export function startRawpoll(lab: Lab, ns: string, args: string[], ready: RegExp): RunningRawpoll {
+  const p = lab.spawn(ns, [process.execPath, RAWPOLL, ...args]);
+  let out = '';
+  let err = '';
+  p.stdout!.on('data', (d) => (out += d));
+  p.stderr!.on('data', (d) => (err += d));
+  const exited = new Promise<number | null>((r) => p.on('close', (c) => r(c)));
+  return {
+    proc: p,
+    out: () => out,
+    err: () => err,
+    events: () => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>),
+    up: waitFor(() => ready.test(out + err) || p.exitCode !== null, 10000).then(() => p.exitCode === null),
+    stop: async () => { p.kill('SIGINT'); return exited; },
+  };
+}

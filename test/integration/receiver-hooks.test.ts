@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { labsForThisFile, nsRun, rawpoll, rawpollAsync, RAWPOLL, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { labsForThisFile, nsRun, rawpoll, rawpollAsync, RAWPOLL, startRawpoll, waitFor } from '../helpers/lab.js';
 
 const { tmp, hosts } = labsForThisFile('rp-hooks-');
 /** A sleep no other process on this machine runs: pgrep finds only ours. */
@@ -39,22 +39,6 @@ function calls(dir: string): string[][] {
     .map((f) => readFileSync(join(dir, 'calls', f), 'utf8').split('\n').slice(0, -1));
 }
 
-function start(h: TwoHostLab, args: string[], ready: RegExp) {
-  const p = h.lab.spawn(h.b, [process.execPath, RAWPOLL, ...args]);
-  let out = '';
-  let err = '';
-  p.stdout!.on('data', (d) => (out += d));
-  p.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((r) => p.on('close', (c) => r(c)));
-  const events = () => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
-  return {
-    events,
-    err: () => err,
-    up: waitFor(() => ready.test(out + err) || p.exitCode !== null, 10000).then(() => p.exitCode === null),
-    stop: async () => { p.kill('SIGINT'); return exited; },
-  };
-}
-
 function dumpFile(name: string, size: number): string {
   const f = join(tmp, name);
   writeFileSync(f, randomBytes(size));
@@ -78,7 +62,7 @@ test('netdump-server --hook: netdumpd\'s arguments after a complete dump and a f
   assert.equal(noexec.code, 2);
   assert.match(noexec.stderr, new RegExp(`^rawpoll: bad --hook '${plain}': not executable`));
 
-  const s = start(h, ['netdump-server', '--dir', dir, '--hook', prog, '--hook-timeout', '3', '--timeout', '1', '--json'], /^/);
+  const s = startRawpoll(h.lab, h.b, ['netdump-server', '--dir', dir, '--hook', prog, '--hook-timeout', '3', '--timeout', '1', '--json'], /^/);
   assert.ok(await s.up, s.err());
   await new Promise((r) => setTimeout(r, 500)); // --json says nothing at start: give the herald socket its moment
   const hooksDone = (n: number) => waitFor(() => s.events().filter((e) => e.event === 'hook').length >= n, 15000);
@@ -140,7 +124,7 @@ test('collect --hook: after a complete oops report, the report and its sidecar',
   const dir = join(tmp, 'collect');
   const hk = join(tmp, 'collect-hook');
   const prog = hookScript(hk);
-  const c = start(h, ['collect', '--dir', dir, '--oops', '2004', '--hook', prog, '--json'], /"event":"listening"/);
+  const c = startRawpoll(h.lab, h.b, ['collect', '--dir', dir, '--oops', '2004', '--hook', prog, '--json'], /"event":"listening"/);
   assert.ok(await c.up, c.err());
   const logFile = join(tmp, 'oops-in.log');
   writeFileSync(logFile, Array.from({ length: 200 }, (_, i) => `oops line ${i}\n`).join(''));

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { labsForThisFile, nsRun, rawpoll, rawpollAsync, RAWPOLL, ROOT, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { labsForThisFile, nsRun, rawpoll, rawpollAsync, RAWPOLL, ROOT, startRawpoll, waitFor, type TwoHostLab } from '../helpers/lab.js';
 
 const { tmp, hosts } = labsForThisFile('rp-metrics-');
 
@@ -89,25 +89,10 @@ async function scrapeUntil(h: TwoHostLab, port: number, done: (m: Map<string, Fa
   return m;
 }
 
-function start(h: TwoHostLab, args: string[], ready: RegExp): { out: () => string; err: () => string; stop: () => Promise<number | null>; up: Promise<boolean> } {
-  const p = h.lab.spawn(h.b, [process.execPath, RAWPOLL, ...args]);
-  let out = '';
-  let err = '';
-  p.stdout!.on('data', (d) => (out += d));
-  p.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((r) => p.on('close', (c) => r(c)));
-  return {
-    out: () => out,
-    err: () => err,
-    up: waitFor(() => ready.test(out + err) || p.exitCode !== null, 10000).then(() => p.exitCode === null),
-    stop: async () => { p.kill('SIGINT'); return exited; },
-  };
-}
-
 test('collect --metrics: datagrams, bytes, drops, hosts, files written and dumps equal what netconsole and oops sent', async () => {
   const h = hosts();
   const dir = join(tmp, 'collect');
-  const c = start(h, ['collect', '--dir', dir, '--netconsole', '6666', '--oops', '2004', '--metrics', `${h.ipB}:9100`, '--json'], /"event":"listening"/);
+  const c = startRawpoll(h.lab, h.b, ['collect', '--dir', dir, '--netconsole', '6666', '--oops', '2004', '--metrics', `${h.ipB}:9100`, '--json'], /"event":"listening"/);
   assert.ok(await c.up, c.err());
 
   const lines = Array.from({ length: 25 }, (_, i) => `metrics line ${i} from ${process.pid}`).join('\n') + '\n';
@@ -163,7 +148,7 @@ test('netdump-server --metrics: two dumps from rawpoll netdump, every datagram c
   const h = hosts();
   const dir = join(tmp, 'nd');
   nsRun(h.b, ['mkdir', '-p', dir]);
-  const s = start(h, ['netdump-server', '--dir', dir, '--metrics', `${h.ipB}:9101`], /Waiting for clients/);
+  const s = startRawpoll(h.lab, h.b, ['netdump-server', '--dir', dir, '--metrics', `${h.ipB}:9101`], /Waiting for clients/);
   assert.ok(await s.up, s.err());
   let sent = 0;
   let fileBytes = 0;
@@ -195,7 +180,7 @@ test('netdump-server --metrics: two dumps from rawpoll netdump, every datagram c
 
 test('sink --serve --metrics: a trial blasted into, counted while it runs and after it closed', async () => {
   const h = hosts();
-  const s = start(h, ['sink', '--serve', `${h.ipB}:5201`, '--metrics', `${h.ipB}:9102`], /serving trials on/);
+  const s = startRawpoll(h.lab, h.b, ['sink', '--serve', `${h.ipB}:5201`, '--metrics', `${h.ipB}:9102`], /serving trials on/);
   assert.ok(await s.up, s.err());
   const control = resolve(ROOT, 'dist', 'src', 'exp', 'control.js');
   // The tester, in A: open a trial on UDP 9, blast 400 frames, scrape mid-trial, close, scrape again.
