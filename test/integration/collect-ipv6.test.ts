@@ -7,7 +7,7 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nsRun, rawpoll, ROOT, sh, startTcpdump, twoHosts, waitFor, type TwoHostLab } from '../helpers/lab.js';
@@ -108,4 +108,37 @@ test('rawpoll netconsole --extended over IPv6 into collect: a fragmented record 
   assert.ok(rows.length >= 4, `1 + at least 3 ncfrag pieces: ${t.stdout}`);
   assert.ok(rows.every((f) => f[0] === h.a6 && /^\d+$/.test(f[1]) && (f[3] ?? '') === ''), t.stdout.toString());
   assert.deepEqual(rows.filter((f) => f[2] !== '').map((f) => f[1]), rows.slice(1).map(() => '1'), 'the pieces of record 1');
+});
+
+test('rawpoll oops over IPv6 (rawpoll\'s extension of netoops) into collect --oops: a complete report from an IPv6 host; rawpoll.lua decodes it', async () => {
+  const h = v6Lab();
+  const dir = mkdtempSync(join(tmpdir(), 'rawpoll-c6o-'));
+  dirs.push(dir);
+  const c = await startCollector(h.lab, h.b, dir, ['--oops', '2004']);
+  const pcap = join(dir, 'oops6.pcap');
+  const td = h.lab.spawn(h.b, ['tcpdump', '-n', '-i', h.ifB, '--immediate-mode', '-U', '-w', pcap, 'ip6 and udp port 2004']);
+  let tdErr = '';
+  td.stderr!.on('data', (d) => (tdErr += d));
+  assert.ok(await waitFor(() => /listening on/.test(tdErr), 5000), tdErr);
+  const log = join(dir, 'dmesg.txt');
+  const text = Array.from({ length: 40 }, (_, i) => `<4>[  ${i}.000000] oops over IPv6, line ${i}`).join('\n') + '\n';
+  writeFileSync(log, text);
+  const r = rawpoll(h.a, ['oops', '-i', h.ifA, '--to', h.b6, '--log', log, '--type', 'oops', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const sent = JSON.parse(r.stdout) as { datagrams: number; dst: string };
+  assert.equal(sent.dst, `[${h.b6}]:2004`);
+  const done = await c.wait((e) => e.event === 'dump-complete', 10000);
+  assert.ok(done, `no dump-complete: ${JSON.stringify(c.events)} ${c.stderr()}`);
+  assert.equal(done.host, h.a6);
+  assert.equal(readFileSync(String(done.file), 'utf8'), text, 'the report is the log, byte for byte');
+  await new Promise((res) => setTimeout(res, 300));
+  td.kill('SIGINT');
+  await new Promise((res) => td.once('exit', res));
+  assert.equal(await c.stop(), 0, c.stderr());
+  const t = sh('tshark', ['-n', '-r', pcap, '-X', `lua_script:${join(ROOT, 'contrib', 'wireshark', 'rawpoll.lua')}`, '-T', 'fields',
+    '-e', 'ipv6.src', '-e', 'netoops.version', '-e', 'netoops.packet_count', '-e', '_ws.expert']);
+  assert.equal(t.status, 0, t.stderr.toString());
+  const rows = t.stdout.toString().replace(/\n+$/, '').split('\n').map((l) => l.split('\t'));
+  assert.equal(rows.length, sent.datagrams, t.stdout.toString());
+  assert.ok(rows.every((f) => f[0] === h.a6 && f[1] === '3' && Number(f[2]) > 0 && (f[3] ?? '') === ''), t.stdout.toString());
 });
