@@ -340,3 +340,17 @@ export function startRawpoll(lab: Lab, ns: string, args: string[], ready: RegExp
     stop: async () => { p.kill('SIGINT'); return exited; },
   };
 }
+
+export interface V6Lab extends TwoHostLab {
+  /** fdXX:N:: — A is ${net}1, B is ${net}2 (a /64 of this process's own); fe80::1 and fe80::2 link-local. */
+  net: string;
+}
+
+let v6nets = 1;
+/** IPv6 on a two-host lab's veth pair (Lab.addr6: no DAD, no autoconf): global and link-local addresses on both ends. */
+export function withIpv6(h: TwoHostLab): V6Lab {
+  const net = `fd${(process.pid % 250).toString(16).padStart(2, '0')}:${(v6nets++).toString(16)}::`;
+  h.lab.addr6(h.a, h.ifA, `${net}1/64`, 'fe80::1/64');
+  h.lab.addr6(h.b, h.ifB, `${net}2/64`, 'fe80::2/64');
+  return { ...h, net };
+}

@@ -9,24 +9,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { valid } from '../helpers/schemas.js';
-import { exitOf, labsForThisFile, must, nsRun, rawpoll, RAWPOLL, sh, startTcpdump, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { exitOf, labsForThisFile, must, nsRun, rawpoll, RAWPOLL, sh, startTcpdump, waitFor, withIpv6, type V6Lab } from '../helpers/lab.js';
 
 const { tmp, hosts } = labsForThisFile('rawpoll-ndp-');
 
-interface V6Lab extends TwoHostLab {
-  /** fdXX::1 on A, ::2 on B (a /64 of this test's own), fe80::1 and fe80::2 link-local. */
-  net: string;
-}
-
-let count = 1;
 /** A two-host lab with IPv6 on its veth pair: global and link-local addresses on both ends, no DAD, no autoconf. */
-function v6hosts(): V6Lab {
-  const h = hosts();
-  const net = `fd${(process.pid % 250).toString(16).padStart(2, '0')}:${(count++).toString(16)}::`;
-  h.lab.addr6(h.a, h.ifA, `${net}1/64`, 'fe80::1/64');
-  h.lab.addr6(h.b, h.ifB, `${net}2/64`, 'fe80::2/64');
-  return { ...h, net };
-}
+const v6hosts = (): V6Lab => withIpv6(hosts());
 
 /** The peer kernel's neighbour entry for ADDR on DEV: its MAC and state, or null. */
 function neigh(ns: string, dev: string, addr: string): { mac: string; state: string } | null {

@@ -13,7 +13,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Lab, labsForThisFile, must, rawpoll, RAWPOLL, sh, startTcpdump, udpReceiver, waitFor, type TwoHostLab } from '../helpers/lab.js';
+import { Lab, labsForThisFile, must, rawpoll, RAWPOLL, sh, startTcpdump, udpReceiver, waitFor, withIpv6, type V6Lab } from '../helpers/lab.js';
 import { valid } from '../helpers/schemas.js';
 import { parsePcap } from '../../src/wire/pcapfile.js';
 
@@ -23,19 +23,8 @@ after(() => {
   for (const l of extraLabs) l.destroy();
 });
 
-interface V6Lab extends TwoHostLab {
-  /** fdXX:N:: — A is ${net}1, B is ${net}2 (a /64); fe80::1 and fe80::2 link-local. */
-  net: string;
-}
-
-let count = 1;
-function v6hosts(): V6Lab {
-  const h = hosts();
-  const net = `fd${(process.pid % 250).toString(16).padStart(2, '0')}:${(count++).toString(16)}::`;
-  h.lab.addr6(h.a, h.ifA, `${net}1/64`, 'fe80::1/64');
-  h.lab.addr6(h.b, h.ifB, `${net}2/64`, 'fe80::2/64');
-  return { ...h, net };
-}
+/** A two-host lab with IPv6 on its veth pair: global and link-local addresses on both ends, no DAD, no autoconf. */
+const v6hosts = (): V6Lab => withIpv6(hosts());
 
 let caps = 0;
 /**
