@@ -161,7 +161,7 @@ export class NetconsoleCollector {
         while (this.knownHosts.size >= this.maxSources) this.knownHosts.delete(this.knownHosts.values().next().value as string);
         this.knownHosts.add(host);
         // The sender's kernel when it prepends it ('r'): which kernel a host runs, in the event stream.
-        this.emit({ event: 'new-host', host, file: this.logPath(host), ...(dg?.release ? { release: dg.release } : {}) });
+        this.emit({ event: 'new-host', host, proto: 'netconsole', file: this.logPath(host), ...(dg?.release ? { release: dg.release } : {}) });
       }
       if (!dg) {
         this.stats.basic++;

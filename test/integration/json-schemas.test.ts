@@ -300,9 +300,9 @@ describe('--json outputs validate against schemas/: collect and sink --serve (na
     }
     const docs = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     const of = (event: string) => docs.filter((d) => d.event === event);
-    // Both new-host shapes, both dropped shapes (per piece; the counter reports of both protocols).
+    // Both new-host shapes (each names its protocol), a piece rejected, the counter reports of both protocols.
     assert.deepEqual(of('new-host').map((d) => [d.host, d.proto ?? null, d.release ?? null]),
-      [[c.ipA, 'netoops', null], [ip3, null, '6.1.0-schemas'], ['fd00:5c0::1', null, null]]);
+      [[c.ipA, 'netoops', null], [ip3, 'netconsole', '6.1.0-schemas'], ['fd00:5c0::1', 'netconsole', null]]);
     assert.ok(of('fragment-rejected').some((d) => d.code === 'bad_range' && d.host === ip3 && d.seq === 11), o.text());
     assert.ok(of('dropped').some((d) => d.proto === 'netoops' && d.truncated === 1), o.text());
     assert.ok(of('dropped').some((d) => d.proto === 'netconsole' && d.bad_range === 1 && d.shutdown === 2), o.text());

@@ -367,7 +367,7 @@ test('netconsole receiver: the sparse-piece flood is counted by reason, and a re
     assert.equal(c.stats.dropped, c.drops.too_many_fragments);
     assert.deepEqual(c.pending, { records: 1, bytes: 262144 });
     // One line says the record went over its budget; the other 28,975 pieces are only counted.
-    const rejected = events.filter((e) => e.event === 'dropped');
+    const rejected = events.filter((e) => e.event === 'fragment-rejected');
     assert.equal(rejected.length, 1);
     assert.equal(rejected[0].code, 'too_many_fragments');
     assert.equal(rejected[0].seq, 777);
