@@ -116,10 +116,7 @@ test('rawpoll oops over IPv6 (rawpoll\'s extension of netoops) into collect --oo
   dirs.push(dir);
   const c = await startCollector(h.lab, h.b, dir, ['--oops', '2004']);
   const pcap = join(dir, 'oops6.pcap');
-  const td = h.lab.spawn(h.b, ['tcpdump', '-n', '-i', h.ifB, '--immediate-mode', '-U', '-w', pcap, 'ip6 and udp port 2004']);
-  let tdErr = '';
-  td.stderr!.on('data', (d) => (tdErr += d));
-  assert.ok(await waitFor(() => /listening on/.test(tdErr), 5000), tdErr);
+  const td = await startTcpdump(h.lab, h.b, h.ifB, pcap, 'ip6 and udp port 2004');
   const log = join(dir, 'dmesg.txt');
   const text = Array.from({ length: 40 }, (_, i) => `<4>[  ${i}.000000] oops over IPv6, line ${i}`).join('\n') + '\n';
   writeFileSync(log, text);
@@ -131,9 +128,7 @@ test('rawpoll oops over IPv6 (rawpoll\'s extension of netoops) into collect --oo
   assert.ok(done, `no dump-complete: ${JSON.stringify(c.events)} ${c.stderr()}`);
   assert.equal(done.host, h.a6);
   assert.equal(readFileSync(String(done.file), 'utf8'), text, 'the report is the log, byte for byte');
-  await new Promise((res) => setTimeout(res, 300));
-  td.kill('SIGINT');
-  await new Promise((res) => td.once('exit', res));
+  await td.stop(300);
   assert.equal(await c.stop(), 0, c.stderr());
   const t = sh('tshark', ['-n', '-r', pcap, '-X', `lua_script:${join(ROOT, 'contrib', 'wireshark', 'rawpoll.lua')}`, '-T', 'fields',
     '-e', 'ipv6.src', '-e', 'netoops.version', '-e', 'netoops.packet_count', '-e', '_ws.expert']);
