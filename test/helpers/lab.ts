@@ -319,6 +319,8 @@ export interface RunningRawpoll {
   events: () => Record<string, unknown>[];
   /** true once `ready` matches stdout + stderr; false if rawpoll exited first (or 10 s passed). */
   up: Promise<boolean>;
+  /** Its exit code, once it has exited and its stdout and stderr were read to the end. */
+  exited: Promise<number | null>;
   /** SIGINT, then its exit code. */
   stop: () => Promise<number | null>;
 }
@@ -337,6 +339,7 @@ export function startRawpoll(lab: Lab, ns: string, args: string[], ready: RegExp
     err: () => err,
     events: () => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>),
     up: waitFor(() => ready.test(out + err) || p.exitCode !== null, 10000).then(() => p.exitCode === null),
+    exited,
     stop: async () => { p.kill('SIGINT'); return exited; },
   };
 }

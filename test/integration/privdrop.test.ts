@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { flap, labsForThisFile, RAWPOLL, rawpoll, sh, udpReceiver, waitFor } from '../helpers/lab.js';
+import { flap, labsForThisFile, RAWPOLL, rawpoll, sh, startRawpoll, udpReceiver, waitFor, type RunningRawpoll } from '../helpers/lab.js';
 import { startCollector } from '../helpers/collector.js';
 import { startSink } from '../helpers/sink.js';
 import { lookupUser, modeAllows, processCredentials } from '../../src/host/privdrop.js';
@@ -53,6 +53,20 @@ function assertDropped(pid: number): void {
     assert.equal(c.capEff, 0n, `${t} CapEff`);
     assert.equal(c.capAmb, 0n, `${t} CapAmb`);
   }
+}
+
+/** Polls (up to `ms`) until the rawpoll process of `p` runs as nobody (its main thread: the drop switches every thread); its pid. */
+async function nobodyPid(p: RunningRawpoll, ms: number, what: string): Promise<number> {
+  let pid = 0;
+  assert.ok(await waitFor(() => {
+    try {
+      pid = rawpollPid(p.proc.pid!);
+      return processCredentials(String(pid)).uid[0] === NOBODY!.uid;
+    } catch {
+      return false;
+    }
+  }, ms), `${what} never became nobody: ${p.err()}`);
+  return pid;
 }
 
 test('netconsole -Z nobody: uid/gid nobody, no capabilities, datagrams still arrive, through a link outage too', async () => {
@@ -249,25 +263,11 @@ test('lookupUser reads /etc/passwd itself (no NSS needed): by name or uid; malfo
 test('arp -Z nobody: drops once its capture handle is open, before the first who-has; still gets the reply', async () => {
   const h = hosts();
   // An address nobody answers: arp keeps asking (3 × 1 s), long enough to read its credentials while it runs.
-  const p = spawn('ip', ['netns', 'exec', h.a, process.execPath, RAWPOLL, 'arp', '-i', h.ifA, '10.255.255.254', '--from', h.ipA, '-Z', 'nobody'],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.push(p);
-  let err = '';
-  p.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((r) => p.on('close', (code) => r(code)));
-  let pid = 0;
+  const p = startRawpoll(h.lab, h.a, ['arp', '-i', h.ifA, '10.255.255.254', '--from', h.ipA, '-Z', 'nobody'], /^/);
   // Dropped means every thread switched: poll until the main thread is nobody (the drop comes after the handle opens).
-  assert.ok(await waitFor(() => {
-    try {
-      pid = rawpollPid(p.pid!);
-      return processCredentials(String(pid)).uid[0] === NOBODY!.uid;
-    } catch {
-      return false;
-    }
-  }, 5000), `arp never became nobody: ${err}`);
-  assertDropped(pid);
-  assert.equal(await exited, 1, err);
-  assert.match(err, /^rawpoll: no ARP reply from 10\.255\.255\.254 on \S+ after 3 tries$/m);
+  assertDropped(await nobodyPid(p, 5000, 'arp'));
+  assert.equal(await p.exited, 1, p.err());
+  assert.match(p.err(), /^rawpoll: no ARP reply from 10\.255\.255\.254 on \S+ after 3 tries$/m);
   // And a real neighbour is still resolved after the drop: the handle receives as nobody.
   const r = rawpoll(h.a, ['arp', '-i', h.ifA, h.ipB, '-Z', 'nobody', '--json']);
   assert.equal(r.code, 0, r.stderr);
@@ -284,26 +284,11 @@ test('oops -Z nobody: drops once the link is open, before the first datagram; th
   // ~3 KiB of log: 4 datagrams (the chunks) × 3 rounds, 150 ms apart: over a second of sending to read /proc in.
   writeFileSync(log, Array.from({ length: 60 }, (_, i) => `<4>[  ${i}.000000] oops line ${i} ${'x'.repeat(30)}`).join('\n') + '\n');
   const rx = await udpReceiver(h.lab, h.b, 2004, 12, 20000);
-  const p = spawn('ip', ['netns', 'exec', h.a, process.execPath, RAWPOLL, 'oops', '-i', h.ifA, '--to', h.ipB, '--log', log, '--type', 'oops',
-    '--one-shot', state, '--gap-us', '150000', '-Z', 'nobody', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.push(p);
-  let out = '';
-  let err = '';
-  p.stdout!.on('data', (d) => (out += d));
-  p.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((r) => p.on('close', (code) => r(code)));
-  let pid = 0;
-  assert.ok(await waitFor(() => {
-    try {
-      pid = rawpollPid(p.pid!);
-      return processCredentials(String(pid)).uid[0] === NOBODY!.uid;
-    } catch {
-      return false;
-    }
-  }, 10000), `oops never became nobody: ${err}`);
-  assertDropped(pid);
-  assert.equal(await exited, 0, err);
-  const r = JSON.parse(out) as { sent: boolean; datagrams: number; disarmed: boolean };
+  const p = startRawpoll(h.lab, h.a, ['oops', '-i', h.ifA, '--to', h.ipB, '--log', log, '--type', 'oops',
+    '--one-shot', state, '--gap-us', '150000', '-Z', 'nobody', '--json'], /^/);
+  assertDropped(await nobodyPid(p, 10000, 'oops'));
+  assert.equal(await p.exited, 0, p.err());
+  const r = JSON.parse(p.out()) as { sent: boolean; datagrams: number; disarmed: boolean };
   assert.deepEqual([r.sent, r.datagrams, r.disarmed], [true, 12, true]);
   assert.equal((await rx.done()).length, 12);
   assert.equal(JSON.parse(readFileSync(state, 'utf8')).armed, false, 'disarmed');
