@@ -10,9 +10,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseSizes } from '../../src/cli/blast-args.js';
 import { tryLoadAddon } from '../../src/link/addon.js';
-import { decodePlan, encodePlan, groupWriter, planExtent, planFor, PlanWriter } from '../../src/tx/plan.js';
+import { decodePlan, encodePlan, planExtent, planFor, PlanWriter } from '../../src/tx/plan.js';
 import { buildTemplates, makeFlows, templateFrame, type TemplateOptions, type Templates } from '../../src/tx/templates.js';
 import { refChecksum } from '../helpers/bytes.js';
+import { writerPair } from '../helpers/planpair.js';
 
 function templates(o: Partial<TemplateOptions> = {}): Templates {
   return buildTemplates({
@@ -138,21 +139,11 @@ for (const [name, o] of [
   ['--no-seq', { seq: false }],
 ] as [string, Partial<TemplateOptions>][]) {
   test(`C plan walker = PlanWriter byte for byte over 70000 frames in groups (${name}), rewinds included`, { skip: !native && 'the addon is not built' }, () => {
-    const t = templates(o);
-    const plan = planFor(t);
-    const c = groupWriter(t, plan, 'native');
-    const js = groupWriter(t, plan, 'js');
-    assert.ok(!(c instanceof PlanWriter) && js instanceof PlanWriter);
-    const bufs = [Buffer.alloc(64 * 1518), Buffer.alloc(64 * 1518)];
-    const offs = [new Uint32Array(64), new Uint32Array(64)];
-    const lens = [new Uint32Array(64), new Uint32Array(64)];
+    const { c, js, offs, lens, fill } = writerPair(templates(o));
     let pos = 0;
     for (let g = 0, total = 0; total < 70000; g++) {
       const m = 1 + ((g * 37) % 64);
-      const tv = [1795000000 + g, (g * 7919) % 1e6];
-      const bytes: number[] = [c, js].map((w, k) => w.fill(bufs[k], offs[k], lens[k], pos, m, tv[0], tv[1]));
-      assert.equal(bytes[0], bytes[1]);
-      if (!bufs[0].subarray(0, bytes[0]).equals(bufs[1].subarray(0, bytes[1]))) assert.fail(`group ${g} differs`);
+      fill(pos, m, 1795000000 + g, (g * 7919) % 1e6, g);
       assert.deepEqual([...offs[0].subarray(0, m)], [...offs[1].subarray(0, m)]);
       // Now and then the last frames "did not go out": both hand their numbers to the next ones.
       const back = g % 5 === 4 ? Math.min(m, 3) : 0;
