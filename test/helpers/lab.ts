@@ -92,6 +92,20 @@ export class Lab {
     must('ip', ['-n', nsB, 'link', 'set', ifB, 'up']);
   }
 
+  /**
+   * A — M — B: three namespaces and two veth pairs, A's ifA to M's ifMA and M's ifMB to B's ifB (no addresses: M is
+   * whatever the test makes it, a router or a bridge).
+   */
+  chain(): { a: string; m: string; b: string; ifA: string; ifMA: string; ifMB: string; ifB: string } {
+    const a = this.ns('a');
+    const m = this.ns('m');
+    const b = this.ns('b');
+    const [ifA, ifMA, ifMB, ifB] = ['A', 'mA', 'mB', 'B'].map((s) => `${this.tag}${s}`.slice(-15));
+    this.veth(a, ifA, m, ifMA);
+    this.veth(m, ifMB, b, ifB);
+    return { a, m, b, ifA, ifMA, ifMB, ifB };
+  }
+
   addr(ns: string, ifname: string, cidr: string): void {
     must('ip', ['-n', ns, 'addr', 'add', cidr, 'dev', ifname]);
   }

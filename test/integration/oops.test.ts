@@ -139,15 +139,7 @@ function pcapUdpPayloads(file: string): Buffer[] {
 function lossyRoute(percent: number): { lab: Lab; a: string; m: string; b: string; ifA: string; ifB: string; ipA: string; ipB: string; gw: string; how: string } {
   const lab = new Lab('rl');
   try {
-    const a = lab.ns('a');
-    const m = lab.ns('m');
-    const b = lab.ns('b');
-    const ifA = `${lab.tag}A`.slice(-15);
-    const ifMA = `${lab.tag}a`.slice(-15);
-    const ifMB = `${lab.tag}b`.slice(-15);
-    const ifB = `${lab.tag}B`.slice(-15);
-    lab.veth(a, ifA, m, ifMA);
-    lab.veth(m, ifMB, b, ifB);
+    const { a, m, b, ifA, ifMA, ifMB, ifB } = lab.chain();
     lab.addr(a, ifA, '10.31.1.1/24');
     lab.addr(m, ifMA, '10.31.1.254/24');
     lab.addr(m, ifMB, '10.31.2.254/24');

@@ -182,15 +182,7 @@ test('an unowned --from: while rawpoll runs, the peer kernel\'s NS for it is ans
 test('send --gateway through an IPv6 router namespace (forwarding on): delivered, hop limit decremented to 63 on the far side', async () => {
   const lab = new Lab('r6');
   extraLabs.push(lab);
-  const a = lab.ns('a');
-  const r = lab.ns('r');
-  const c = lab.ns('c');
-  const ifA = `${lab.tag}a`.slice(-15);
-  const ifRa = `${lab.tag}ra`.slice(-15);
-  const ifRc = `${lab.tag}rc`.slice(-15);
-  const ifC = `${lab.tag}c`.slice(-15);
-  lab.veth(a, ifA, r, ifRa);
-  lab.veth(r, ifRc, c, ifC);
+  const { a, m: r, b: c, ifA, ifMA: ifRa, ifMB: ifRc, ifB: ifC } = lab.chain(); // r: the router
   const p = `fd${(process.pid % 250).toString(16).padStart(2, '0')}:`;
   // Each end a global and a link-local address: the router's kernel solicits its next hop from a link-local source only
   // (ndisc_send_ns via ipv6_get_lladdr): without one it never asks for C, and forwards nothing.

@@ -185,15 +185,7 @@ describe('rawpoll blast -> rawpoll sink on a veth pair', () => {
     const N = 20000;
     const lab = new Lab('rq');
     try {
-      const a = lab.ns('a');
-      const m = lab.ns('m');
-      const b = lab.ns('b');
-      const ifA = `${lab.tag}A`.slice(-15);
-      const ifB = `${lab.tag}B`.slice(-15);
-      const mA = `${lab.tag}mA`.slice(-15);
-      const mB = `${lab.tag}mB`.slice(-15);
-      lab.veth(a, ifA, m, mA);
-      lab.veth(b, ifB, m, mB);
+      const { a, m, b, ifA, ifMA: mA, ifMB: mB, ifB } = lab.chain();
       must('ip', ['-n', m, 'link', 'add', 'br0', 'type', 'bridge']);
       for (const i of [mA, mB]) must('ip', ['-n', m, 'link', 'set', i, 'master', 'br0']);
       must('ip', ['-n', m, 'link', 'set', 'br0', 'up']);
