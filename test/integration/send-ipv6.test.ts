@@ -216,7 +216,8 @@ test('send --bad-udp-checksum over IPv6: the peer kernel drops it and counts Udp
   assert.equal(snmp6(h.b, 'Udp6InCsumErrors') - before, 3);
   // Link-local: the interface is the zone; the source is A's link-local address, as netpoll_setup picks it.
   const rx2 = await udpReceiver(h.lab, h.b, 9400, 2, 6000, { family: 6 });
-  assert.equal(rawpoll(h.a, ['send', '-i', h.ifA, '--to', '[fe80::2]:9400', '--data', 'fine']).code, 0);
+  const ll = rawpoll(h.a, ['send', '-i', h.ifA, '--to', '[fe80::2]:9400', '--data', 'fine']);
+  assert.equal(ll.code, 0, ll.stderr);
   const z = rawpoll(h.a, ['send', '-i', h.ifA, '--to', `[fe80::2%${h.ifA}]:9400`, '--data', 'zoned', '--json']);
   assert.equal(z.code, 0, z.stderr);
   assert.equal(JSON.parse(z.stdout).src, '[fe80::1]:6665');
