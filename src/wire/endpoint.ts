@@ -36,29 +36,31 @@ export function parseIpAddress(s: string, what: string): IpAddress {
 }
 
 /**
+ * Where the address ends and the port begins: "[…]" or "[…]:PORT"; two colons or more without brackets are an
+ * IPv6 address with no port; else "HOST[:PORT]".
+ */
+function splitPort(s: string, t: string, what: string, example: string): { host: string; port?: string; bracketed: boolean } {
+  if (t.startsWith('[')) {
+    const close = t.indexOf(']');
+    if (close < 0) throw new AddressError(`bad ${what} '${s}': '[' without ']': expected ${example}`);
+    const rest = t.slice(close + 1);
+    if (rest !== '' && !rest.startsWith(':')) throw new AddressError(`bad ${what} '${s}': expected ':PORT' after ']': ${example}`);
+    return { host: t.slice(1, close), port: rest === '' ? undefined : rest.slice(1), bracketed: true };
+  }
+  if ((t.match(/:/g) ?? []).length >= 2) return { host: t, bracketed: false };
+  const i = t.indexOf(':');
+  return i < 0 ? { host: t, bracketed: false } : { host: t.slice(0, i), port: t.slice(i + 1), bracketed: false };
+}
+
+/**
  * "IPv4:PORT", "[IPv6]:PORT", or the address alone when `defaultPort` is given. A bare IPv6 address is never read
  * as address:port (`fd00::2:9000` is an address): the brackets say where the address ends.
  */
 export function parseEndpointAny(s: string, what: string, defaultPort?: number): Endpoint {
   const t = String(s).trim();
   const example = 'IP:PORT like 10.0.0.2:9000 or [fd00::2]:9000';
-  let host: string;
-  let port: string | undefined;
-  if (t.startsWith('[')) {
-    const close = t.indexOf(']');
-    if (close < 0) throw new AddressError(`bad ${what} '${s}': '[' without ']': expected ${example}`);
-    host = t.slice(1, close);
-    const rest = t.slice(close + 1);
-    if (rest !== '' && !rest.startsWith(':')) throw new AddressError(`bad ${what} '${s}': expected ':PORT' after ']': ${example}`);
-    port = rest === '' ? undefined : rest.slice(1);
-    if (!host.includes(':')) throw new AddressError(`bad ${what} '${s}': brackets are for IPv6 addresses; write an IPv4 one as 10.0.0.2:9000`);
-  } else if ((t.match(/:/g) ?? []).length >= 2) {
-    host = t; // IPv6 without brackets: no port
-  } else {
-    const i = t.lastIndexOf(':');
-    host = i < 0 ? t : t.slice(0, i);
-    port = i < 0 ? undefined : t.slice(i + 1);
-  }
+  const { host, port, bracketed } = splitPort(s, t, what, example);
+  if (bracketed && !host.includes(':')) throw new AddressError(`bad ${what} '${s}': brackets are for IPv6 addresses; write an IPv4 one as 10.0.0.2:9000`);
   const a = parseIpAddress(host, what);
   if (port === undefined) {
     if (defaultPort === undefined) {
@@ -78,22 +80,7 @@ export function parseEndpointAny(s: string, what: string, defaultPort?: number):
 export function parseSourceAny(s: string, what: string): Source {
   const t = String(s).trim();
   const example = 'IP[/PREFIX][:PORT] like 10.0.0.7/24:5000, [fd00::7/64]:5000 or fd00::7/64';
-  let body: string;
-  let port: string | undefined;
-  if (t.startsWith('[')) {
-    const close = t.indexOf(']');
-    if (close < 0) throw new AddressError(`bad ${what} '${s}': '[' without ']': expected ${example}`);
-    body = t.slice(1, close);
-    const rest = t.slice(close + 1);
-    if (rest !== '' && !rest.startsWith(':')) throw new AddressError(`bad ${what} '${s}': expected ':PORT' after ']': ${example}`);
-    port = rest === '' ? undefined : rest.slice(1);
-  } else if ((t.match(/:/g) ?? []).length >= 2) {
-    body = t;
-  } else {
-    const m = /^([^:]*)(?::(.*))?$/.exec(t)!;
-    body = m[1];
-    port = m[2];
-  }
+  const { host: body, port } = splitPort(s, t, what, example);
   const slash = body.indexOf('/');
   const addr = slash < 0 ? body : body.slice(0, slash);
   const a = parseIpAddress(addr, what);
