@@ -83,6 +83,27 @@ export function makeFramer(opts: UdpFrameOptions | Udp6FrameOptions, maxPayload:
   return opts.family === 6 ? new Udp6Framer(opts, maxPayload) : new UdpFramer(opts, maxPayload);
 }
 
+/** The UDP payload length a frame of `frameSize` bytes has room for (payloadLen when frameSize is unset). */
+function paddedLen(payloadLen: number, frameSize: number | undefined, headerLen: number): number {
+  return frameSize ? Math.max(payloadLen, frameSize - headerLen) : payloadLen;
+}
+
+/** The payload after the headers, zero-padded to `plen` (--size); returns plen. */
+function placePayload(b: Buffer, headerLen: number, payload: Uint8Array, plen: number): number {
+  b.set(payload, headerLen);
+  if (plen > payload.length) b.fill(0, headerLen + payload.length, headerLen + plen);
+  return plen;
+}
+
+/** The frame, zero-padded to the 60-byte Ethernet minimum as a NIC would pad it. */
+function minFrame(b: Buffer, frameLen: number): Buffer {
+  if (frameLen < ETH_MIN_FRAME) {
+    b.fill(0, frameLen, ETH_MIN_FRAME);
+    return b.subarray(0, ETH_MIN_FRAME);
+  }
+  return b.subarray(0, frameLen);
+}
+
 /** push_eth: Ethernet, and the 802.1Q tag in front of `ethertype` when there is one, at the start of `buf`. */
 function emitLinkHeader(buf: Buffer, o: { srcMac: Buffer; dstMac: Buffer; vlan?: VlanTag }, ethertype: number): void {
   let type = ethertype;
@@ -162,16 +183,13 @@ export class UdpFramer implements Framer {
 
   /** The UDP payload length a frame of `frameSize` bytes has room for (0 when frameSize is unset). */
   paddedPayloadLen(payloadLen: number): number {
-    const fs = this.o.frameSize;
-    return fs ? Math.max(payloadLen, fs - this.headerLen) : payloadLen;
+    return paddedLen(payloadLen, this.o.frameSize, this.headerLen);
   }
 
   /** One complete frame. Returns a view into the framer's buffer: valid until the next build. */
   build(payload: Uint8Array, ipId: number): Buffer {
     const b = this.buf;
-    const plen = this.paddedPayloadLen(payload.length);
-    b.set(payload, this.headerLen);
-    if (plen > payload.length) b.fill(0, this.headerLen + payload.length, this.headerLen + plen);
+    const plen = placePayload(b, this.headerLen, payload, this.paddedPayloadLen(payload.length));
     const udpLen = UDP_HEADER_LEN + plen;
     const ipLen = IPV4_HEADER_LEN + udpLen;
     const id = ipId & 0xffff;
@@ -192,12 +210,7 @@ export class UdpFramer implements Framer {
     }
     udp.checksum = uc;
 
-    let frameLen = this.headerLen + plen;
-    if (frameLen < ETH_MIN_FRAME) {
-      b.fill(0, frameLen, ETH_MIN_FRAME);
-      frameLen = ETH_MIN_FRAME;
-    }
-    return b.subarray(0, frameLen);
+    return minFrame(b, this.headerLen + plen);
   }
 }
 
@@ -257,28 +270,20 @@ export class Udp6Framer implements Framer {
   }
 
   paddedPayloadLen(payloadLen: number): number {
-    const fs = this.o.frameSize;
-    return fs ? Math.max(payloadLen, fs - this.headerLen) : payloadLen;
+    return paddedLen(payloadLen, this.o.frameSize, this.headerLen);
   }
 
   /** One complete frame; `_ipId` is ignored (IPv6 has no ID outside a Fragment header, which netpoll never sends). */
   build(payload: Uint8Array, _ipId = 0): Buffer {
     const b = this.buf;
-    const plen = this.paddedPayloadLen(payload.length);
-    b.set(payload, this.headerLen);
-    if (plen > payload.length) b.fill(0, this.headerLen + payload.length, this.headerLen + plen);
+    const plen = placePayload(b, this.headerLen, payload, this.paddedPayloadLen(payload.length));
     const udpLen = UDP_HEADER_LEN + plen;
     this.ip.payloadLength = udpLen;
     this.udp.length = udpLen;
     const sum = onesSum(b, this.headerLen, this.headerLen + plen, addWords(this.udpConstSum, udpLen, udpLen));
     const uc = finishUdpChecksum(~sum & 0xffff);
     this.udp.checksum = this.o.udpChecksum === 'bad' ? corruptChecksum(uc) : uc;
-    let frameLen = this.headerLen + plen;
-    if (frameLen < ETH_MIN_FRAME) {
-      b.fill(0, frameLen, ETH_MIN_FRAME);
-      frameLen = ETH_MIN_FRAME;
-    }
-    return b.subarray(0, frameLen);
+    return minFrame(b, this.headerLen + plen);
   }
 }
 
