@@ -2,11 +2,12 @@ import { Command } from 'commander';
 import { LinkGoneError, UsageError } from '../errors.js';
 import { hostOwnsIpv6Address, ifaceInfo, ifaceIpv6Addrs } from '../link/iface.js';
 import { PcapLink } from '../link/pcap.js';
+import { chooseNextHop6, chooseSource6 } from '../resolve/nexthop.js';
 import {
-  ndpResolve, NdpResponder, ndpSolicitFilter, sameIpv6Prefix, type NdpAnswer,
+  ndpResolve, NdpResponder, ndpSolicitFilter, type NdpAnswer,
 } from '../resolve/ndp.js';
 import { AddressError } from '../wire/addr.js';
-import { formatIpv6Addr, isIpv6LinkLocal, isIpv6Multicast, isIpv6Unspecified, parseIpv6Addr, splitIpv6Zone } from '../wire/ipv6.js';
+import { formatIpv6Addr, isIpv6Multicast, isIpv6Unspecified, parseIpv6Addr, splitIpv6Zone } from '../wire/ipv6.js';
 import { formatMac } from '../wire/mac.js';
 import { intArg, interruptedExitCode, onStopSignal, requireLinkUsable, type StopSignal } from './common.js';
 
@@ -93,12 +94,13 @@ export function register(program: Command): void {
       // Down before "no IPv6 address": the kernel lists a link's addresses only while it runs (as arp).
       requireLinkUsable(iface);
       const addrs = ifaceIpv6Addrs(iface.name);
-      const src = from ?? pickSource(addrs, target);
+      const picked = chooseSource6(addrs, target);
+      const src = from ?? (picked ? { ip: picked.ip6, prefix: picked.prefix } : undefined);
       if (!src) throw new UsageError(`${iface.name} has no IPv6 address; give the source address with --from ADDR`);
       const prefix = src.prefix ?? addrs.find((a) => a.addr.equals(src.ip))?.prefix;
       // On-link: a link-local target always; else within the source's prefix. With no known prefix the gateway is used (as arp).
-      const onLink = isIpv6LinkLocal(target) || (prefix !== undefined && sameIpv6Prefix(src.ip, target, prefix));
-      const hop = gateway && !onLink ? { ip: gateway, via: 'gateway' as const } : { ip: target, via: 'direct' as const };
+      const next = chooseNextHop6(target, gateway, { ip6: src.ip, prefix });
+      const hop = { ip: next.ip6, via: next.via };
       const r = await ndpResolve({ iface: iface.name, srcMac: iface.mac, srcIp: src.ip, targetIp: hop.ip, retries, timeoutMs });
       if (f.json) {
         process.stdout.write(JSON.stringify({
@@ -111,16 +113,6 @@ export function register(program: Command): void {
           `(${round3(r.ms)} ms, ${r.tries} ${r.tries === 1 ? 'try' : 'tries'})${hostOwnsIpv6Address(src.ip) ? '' : ` asked as ${formatIpv6Addr(src.ip)}`}\n`);
       }
     });
-}
-
-/** The source for a Solicitation: link-local for a link-local target, else an address whose prefix holds the target, else any. */
-function pickSource(addrs: { addr: Buffer; prefix: number }[], target: Buffer): { ip: Buffer; prefix?: number } | undefined {
-  const ll = addrs.filter((a) => isIpv6LinkLocal(a.addr));
-  const other = addrs.filter((a) => !isIpv6LinkLocal(a.addr));
-  const pick = isIpv6LinkLocal(target)
-    ? ll[0] ?? other[0]
-    : other.find((a) => sameIpv6Prefix(a.addr, target, a.prefix)) ?? other[0] ?? ll[0];
-  return pick ? { ip: pick.addr, prefix: pick.prefix } : undefined;
 }
 
 /** --answer: our NdpResponder on a capture of Solicitations for ADDR, until a signal, --duration, or the link is gone. */

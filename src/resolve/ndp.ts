@@ -216,13 +216,3 @@ export class NdpResponder {
     this.off();
   }
 }
-
-/** True when a and b share their first `prefix` bits. */
-export function sameIpv6Prefix(a: Buffer, b: Buffer, prefix: number): boolean {
-  const whole = prefix >>> 3;
-  if (!a.subarray(0, whole).equals(b.subarray(0, whole))) return false;
-  const rest = prefix & 7;
-  if (rest === 0) return true;
-  const mask = (0xff << (8 - rest)) & 0xff;
-  return (a[whole] & mask) === (b[whole] & mask);
-}

@@ -29,3 +29,17 @@ export function chooseNextHop6(target: Buffer, gateway: Buffer | undefined, src:
   }
   return { family: 6, ip6: gateway, via: 'gateway' };
 }
+
+/**
+ * The IPv6 source when none is given, as netpoll_setup picks it: for a link-local target the interface's link-local
+ * address, else a global one whose prefix holds the target, else the first global one, else the link-local one (it
+ * still reaches an on-link peer).
+ */
+export function chooseSource6(addrs: { addr: Buffer; prefix: number }[], target: Buffer): { ip6: Buffer; prefix: number } | undefined {
+  const ll = addrs.filter((a) => isIpv6LinkLocal(a.addr));
+  const other = addrs.filter((a) => !isIpv6LinkLocal(a.addr));
+  const pick = isIpv6LinkLocal(target)
+    ? ll[0] ?? other[0]
+    : other.find((a) => sameSubnetAny({ family: 6, ip6: a.addr }, { family: 6, ip6: target }, a.prefix)) ?? other[0] ?? ll[0];
+  return pick ? { ip6: pick.addr, prefix: pick.prefix } : undefined;
+}

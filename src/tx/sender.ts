@@ -6,7 +6,7 @@ import { linkStatus } from '../link/watch.js';
 import { PcapFileWriter } from '../link/pcapwriter.js';
 import { arpRequestFilter, arpResolve, ArpResponder } from '../resolve/arp.js';
 import { ndpResolve, NdpResponder, ndpSolicitFilter } from '../resolve/ndp.js';
-import { chooseNextHop, chooseNextHop6, type NextHop } from '../resolve/nexthop.js';
+import { chooseNextHop, chooseNextHop6, chooseSource6, type NextHop } from '../resolve/nexthop.js';
 import { formatEndpoint, formatIpAddress, type IpAddress } from '../wire/endpoint.js';
 import { formatIpv6Addr, isIpv6LinkLocal, isIpv6Multicast, isIpv6Unspecified, ipv6MulticastMac } from '../wire/ipv6.js';
 import { ETH_HEADER_LEN, ETH_MIN_FRAME } from '../wire/ethernet.js';
@@ -267,12 +267,7 @@ export class UdpSender {
     const from = o.from as { family: 6; ip6: Buffer; prefix?: number } | undefined;
     const gateway = o.gateway as { family: 6; ip6: Buffer } | undefined;
     let src: { ip6: Buffer; prefix?: number } | undefined = from ? { ip6: from.ip6, prefix: from.prefix } : undefined;
-    if (!src && iface) {
-      const global = iface.ipv6.filter((a) => !isIpv6LinkLocal(a.addr));
-      const local = iface.ipv6.filter((a) => isIpv6LinkLocal(a.addr));
-      const pick = isIpv6LinkLocal(to.ip6) ? local[0] ?? global[0] : global[0] ?? local[0];
-      if (pick) src = { ip6: pick.addr, prefix: pick.prefix };
-    }
+    if (!src && iface) src = chooseSource6(iface.ipv6, to.ip6);
     if (!src) {
       throw new UsageError(`${iface!.name} has no IPv6 address; give the source address with --from [IPv6[/PREFIX]]:PORT or --from IPv6[/PREFIX]`);
     }
